@@ -1,0 +1,108 @@
+import { Ajv } from 'ajv';
+import path from 'node:path';
+
+/** The only reader of process.env: one schema, parsed once, frozen. */
+export interface BrokerConfig {
+  port: number;
+  host: string;
+  dataDir: string;
+  /** Base64 of 32 bytes, from BROKER_MASTER_KEY. */
+  masterKeyBase64?: string;
+  masterKeyFile?: string;
+  region: string;
+  accountId: string;
+  allowInsecureEndpoints: boolean;
+  logLevel: string;
+  tokenTimeoutMs: number;
+  cacheMaxEntries: number;
+  bodyLimitBytes: number;
+}
+
+const envSchema = {
+  type: 'object',
+  properties: {
+    PORT: { type: 'integer', minimum: 0, maximum: 65535, default: 8080 },
+    HOST: { type: 'string', minLength: 1, default: '127.0.0.1' },
+    BROKER_DATA_DIR: { type: 'string', minLength: 1, default: './data' },
+    BROKER_MASTER_KEY: { type: 'string', minLength: 1 },
+    BROKER_MASTER_KEY_FILE: { type: 'string', minLength: 1 },
+    BROKER_REGION: { type: 'string', pattern: '^[a-z]{2}(-[a-z]+)+-[0-9]+$', default: 'us-east-1' },
+    BROKER_ACCOUNT_ID: { type: 'string', pattern: '^[0-9]{12}$', default: '000000000000' },
+    BROKER_ALLOW_INSECURE_ENDPOINTS: {
+      type: 'string',
+      enum: ['1', '0', 'true', 'false', ''],
+      default: 'false',
+    },
+    LOG_LEVEL: {
+      type: 'string',
+      enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'],
+      default: 'info',
+    },
+    BROKER_TOKEN_TIMEOUT_MS: { type: 'integer', minimum: 100, maximum: 60000, default: 10000 },
+    BROKER_CACHE_MAX_ENTRIES: { type: 'integer', minimum: 1, maximum: 1000000, default: 10000 },
+    BROKER_BODY_LIMIT_BYTES: { type: 'integer', minimum: 1024, maximum: 10485760, default: 262144 },
+  },
+} as const;
+
+interface ParsedEnv {
+  PORT: number;
+  HOST: string;
+  BROKER_DATA_DIR: string;
+  BROKER_MASTER_KEY?: string;
+  BROKER_MASTER_KEY_FILE?: string;
+  BROKER_REGION: string;
+  BROKER_ACCOUNT_ID: string;
+  BROKER_ALLOW_INSECURE_ENDPOINTS: string;
+  LOG_LEVEL: string;
+  BROKER_TOKEN_TIMEOUT_MS: number;
+  BROKER_CACHE_MAX_ENTRIES: number;
+  BROKER_BODY_LIMIT_BYTES: number;
+}
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+const validateEnv = new Ajv({ coerceTypes: true, useDefaults: true, allErrors: true }).compile(
+  envSchema,
+);
+
+/** Parses the variables the broker knows; an invalid one throws a ConfigError naming it. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<BrokerConfig> {
+  const known: Record<string, string> = {};
+  for (const name of Object.keys(envSchema.properties)) {
+    const value = env[name];
+    if (value !== undefined) known[name] = value;
+  }
+  if (!validateEnv(known)) {
+    const problems = (validateEnv.errors ?? []).map((error) => {
+      const variable = error.instancePath.replace(/^\//, '');
+      // Secrets never reach the message: only the variable's name and the rule it broke.
+      return `${variable} ${error.message ?? 'is invalid'}`;
+    });
+    throw new ConfigError(`invalid configuration: ${problems.join('; ')}`);
+  }
+  const parsed = known as unknown as ParsedEnv;
+  if (parsed.BROKER_MASTER_KEY !== undefined && parsed.BROKER_MASTER_KEY_FILE !== undefined) {
+    throw new ConfigError(
+      'invalid configuration: set BROKER_MASTER_KEY or BROKER_MASTER_KEY_FILE, not both',
+    );
+  }
+  const config: BrokerConfig = {
+    port: parsed.PORT,
+    host: parsed.HOST,
+    dataDir: path.resolve(parsed.BROKER_DATA_DIR),
+    region: parsed.BROKER_REGION,
+    accountId: parsed.BROKER_ACCOUNT_ID,
+    allowInsecureEndpoints: ['1', 'true'].includes(parsed.BROKER_ALLOW_INSECURE_ENDPOINTS),
+    logLevel: parsed.LOG_LEVEL,
+    tokenTimeoutMs: parsed.BROKER_TOKEN_TIMEOUT_MS,
+    cacheMaxEntries: parsed.BROKER_CACHE_MAX_ENTRIES,
+    bodyLimitBytes: parsed.BROKER_BODY_LIMIT_BYTES,
+  };
+  if (parsed.BROKER_MASTER_KEY !== undefined) config.masterKeyBase64 = parsed.BROKER_MASTER_KEY;
+  if (parsed.BROKER_MASTER_KEY_FILE !== undefined) {
+    config.masterKeyFile = path.resolve(parsed.BROKER_MASTER_KEY_FILE);
+  }
+  return Object.freeze(config);
+}

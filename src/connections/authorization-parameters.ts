@@ -1,0 +1,91 @@
+import { connectionArn, type ArnContext } from './arn.js';
+import type {
+  ApiKeyConnection,
+  AuthorizationType,
+  BasicConnection,
+  Connection,
+  HttpParameter,
+  OAuthConnection,
+} from './connection.js';
+
+/** What an executor applies to its request: ready to send, pre-serialized once per generation. */
+export interface PreparedAuthorization {
+  /** The JSON response body. */
+  body: Buffer;
+  /** After this instant the token must be refreshed first; Infinity for BASIC and API_KEY. */
+  freshUntilMs: number;
+  generation: number;
+}
+
+/** EventBridge refreshes a token with under 60 seconds left before using it. */
+export const PROACTIVE_REFRESH_MS = 60_000;
+
+type CredentialHeaders = {
+  [T in AuthorizationType]: (
+    connection: Extract<Connection, { authorizationType: T }>,
+  ) => [string, string];
+};
+
+const credentialHeader: CredentialHeaders = {
+  BASIC: (c: BasicConnection) => [
+    'Authorization',
+    `Basic ${Buffer.from(`${c.basic.username}:${c.basic.password ?? ''}`).toString('base64')}`,
+  ],
+  API_KEY: (c: ApiKeyConnection) => [c.apiKey.apiKeyName, c.apiKey.apiKeyValue ?? ''],
+  OAUTH_CLIENT_CREDENTIALS: (c: OAuthConnection) => [
+    'Authorization',
+    `${c.token?.tokenType ?? 'Bearer'} ${c.token?.accessToken ?? ''}`,
+  ],
+};
+
+function toMap(parameters: readonly HttpParameter[] | undefined): Record<string, string> {
+  const map: Record<string, string> = {};
+  for (const p of parameters ?? []) map[p.key] = p.value;
+  return map;
+}
+
+function headerFor(connection: Connection): [string, string] {
+  switch (connection.authorizationType) {
+    case 'BASIC':
+      return credentialHeader.BASIC(connection);
+    case 'API_KEY':
+      return credentialHeader.API_KEY(connection);
+    case 'OAUTH_CLIENT_CREDENTIALS':
+      return credentialHeader.OAUTH_CLIENT_CREDENTIALS(connection);
+  }
+}
+
+function freshUntil(connection: Connection): number {
+  if (connection.authorizationType !== 'OAUTH_CLIENT_CREDENTIALS') return Infinity;
+  const expiresAtMs = connection.token?.expiresAtMs;
+  return expiresAtMs === undefined ? Infinity : expiresAtMs - PROACTIVE_REFRESH_MS;
+}
+
+/** The credential is applied last, so it wins over an invocation header of the same name. */
+export function prepareAuthorization(
+  arn: ArnContext,
+  connection: Connection,
+): PreparedAuthorization {
+  const invocation = connection.invocationHttpParameters;
+  const headers = toMap(invocation?.headerParameters);
+  const [name, value] = headerFor(connection);
+  headers[name] = value;
+  const expiresAtMs =
+    connection.authorizationType === 'OAUTH_CLIENT_CREDENTIALS'
+      ? connection.token?.expiresAtMs
+      : undefined;
+  const body = {
+    ConnectionArn: connectionArn(arn, connection.name, connection.uuid),
+    AuthorizationType: connection.authorizationType,
+    Headers: headers,
+    QueryParameters: toMap(invocation?.queryStringParameters),
+    BodyParameters: toMap(invocation?.bodyParameters),
+    TokenGeneration: connection.generation,
+    ...(expiresAtMs !== undefined && { TokenExpiresAt: new Date(expiresAtMs).toISOString() }),
+  };
+  return {
+    body: Buffer.from(JSON.stringify(body)),
+    freshUntilMs: freshUntil(connection),
+    generation: connection.generation,
+  };
+}

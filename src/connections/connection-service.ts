@@ -1,0 +1,486 @@
+import { randomUUID } from 'node:crypto';
+import type { Logger } from 'pino';
+import { BrokerError, connectionNotFound } from '../errors.js';
+import type { BrokerMetrics } from '../metrics.js';
+import { assertEndpointAllowed } from '../oauth/endpoint-policy.js';
+import type { TokenClient, TokenResult } from '../oauth/token-client.js';
+import type { SecretStore, StoredRecord } from '../secret-store/secret-store.js';
+import { parseConnectionReference, type ArnContext } from './arn.js';
+import {
+  PROACTIVE_REFRESH_MS,
+  prepareAuthorization,
+  type PreparedAuthorization,
+} from './authorization-parameters.js';
+import type { Connection, ConnectionState, OAuthConnection } from './connection.js';
+import type { CachedConnection, ConnectionCache } from './connection-cache.js';
+import { decodeConnection, encodeConnection } from './connection-codec.js';
+import {
+  assertOnlyBlockFor,
+  hasCompleteCredentials,
+  mergeCredentials,
+  mergeHttpParameters,
+  requireBlockFor,
+  type CreateConnectionInput,
+  type Credentials,
+  type UpdateConnectionInput,
+} from './connection-input.js';
+import { KeyedMutex } from './keyed-mutex.js';
+import { RefreshBackoff } from './refresh-backoff.js';
+
+export interface ConnectionServiceDeps {
+  store: SecretStore;
+  tokenClient: TokenClient;
+  cache: ConnectionCache;
+  arn: ArnContext;
+  allowInsecureEndpoints: boolean;
+  logger: Logger;
+  metrics: Pick<BrokerMetrics, 'tokenRequests' | 'tokenRequestDuration' | 'connections'>;
+  now?: () => number;
+}
+
+interface Loaded {
+  connection: Connection;
+  version: string;
+}
+
+const STATE_REASON_MAX = 512;
+
+function notAuthorized(connection: Connection): BrokerError {
+  const reason = connection.stateReason === undefined ? '' : ` ${connection.stateReason}`;
+  return new BrokerError(
+    'InvalidConnectionStateException',
+    `Connection '${connection.name}' is not authorized (state ${connection.state}).${reason}`,
+  );
+}
+
+function truncate(text: string): string {
+  return text.length <= STATE_REASON_MAX ? text : `${text.slice(0, STATE_REASON_MAX - 1)}…`;
+}
+
+function withCredentials(connection: Connection, credentials: Credentials): Connection {
+  const { ...common } = connection as Partial<
+    Record<'basic' | 'apiKey' | 'oauth' | 'token', unknown>
+  > &
+    Connection;
+  delete common.basic;
+  delete common.apiKey;
+  delete common.oauth;
+  delete common.token;
+  return { ...common, ...credentials } as Connection;
+}
+
+/** The use cases of the broker. Knows nothing of HTTP. */
+export class ConnectionService {
+  private readonly store: SecretStore;
+  private readonly cache: ConnectionCache;
+  private readonly now: () => number;
+  private readonly inflight = new Map<string, Promise<Loaded>>();
+  private readonly writes = new KeyedMutex();
+  private readonly backoff = new RefreshBackoff();
+
+  constructor(private readonly deps: ConnectionServiceDeps) {
+    this.store = deps.store;
+    this.cache = deps.cache;
+    this.now = deps.now ?? Date.now;
+  }
+
+  // ---- management -------------------------------------------------------------------------
+
+  async create(input: CreateConnectionInput): Promise<Connection> {
+    const type = input.AuthorizationType;
+    requireBlockFor(type, input.AuthParameters);
+    assertOnlyBlockFor(type, input.AuthParameters);
+    const credentials = mergeCredentials(type, undefined, input.AuthParameters);
+    this.assertEndpoint(credentials);
+    const nowMs = this.now();
+    const isOAuth = type === 'OAUTH_CLIENT_CREDENTIALS';
+    const invocation = input.AuthParameters.InvocationHttpParameters;
+    const connection = {
+      name: input.Name,
+      uuid: randomUUID(),
+      secretUuid: randomUUID(),
+      state: (isOAuth ? 'AUTHORIZING' : 'AUTHORIZED') as ConnectionState,
+      creationTimeMs: nowMs,
+      lastModifiedTimeMs: nowMs,
+      generation: 1,
+      ...(input.Description !== undefined && { description: input.Description }),
+      ...(!isOAuth && { lastAuthorizedTimeMs: nowMs }),
+      ...(invocation !== undefined && {
+        invocationHttpParameters: mergeHttpParameters(undefined, invocation),
+      }),
+      ...credentials,
+    } as Connection;
+    const record = await this.store.create(connection.name, encodeConnection(connection));
+    const loaded = this.remember(record);
+    if (loaded.connection.authorizationType !== 'OAUTH_CLIENT_CREDENTIALS')
+      return loaded.connection;
+    return (await this.singleFlight(connection.name, () => this.authorize(loaded))).connection;
+  }
+
+  async describe(nameOrArn: string): Promise<Connection> {
+    return (await this.load(nameOrArn)).connection;
+  }
+
+  async list(query: {
+    namePrefix?: string;
+    state?: string;
+    limit: number;
+    nextToken?: string;
+  }): Promise<{ connections: Connection[]; nextToken?: string }> {
+    const page = await this.store.list(query);
+    return {
+      connections: page.records.map((record) => decodeConnection(record.secret)),
+      ...(page.nextToken !== undefined && { nextToken: page.nextToken }),
+    };
+  }
+
+  async update(nameOrArn: string, input: UpdateConnectionInput): Promise<Connection> {
+    const { name } = (await this.load(nameOrArn)).connection;
+    return (
+      await this.writes.run(name, async () => {
+        const current = await this.reload(name);
+        const next = this.applyUpdate(current.connection, input);
+        const saved = await this.save(next.connection, current.version);
+        return next.reauthorize ? this.authorize(saved) : saved;
+      })
+    ).connection;
+  }
+
+  async delete(nameOrArn: string): Promise<Connection> {
+    const { name } = (await this.load(nameOrArn)).connection;
+    return this.writes.run(name, async () => {
+      const { connection } = await this.reload(name);
+      await this.store.delete(name);
+      this.cache.delete(name);
+      this.backoff.clear(name);
+      return { ...connection, state: 'DELETING' as const };
+    });
+  }
+
+  /** Drops the credentials and the token; the non-secret fields and invocation parameters stay. */
+  async deauthorize(nameOrArn: string): Promise<Connection> {
+    const { name } = (await this.load(nameOrArn)).connection;
+    const saved = await this.writes.run(name, async () => {
+      const current = await this.reload(name);
+      const c = current.connection;
+      const dropped: Credentials =
+        c.authorizationType === 'BASIC'
+          ? { authorizationType: 'BASIC', basic: { username: c.basic.username } }
+          : c.authorizationType === 'API_KEY'
+            ? { authorizationType: 'API_KEY', apiKey: { apiKeyName: c.apiKey.apiKeyName } }
+            : {
+                authorizationType: 'OAUTH_CLIENT_CREDENTIALS',
+                oauth: (({ clientSecret: _dropped, ...rest }) => rest)(c.oauth),
+              };
+      const next = withCredentials(c, dropped);
+      next.state = 'DEAUTHORIZED';
+      next.stateReason = 'Deauthorized by DeauthorizeConnection.';
+      next.generation = c.generation + 1;
+      next.lastModifiedTimeMs = this.now();
+      return this.save(next, current.version);
+    });
+    return saved.connection;
+  }
+
+  /** Finishes authorizations that a crash interrupted (state AUTHORIZING at start-up). */
+  async resumeInterruptedAuthorizations(): Promise<number> {
+    let resumed = 0;
+    let nextToken: string | undefined;
+    do {
+      const page = await this.store.list({
+        state: 'AUTHORIZING',
+        limit: 100,
+        ...(nextToken !== undefined && { nextToken }),
+      });
+      for (const record of page.records) {
+        await this.singleFlight(record.name, () => this.authorize(this.remember(record)));
+        resumed += 1;
+      }
+      nextToken = page.nextToken;
+    } while (nextToken !== undefined);
+    return resumed;
+  }
+
+  async countByState(): Promise<Map<ConnectionState, number>> {
+    const counts = new Map<ConnectionState, number>();
+    let nextToken: string | undefined;
+    do {
+      const page = await this.list({ limit: 100, ...(nextToken !== undefined && { nextToken }) });
+      for (const c of page.connections) counts.set(c.state, (counts.get(c.state) ?? 0) + 1);
+      nextToken = page.nextToken;
+    } while (nextToken !== undefined);
+    return counts;
+  }
+
+  // ---- executors' path ------------------------------------------------------------------
+
+  /** The hot path's fallback: loads, refreshes a token close to expiry, and caches the answer. */
+  async getAuthorization(nameOrArn: string): Promise<PreparedAuthorization> {
+    let loaded = await this.load(nameOrArn);
+    if (loaded.connection.state === 'AUTHORIZING') {
+      loaded = await this.singleFlight(loaded.connection.name, async () =>
+        this.authorize(await this.reload(loaded.connection.name)),
+      );
+    }
+    const connection = loaded.connection;
+    if (connection.state !== 'AUTHORIZED') throw notAuthorized(connection);
+    if (
+      connection.authorizationType === 'OAUTH_CLIENT_CREDENTIALS' &&
+      this.needsRefresh(connection)
+    ) {
+      loaded = await this.refreshToken(connection.name, connection.generation);
+      const refreshed = loaded.connection;
+      if (refreshed.state !== 'AUTHORIZED') throw notAuthorized(refreshed);
+      if (refreshed.generation === connection.generation && !this.isUsable(refreshed)) {
+        throw this.unavailable(refreshed.name);
+      }
+    }
+    return this.prepared(loaded);
+  }
+
+  /** An executor reports that the upstream answered 401 or 407 to the credentials of `generation`. */
+  async reportRejection(
+    nameOrArn: string,
+    statusCode: number,
+    generation: number,
+  ): Promise<PreparedAuthorization> {
+    const { name, authorizationType } = (await this.load(nameOrArn)).connection;
+    const loaded =
+      authorizationType === 'OAUTH_CLIENT_CREDENTIALS'
+        ? await this.refreshToken(name, generation)
+        : await this.singleFlight(name, () =>
+            this.rejectStaticCredentials(name, statusCode, generation),
+          );
+    const connection = loaded.connection;
+    if (connection.state !== 'AUTHORIZED') throw notAuthorized(connection);
+    if (connection.generation === generation) throw this.unavailable(name);
+    return this.prepared(loaded);
+  }
+
+  // ---- internals --------------------------------------------------------------------------
+
+  private async load(nameOrArn: string): Promise<Loaded> {
+    const reference = parseConnectionReference(nameOrArn);
+    const cached = this.cache.get(reference.name);
+    const loaded = cached ?? (await this.reload(reference.name));
+    if (reference.uuid !== undefined && reference.uuid !== loaded.connection.uuid) {
+      throw connectionNotFound(nameOrArn);
+    }
+    return loaded;
+  }
+
+  /** Reads the source of truth, bypassing the cache. */
+  private async reload(name: string): Promise<Loaded> {
+    const record = await this.store.get(name);
+    if (record === undefined) {
+      this.cache.delete(name);
+      throw connectionNotFound(name);
+    }
+    return this.remember(record);
+  }
+
+  private remember(record: StoredRecord): CachedConnection {
+    const entry: CachedConnection = {
+      connection: decodeConnection(record.secret),
+      version: record.version,
+    };
+    this.cache.set(entry);
+    return entry;
+  }
+
+  private async save(connection: Connection, expectedVersion: string): Promise<Loaded> {
+    const record = await this.store.replace(
+      connection.name,
+      encodeConnection(connection),
+      expectedVersion,
+    );
+    return this.remember(record);
+  }
+
+  private prepared(loaded: Loaded): PreparedAuthorization {
+    const entry = loaded as CachedConnection;
+    entry.authorization ??= prepareAuthorization(this.deps.arn, loaded.connection);
+    return entry.authorization;
+  }
+
+  /**
+   * Token work (authorize, refresh, reject) is idempotent per generation, so concurrent callers
+   * share one run; it is serialized with the connection's other writes.
+   */
+  private singleFlight(name: string, operation: () => Promise<Loaded>): Promise<Loaded> {
+    const running = this.inflight.get(name);
+    if (running !== undefined) return running;
+    const started = this.writes.run(name, operation).finally(() => this.inflight.delete(name));
+    this.inflight.set(name, started);
+    return started;
+  }
+
+  private needsRefresh(connection: OAuthConnection): boolean {
+    const token = connection.token;
+    if (token === undefined) return true;
+    return token.expiresAtMs !== undefined && token.expiresAtMs - this.now() < PROACTIVE_REFRESH_MS;
+  }
+
+  private isUsable(connection: Connection): boolean {
+    if (connection.authorizationType !== 'OAUTH_CLIENT_CREDENTIALS') return true;
+    const token = connection.token;
+    return (
+      token !== undefined && (token.expiresAtMs === undefined || token.expiresAtMs > this.now())
+    );
+  }
+
+  private unavailable(name: string): BrokerError {
+    return new BrokerError(
+      'ServiceUnavailableException',
+      `The token endpoint of connection '${name}' is unavailable; no valid token can be served.`,
+      { retryAfterSeconds: this.backoff.retryAfterSeconds(name, this.now()) },
+    );
+  }
+
+  /**
+   * Compare-and-refresh: only a caller that saw the current generation causes a token request,
+   * and concurrent callers share it. A caller that saw an older generation gets the current one.
+   */
+  private refreshToken(name: string, seenGeneration: number): Promise<Loaded> {
+    return this.singleFlight(name, async () => {
+      const current = await this.reload(name);
+      const c = current.connection;
+      if (c.state !== 'AUTHORIZED' || c.generation !== seenGeneration) return current;
+      if (!this.backoff.mayAttempt(name, this.now())) return current;
+      if (c.authorizationType !== 'OAUTH_CLIENT_CREDENTIALS') return current;
+      const result = await this.requestToken(c);
+      if (result.outcome === 'unavailable') {
+        this.backoff.recordFailure(name, this.now());
+        this.deps.logger.warn(
+          { connection: name, reason: result.reason },
+          'token refresh failed; the connection stays authorized',
+        );
+        return current;
+      }
+      this.backoff.clear(name);
+      return this.save(this.applyTokenResult(c, result), current.version);
+    });
+  }
+
+  /** Create, update or a crash left the connection AUTHORIZING: any failure deauthorizes. */
+  private async authorize(loaded: Loaded): Promise<Loaded> {
+    const c = loaded.connection;
+    if (c.authorizationType !== 'OAUTH_CLIENT_CREDENTIALS') return loaded;
+    const result = await this.requestToken(c);
+    const next =
+      result.outcome === 'issued'
+        ? this.applyTokenResult(c, result)
+        : this.deauthorized(c, `Authorization failed: ${result.reason}.`);
+    return this.save(next, loaded.version);
+  }
+
+  private async requestToken(connection: OAuthConnection): Promise<TokenResult> {
+    const result = await this.deps.tokenClient.requestToken(connection.oauth);
+    this.deps.metrics.tokenRequests.inc({ outcome: result.outcome });
+    this.deps.metrics.tokenRequestDuration.observe(result.durationMs / 1000);
+    this.deps.logger.info(
+      { connection: connection.name, outcome: result.outcome, durationMs: result.durationMs },
+      'token request',
+    );
+    return result;
+  }
+
+  private applyTokenResult(c: OAuthConnection, result: TokenResult): Connection {
+    if (result.outcome !== 'issued') {
+      return this.deauthorized(c, `Token refresh was rejected: ${result.reason}.`);
+    }
+    const { stateReason: _cleared, ...rest } = c;
+    return {
+      ...rest,
+      state: 'AUTHORIZED',
+      token: result.token,
+      generation: c.generation + 1,
+      lastAuthorizedTimeMs: result.token.obtainedAtMs,
+    };
+  }
+
+  private deauthorized(c: Connection, reason: string): Connection {
+    const next = { ...c, state: 'DEAUTHORIZED' as const, stateReason: truncate(reason) };
+    if (next.authorizationType === 'OAUTH_CLIENT_CREDENTIALS') delete next.token;
+    return next;
+  }
+
+  /** EventBridge: a 401/407 to unchanged BASIC or API_KEY credentials deauthorizes the connection. */
+  private async rejectStaticCredentials(
+    name: string,
+    statusCode: number,
+    generation: number,
+  ): Promise<Loaded> {
+    const current = await this.reload(name);
+    const c = current.connection;
+    if (c.state !== 'AUTHORIZED' || c.generation !== generation) return current;
+    const reason = `The API answered HTTP ${statusCode} to the stored credentials.`;
+    this.deps.logger.warn({ connection: name, statusCode }, 'credentials rejected; deauthorizing');
+    return this.save(
+      { ...this.deauthorized(c, reason), generation: c.generation + 1 },
+      current.version,
+    );
+  }
+
+  private assertEndpoint(credentials: Credentials): void {
+    if (credentials.authorizationType !== 'OAUTH_CLIENT_CREDENTIALS') return;
+    assertEndpointAllowed(
+      'AuthorizationEndpoint',
+      credentials.oauth.authorizationEndpoint,
+      this.deps.allowInsecureEndpoints,
+    );
+  }
+
+  private applyUpdate(
+    current: Connection,
+    input: UpdateConnectionInput,
+  ): { connection: Connection; reauthorize: boolean } {
+    const type = input.AuthorizationType ?? current.authorizationType;
+    const auth = input.AuthParameters;
+    assertOnlyBlockFor(type, auth);
+    const typeChanged = type !== current.authorizationType;
+    const touchesCredentials = typeChanged || auth !== undefined;
+    let next: Connection = { ...current, lastModifiedTimeMs: this.now() };
+    if (input.Description !== undefined) next.description = input.Description;
+    if (!touchesCredentials) return { connection: next, reauthorize: false };
+
+    const credentials = mergeCredentials(type, current, auth);
+    this.assertEndpoint(credentials);
+    next = withCredentials(next, credentials);
+    if (auth?.InvocationHttpParameters !== undefined) {
+      next.invocationHttpParameters = mergeHttpParameters(
+        current.invocationHttpParameters,
+        auth.InvocationHttpParameters,
+      );
+    }
+    next.generation = current.generation + 1;
+    delete next.stateReason;
+    if (!hasCompleteCredentials(credentials)) {
+      return {
+        connection: this.deauthorized(
+          next,
+          'The connection has no credentials; update them to re-authorize.',
+        ),
+        reauthorize: false,
+      };
+    }
+    const oauthChanged =
+      type === 'OAUTH_CLIENT_CREDENTIALS' &&
+      (typeChanged || auth?.OAuthParameters !== undefined || current.state !== 'AUTHORIZED');
+    if (oauthChanged) {
+      next.state = 'AUTHORIZING';
+      return { connection: next, reauthorize: true };
+    }
+    if (current.authorizationType === 'OAUTH_CLIENT_CREDENTIALS' && current.token !== undefined) {
+      (next as OAuthConnection).token = current.token;
+    }
+    next.state = 'AUTHORIZED';
+    if (type !== 'OAUTH_CLIENT_CREDENTIALS') next.lastAuthorizedTimeMs = this.now();
+    return { connection: next, reauthorize: false };
+  }
+
+  /** For tests and shutdown: waits for work in flight. */
+  async idle(): Promise<void> {
+    await Promise.allSettled([...this.inflight.values()]);
+  }
+}

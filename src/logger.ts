@@ -1,0 +1,51 @@
+import { pino, type Logger, type DestinationStream } from 'pino';
+
+/**
+ * Every path where a secret could ride along into a log line. Log calls pick fields, and this
+ * list is the second line of defence.
+ */
+export const REDACTED_PATHS = [
+  'password',
+  '*.password',
+  'Password',
+  '*.Password',
+  '*.*.Password',
+  'ApiKeyValue',
+  '*.ApiKeyValue',
+  '*.*.ApiKeyValue',
+  'ClientSecret',
+  '*.ClientSecret',
+  '*.*.ClientSecret',
+  '*.*.*.ClientSecret',
+  'client_secret',
+  '*.client_secret',
+  'api_key_value',
+  '*.api_key_value',
+  'access_token',
+  '*.access_token',
+  'accessToken',
+  '*.accessToken',
+  'token',
+  '*.token',
+  'authorization',
+  '*.authorization',
+  'req.headers.authorization',
+  'req.headers.cookie',
+  'headers.authorization',
+  'Headers',
+  '*.Headers',
+  'body',
+  '*.body',
+];
+
+export function createLogger(level: string, destination?: DestinationStream): Logger {
+  return pino(
+    {
+      level,
+      base: { service: 'connection-broker' },
+      redact: { paths: REDACTED_PATHS, censor: '[redacted]' },
+      timestamp: pino.stdTimeFunctions.isoTime,
+    },
+    destination,
+  );
+}

@@ -1,0 +1,160 @@
+import * as client from 'openid-client';
+import type { HttpParameter, OAuthAuth, OAuthToken } from '../connections/connection.js';
+
+/**
+ * One client-credentials token request. The outcome separates a definitive rejection (which
+ * deauthorizes a connection) from an unreachable endpoint (which keeps a valid token in service).
+ */
+export type TokenResult =
+  | { outcome: 'issued'; token: OAuthToken; durationMs: number }
+  | { outcome: 'rejected'; reason: string; durationMs: number }
+  | { outcome: 'unavailable'; reason: string; durationMs: number };
+
+export interface TokenClient {
+  requestToken(oauth: OAuthAuth): Promise<TokenResult>;
+}
+
+export interface TokenClientOptions {
+  timeoutMs: number;
+  allowInsecureEndpoints: boolean;
+  userAgent: string;
+  now?: () => number;
+}
+
+interface Observed {
+  status?: number;
+}
+
+function withQuery(endpoint: string, parameters: readonly HttpParameter[] | undefined): string {
+  const url = new URL(endpoint);
+  for (const p of parameters ?? []) url.searchParams.append(p.key, p.value);
+  return url.href;
+}
+
+function networkReason(error: unknown): string {
+  if (error instanceof Error && (error.name === 'TimeoutError' || error.name === 'AbortError')) {
+    return 'the token endpoint did not answer in time';
+  }
+  const cause =
+    error instanceof Error ? (error.cause as { code?: unknown } | undefined) : undefined;
+  const code = typeof cause?.code === 'string' ? ` (${cause.code})` : '';
+  return `the token endpoint could not be reached${code}`;
+}
+
+/** RFC 6749 says token_type is required; EventBridge-era endpoints often omit it. */
+async function defaultTokenType(response: Response): Promise<Response> {
+  if (!response.ok || !(response.headers.get('content-type') ?? '').includes('json')) {
+    return response;
+  }
+  const text = await response.text();
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    return new Response(text, response);
+  }
+  if (typeof body === 'object' && body !== null && !('token_type' in body)) {
+    return new Response(JSON.stringify({ ...body, token_type: 'Bearer' }), response);
+  }
+  return new Response(text, response);
+}
+
+function methodFetch(oauth: OAuthAuth, options: TokenClientOptions, observed: Observed) {
+  // openid-client always POSTs; EventBridge lets the connection choose GET, POST or PUT.
+  return async (url: string, init: client.CustomFetchOptions): Promise<Response> => {
+    const headers: Record<string, string> = { ...init.headers, 'user-agent': options.userAgent };
+    for (const p of oauth.oauthHttpParameters?.headerParameters ?? []) headers[p.key] = p.value;
+    let target = url;
+    let body: client.CustomFetchOptions['body'] | undefined = init.body;
+    if (oauth.httpMethod === 'GET') {
+      const query = new URL(url);
+      const form = init.body instanceof URLSearchParams ? init.body : new URLSearchParams();
+      for (const [key, value] of form) {
+        query.searchParams.append(key, value);
+      }
+      target = query.href;
+      body = undefined;
+      delete headers['content-type'];
+    }
+    const response = await fetch(target, {
+      method: oauth.httpMethod,
+      headers,
+      redirect: 'manual',
+      ...(body !== undefined && { body }),
+      ...(init.signal !== undefined && { signal: init.signal }),
+    });
+    observed.status = response.status;
+    return defaultTokenType(response);
+  };
+}
+
+function rejectionReason(error: unknown, observed: Observed): string {
+  if (error instanceof client.ResponseBodyError) {
+    return `the token endpoint answered HTTP ${error.status} (${error.error})`;
+  }
+  if (observed.status !== undefined && (observed.status < 200 || observed.status > 299)) {
+    return `the token endpoint answered HTTP ${observed.status}`;
+  }
+  const code = error instanceof client.ClientError ? ` (${error.code ?? 'invalid response'})` : '';
+  return `the token endpoint's answer was not a valid token response${code}`;
+}
+
+function isTransientStatus(status: number | undefined): boolean {
+  return status !== undefined && (status >= 500 || status === 429 || status === 408);
+}
+
+export function createTokenClient(options: TokenClientOptions): TokenClient {
+  const now = options.now ?? Date.now;
+  return {
+    async requestToken(oauth) {
+      const startedMs = now();
+      const observed: Observed = {};
+      const elapsed = () => now() - startedMs;
+      const tokenEndpoint = withQuery(
+        oauth.authorizationEndpoint,
+        oauth.oauthHttpParameters?.queryStringParameters,
+      );
+      const config = new client.Configuration(
+        { issuer: new URL(tokenEndpoint).origin, token_endpoint: tokenEndpoint },
+        oauth.clientId,
+        undefined,
+        client.ClientSecretBasic(oauth.clientSecret ?? ''),
+      );
+      if (options.allowInsecureEndpoints) client.allowInsecureRequests(config);
+      config.timeout = options.timeoutMs / 1000;
+      config[client.customFetch] = methodFetch(oauth, options, observed);
+      const body: Record<string, string> = {};
+      for (const p of oauth.oauthHttpParameters?.bodyParameters ?? []) body[p.key] = p.value;
+      const grantType = body['grant_type'] ?? 'client_credentials';
+      delete body['grant_type'];
+      try {
+        const response = await client.genericGrantRequest(config, grantType, body);
+        const expiresIn = response.expiresIn();
+        const obtainedAtMs = now();
+        return {
+          outcome: 'issued',
+          durationMs: elapsed(),
+          token: {
+            accessToken: response.access_token,
+            tokenType: 'Bearer',
+            obtainedAtMs,
+            ...(expiresIn !== undefined && { expiresAtMs: obtainedAtMs + expiresIn * 1000 }),
+          },
+        };
+      } catch (error) {
+        if (observed.status === undefined) {
+          return { outcome: 'unavailable', reason: networkReason(error), durationMs: elapsed() };
+        }
+        if (isTransientStatus(observed.status)) {
+          const reason = `the token endpoint answered HTTP ${observed.status}`;
+          return { outcome: 'unavailable', reason, durationMs: elapsed() };
+        }
+        return {
+          outcome: 'rejected',
+          reason: rejectionReason(error, observed),
+          durationMs: elapsed(),
+        };
+      }
+    },
+  };
+}
