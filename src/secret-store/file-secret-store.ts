@@ -1,0 +1,593 @@
+/**
+ * The embedded secret store: one AES-256-GCM envelope per connection under `${dataDir}/connections`.
+ * The store owns its directory (guarded by `${dataDir}/broker.lock`), so after open() memory is
+ * authoritative and reads never touch the disk.
+ */
+
+import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { mkdir, open, readFile, readdir, realpath, rename, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
+
+import { BrokerError, connectionNotFound } from '../errors.js';
+import { MASTER_KEY_BYTES } from './master-key.js';
+import type { MasterKey } from './master-key.js';
+import type {
+  ListPage,
+  ListQuery,
+  SecretStore,
+  StoredRecord,
+  StoredSecret,
+} from './secret-store.js';
+
+export const ENVELOPE_FORMAT = 'connection-broker/v1';
+export const RECORDS_DIR_NAME = 'connections';
+export const LOCK_FILE_NAME = 'broker.lock';
+
+const CONNECTION_NAME_PATTERN = /^[.\-_A-Za-z0-9]{1,64}$/;
+// The prefix keeps names such as `.` and `..` from ever being path components.
+const RECORD_FILE_PATTERN = /^c-([.\-_A-Za-z0-9]{1,64})\.json$/;
+const TEMP_FILE_SUFFIX = '.tmp';
+// Bounded so the increment stays within Number's exact integers.
+const VERSION_PATTERN = /^[1-9][0-9]{0,14}$/;
+const FIRST_VERSION = '1';
+const CIPHER = 'aes-256-gcm';
+const IV_BYTES = 12;
+const TAG_BYTES = 16;
+
+export interface Envelope {
+  format: typeof ENVELOPE_FORMAT;
+  /** Id of the master key that encrypted the record. */
+  kid: string;
+  iv: string;
+  tag: string;
+  ciphertext: string;
+  version: string;
+}
+
+export interface FileSecretStoreOptions {
+  dataDir: string;
+  /** The first key encrypts; every key decrypts (key rotation). */
+  keys: MasterKey[];
+}
+
+interface MemoryEntry {
+  record: StoredRecord;
+  kid: string;
+}
+
+type StoreState = 'closed' | 'opening' | 'open' | 'closing';
+
+/** Lock files held by stores of this process; the pid in the file cannot tell them apart. */
+const locksHeldInThisProcess = new Set<string>();
+
+export class FileSecretStore implements SecretStore {
+  readonly kind = 'file';
+
+  private readonly dataDir: string;
+  private readonly recordsDir: string;
+  private readonly lockPath: string;
+  private readonly keys: readonly MasterKey[];
+  private readonly encryptionKey: MasterKey;
+  private readonly records = new Map<string, MemoryEntry>();
+  private readonly writeChains = new Map<string, Promise<void>>();
+  private state: StoreState = 'closed';
+  private heldLock: string | undefined;
+
+  constructor(options: FileSecretStoreOptions) {
+    const [encryptionKey] = options.keys;
+    if (encryptionKey === undefined)
+      throw new Error('FileSecretStore needs at least one master key');
+    for (const key of options.keys) assertUsableKey(key);
+    this.dataDir = options.dataDir;
+    this.recordsDir = join(options.dataDir, RECORDS_DIR_NAME);
+    this.lockPath = join(options.dataDir, LOCK_FILE_NAME);
+    this.keys = [...options.keys];
+    this.encryptionKey = encryptionKey;
+  }
+
+  async open(): Promise<void> {
+    if (this.state === 'open') return;
+    if (this.state !== 'closed')
+      throw new Error(`FileSecretStore.open() called while ${this.state}`);
+    this.state = 'opening';
+    try {
+      await mkdir(this.recordsDir, { recursive: true, mode: 0o700 });
+      await this.acquireLock();
+      await this.removeLeftoverTempFiles();
+      await this.loadRecords();
+      this.state = 'open';
+    } catch (error) {
+      this.records.clear();
+      await this.releaseLock();
+      this.state = 'closed';
+      throw error;
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.state !== 'open') return;
+    this.state = 'closing';
+    await Promise.all(this.writeChains.values());
+    this.records.clear();
+    await this.releaseLock();
+    this.state = 'closed';
+  }
+
+  get(name: string): Promise<StoredRecord | undefined> {
+    return fromMemory(() => this.readRecord(name));
+  }
+
+  list(query: ListQuery): Promise<ListPage> {
+    return fromMemory(() => this.readPage(query));
+  }
+
+  private readRecord(name: string): StoredRecord | undefined {
+    this.assertOpen();
+    const entry = this.records.get(name);
+    return entry === undefined ? undefined : structuredClone(entry.record);
+  }
+
+  private readPage(query: ListQuery): ListPage {
+    this.assertOpen();
+    const limit = validateLimit(query.limit);
+    const after = query.nextToken === undefined ? undefined : decodeNextToken(query.nextToken);
+    const matching = [...this.records.values()]
+      .map((entry) => entry.record)
+      .filter((record) => after === undefined || record.name > after)
+      .filter((record) => matchesQuery(record, query))
+      .sort(byName);
+    const records = matching.slice(0, limit).map((record) => structuredClone(record));
+    const last = records.at(-1);
+    if (matching.length > limit && last !== undefined) {
+      return { records, nextToken: encodeNextToken(last.name) };
+    }
+    return { records };
+  }
+
+  async create(name: string, secret: StoredSecret): Promise<StoredRecord> {
+    this.assertOpen();
+    assertValidName(name);
+    const copy = structuredClone(secret);
+    return this.serialize(name, async () => {
+      if (this.records.has(name)) {
+        throw new BrokerError(
+          'ResourceAlreadyExistsException',
+          `Connection ${name} already exists.`,
+        );
+      }
+      return this.persist({ name, version: FIRST_VERSION, secret: copy }, this.encryptionKey);
+    });
+  }
+
+  async replace(
+    name: string,
+    secret: StoredSecret,
+    expectedVersion: string,
+  ): Promise<StoredRecord> {
+    this.assertOpen();
+    const copy = structuredClone(secret);
+    return this.serialize(name, async () => {
+      const current = this.records.get(name);
+      if (current === undefined) throw connectionNotFound(name);
+      if (current.record.version !== expectedVersion) throw concurrentModification(name);
+      const version = nextVersion(current.record.version);
+      return this.persist({ name, version, secret: copy }, this.encryptionKey);
+    });
+  }
+
+  async delete(name: string): Promise<void> {
+    this.assertOpen();
+    return this.serialize(name, async () => {
+      if (!this.records.has(name)) throw connectionNotFound(name);
+      const description = `the deletion of connection '${name}'`;
+      await translateWriteErrors(description, () => unlinkIfPresent(this.recordPath(name)));
+      this.records.delete(name);
+      await translateWriteErrors(description, () => syncDirectory(this.recordsDir));
+    });
+  }
+
+  /**
+   * Rewrites every record not encrypted with the first key, keeping its version: the content does
+   * not change, so clients holding that version must not see a conflict. Returns the count.
+   */
+  async reencryptAll(): Promise<number> {
+    this.assertOpen();
+    const stale = [...this.records.values()]
+      .filter((entry) => entry.kid !== this.encryptionKey.id)
+      .map((entry) => entry.record.name);
+    let rewritten = 0;
+    for (const name of stale) {
+      await this.serialize(name, async () => {
+        const entry = this.records.get(name);
+        // Deleted or rewritten with the new key while we waited for the name's turn.
+        if (entry === undefined || entry.kid === this.encryptionKey.id) return;
+        await this.persist(entry.record, this.encryptionKey);
+        rewritten += 1;
+      });
+    }
+    return rewritten;
+  }
+
+  /** The rename is the commit point: memory follows the disk from then on. */
+  private async persist(record: StoredRecord, key: MasterKey): Promise<StoredRecord> {
+    const content = `${JSON.stringify(encryptRecord(record, key))}\n`;
+    const description = `connection '${record.name}'`;
+    await translateWriteErrors(description, () =>
+      replaceFileAtomically(this.recordPath(record.name), content),
+    );
+    this.records.set(record.name, { record, kid: key.id });
+    await translateWriteErrors(description, () => syncDirectory(this.recordsDir));
+    return structuredClone(record);
+  }
+
+  /** Runs writes for one name one after another; different names proceed in parallel. */
+  private serialize<T>(name: string, task: () => Promise<T>): Promise<T> {
+    const previous = this.writeChains.get(name) ?? Promise.resolve();
+    const result = previous.then(task);
+    const settled = result.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.writeChains.set(name, settled);
+    void settled.then(() => {
+      if (this.writeChains.get(name) === settled) this.writeChains.delete(name);
+    });
+    return result;
+  }
+
+  private assertOpen(): void {
+    if (this.state !== 'open') {
+      throw new BrokerError('ServiceUnavailableException', 'the file secret store is not open');
+    }
+  }
+
+  private recordPath(name: string): string {
+    return join(this.recordsDir, recordFileName(name));
+  }
+
+  private async acquireLock(): Promise<void> {
+    const lockId = join(await realpath(this.dataDir), LOCK_FILE_NAME);
+    if (locksHeldInThisProcess.has(lockId)) throw dataDirInUse(this.dataDir, process.pid);
+    // Bounded: each pass takes the lock, gives up, or removes one stale lock file.
+    for (let attempt = 0; attempt < 5; attempt += 1) {
+      if (await tryCreateLockFile(this.lockPath)) {
+        locksHeldInThisProcess.add(lockId);
+        this.heldLock = lockId;
+        return;
+      }
+      const holder = await readLockHolder(this.lockPath);
+      // Our own pid in the file is a previous incarnation's (containers reuse pid 1): stale.
+      if (holder !== undefined && holder !== process.pid && isProcessAlive(holder)) {
+        throw dataDirInUse(this.dataDir, holder);
+      }
+      await unlinkIfPresent(this.lockPath);
+    }
+    throw new BrokerError(
+      'ServiceUnavailableException',
+      `could not take the lock on data directory ${this.dataDir}`,
+    );
+  }
+
+  private async releaseLock(): Promise<void> {
+    if (this.heldLock === undefined) return;
+    if ((await readPid(this.lockPath)) === process.pid) await unlinkIfPresent(this.lockPath);
+    locksHeldInThisProcess.delete(this.heldLock);
+    this.heldLock = undefined;
+  }
+
+  /** Temp files are writes that never reached their rename: they were never acknowledged. */
+  private async removeLeftoverTempFiles(): Promise<void> {
+    for (const entry of await readdir(this.recordsDir)) {
+      if (entry.endsWith(TEMP_FILE_SUFFIX)) await unlinkIfPresent(join(this.recordsDir, entry));
+    }
+  }
+
+  private async loadRecords(): Promise<void> {
+    for (const entry of (await readdir(this.recordsDir)).sort()) {
+      const name = RECORD_FILE_PATTERN.exec(entry)?.[1];
+      if (name === undefined) continue;
+      const envelope = await this.loadEnvelope(name);
+      this.records.set(name, { record: this.decryptLoaded(envelope, name), kid: envelope.kid });
+    }
+  }
+
+  private async loadEnvelope(name: string): Promise<Envelope> {
+    const path = this.recordPath(name);
+    try {
+      return parseEnvelope(await readFile(path, 'utf8'));
+    } catch (error) {
+      throw new Error(`cannot load ${path}: ${describeLoadError(error)}`, { cause: error });
+    }
+  }
+
+  private decryptLoaded(envelope: Envelope, name: string): StoredRecord {
+    try {
+      return decryptRecord(envelope, name, this.keys);
+    } catch (error) {
+      const path = this.recordPath(name);
+      throw new Error(`cannot decrypt ${path}: ${describeLoadError(error)}`, { cause: error });
+    }
+  }
+}
+
+/** Reads never wait on I/O; errors still arrive as rejections, as the port promises. */
+function fromMemory<T>(read: () => T): Promise<T> {
+  return new Promise((resolve) => resolve(read()));
+}
+
+export function encryptRecord(record: StoredRecord, key: MasterKey): Envelope {
+  const iv = randomBytes(IV_BYTES);
+  const cipher = createCipheriv(CIPHER, key.key, iv, { authTagLength: TAG_BYTES });
+  cipher.setAAD(additionalData(record.name, record.version));
+  const plaintext = Buffer.from(JSON.stringify(record.secret), 'utf8');
+  const ciphertext = Buffer.concat([cipher.update(plaintext), cipher.final()]);
+  plaintext.fill(0);
+  return {
+    format: ENVELOPE_FORMAT,
+    kid: key.id,
+    iv: iv.toString('base64'),
+    tag: cipher.getAuthTag().toString('base64'),
+    ciphertext: ciphertext.toString('base64'),
+    version: record.version,
+  };
+}
+
+/** Errors name the failure, never the content: the caller adds the file name. */
+export function decryptRecord(
+  envelope: Envelope,
+  name: string,
+  keys: readonly MasterKey[],
+): StoredRecord {
+  const key = keys.find((candidate) => candidate.id === envelope.kid);
+  if (key === undefined) {
+    throw new Error(`encrypted with key ${envelope.kid}, which is not among the configured keys`);
+  }
+  const plaintext = authenticateAndDecrypt(envelope, name, key);
+  try {
+    return { name, version: envelope.version, secret: parseStoredSecret(plaintext) };
+  } finally {
+    plaintext.fill(0);
+  }
+}
+
+export function parseEnvelope(text: string): Envelope {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    // JSON.parse messages quote the input; say nothing about it.
+    throw new Error(`not a ${ENVELOPE_FORMAT} envelope (invalid JSON)`);
+  }
+  if (!isEnvelope(value)) throw new Error(`not a ${ENVELOPE_FORMAT} envelope`);
+  return value;
+}
+
+/** Binding name and version means a renamed file or a forged version fails to decrypt. */
+function additionalData(name: string, version: string): Buffer {
+  return Buffer.from(`${ENVELOPE_FORMAT}\n${name}\n${version}`, 'utf8');
+}
+
+function authenticateAndDecrypt(envelope: Envelope, name: string, key: MasterKey): Buffer {
+  const iv = Buffer.from(envelope.iv, 'base64');
+  const decipher = createDecipheriv(CIPHER, key.key, iv, { authTagLength: TAG_BYTES });
+  decipher.setAAD(additionalData(name, envelope.version));
+  decipher.setAuthTag(Buffer.from(envelope.tag, 'base64'));
+  try {
+    const ciphertext = Buffer.from(envelope.ciphertext, 'base64');
+    return Buffer.concat([decipher.update(ciphertext), decipher.final()]);
+  } catch {
+    throw new Error('authentication failed: wrong key, or the file was altered or renamed');
+  }
+}
+
+function parseStoredSecret(plaintext: Buffer): StoredSecret {
+  let value: unknown;
+  try {
+    value = JSON.parse(plaintext.toString('utf8'));
+  } catch {
+    throw new Error('decrypted content is not JSON');
+  }
+  if (!isStoredSecret(value)) throw new Error('decrypted content is not a stored secret');
+  return value;
+}
+
+function isEnvelope(value: unknown): value is Envelope {
+  if (!isObject(value)) return false;
+  const { format, kid, iv, tag, ciphertext, version } = value;
+  return (
+    format === ENVELOPE_FORMAT &&
+    typeof kid === 'string' &&
+    isBase64OfLength(iv, IV_BYTES) &&
+    isBase64OfLength(tag, TAG_BYTES) &&
+    typeof ciphertext === 'string' &&
+    typeof version === 'string' &&
+    VERSION_PATTERN.test(version)
+  );
+}
+
+function isStoredSecret(value: unknown): value is StoredSecret {
+  if (!isObject(value)) return false;
+  const broker = value['broker'];
+  return (
+    isObject(broker) && typeof broker['name'] === 'string' && typeof broker['state'] === 'string'
+  );
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function isBase64OfLength(value: unknown, bytes: number): boolean {
+  return typeof value === 'string' && Buffer.from(value, 'base64').length === bytes;
+}
+
+function assertUsableKey(key: MasterKey): void {
+  if (key.key.length !== MASTER_KEY_BYTES) {
+    throw new Error(`master key ${key.id} must be ${MASTER_KEY_BYTES} bytes`);
+  }
+}
+
+function assertValidName(name: string): void {
+  if (!CONNECTION_NAME_PATTERN.test(name)) {
+    throw new BrokerError(
+      'ValidationException',
+      `Connection name must match ${CONNECTION_NAME_PATTERN.source}.`,
+    );
+  }
+}
+
+function recordFileName(name: string): string {
+  return `c-${name}.json`;
+}
+
+function nextVersion(version: string): string {
+  return String(Number(version) + 1);
+}
+
+function matchesQuery(record: StoredRecord, query: ListQuery): boolean {
+  if (query.namePrefix !== undefined && !record.name.startsWith(query.namePrefix)) return false;
+  return query.state === undefined || record.secret.broker.state === query.state;
+}
+
+function byName(left: StoredRecord, right: StoredRecord): number {
+  if (left.name === right.name) return 0;
+  return left.name < right.name ? -1 : 1;
+}
+
+function validateLimit(limit: number): number {
+  if (!Number.isInteger(limit) || limit < 1) {
+    throw new BrokerError('ValidationException', 'The limit must be a positive integer.');
+  }
+  return limit;
+}
+
+function encodeNextToken(lastName: string): string {
+  return Buffer.from(lastName, 'utf8').toString('base64url');
+}
+
+function decodeNextToken(token: string): string {
+  const name = Buffer.from(token, 'base64url').toString('utf8');
+  // Buffer decoding skips junk silently, so insist the token is the canonical encoding of a name.
+  if (!CONNECTION_NAME_PATTERN.test(name) || encodeNextToken(name) !== token) {
+    throw new BrokerError('ValidationException', 'The NextToken is invalid.');
+  }
+  return name;
+}
+
+function concurrentModification(name: string): BrokerError {
+  return new BrokerError(
+    'ConcurrentModificationException',
+    `Connection '${name}' was modified concurrently; read it again and retry.`,
+  );
+}
+
+function dataDirInUse(dataDir: string, pid: number): BrokerError {
+  return new BrokerError(
+    'ServiceUnavailableException',
+    `data directory ${dataDir} is in use by process ${pid}`,
+  );
+}
+
+async function translateWriteErrors<T>(description: string, write: () => Promise<T>): Promise<T> {
+  try {
+    return await write();
+  } catch (error) {
+    throw new BrokerError(
+      'ServiceUnavailableException',
+      `the file secret store could not write ${description} (${errorCode(error)})`,
+      { cause: error },
+    );
+  }
+}
+
+/** Readers see the old file or the new one, never a torn write, even after a crash. */
+async function replaceFileAtomically(path: string, content: string): Promise<void> {
+  const tempPath = `${path}.${process.pid}.${randomBytes(6).toString('hex')}${TEMP_FILE_SUFFIX}`;
+  try {
+    const handle = await open(tempPath, 'wx', 0o600);
+    try {
+      await handle.writeFile(content, 'utf8');
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await rename(tempPath, path);
+  } catch (error) {
+    await unlinkIfPresent(tempPath).catch(() => undefined);
+    throw error;
+  }
+}
+
+async function syncDirectory(dir: string): Promise<void> {
+  const handle = await open(dir, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+async function unlinkIfPresent(path: string): Promise<void> {
+  try {
+    await unlink(path);
+  } catch (error) {
+    if (errorCode(error) !== 'ENOENT') throw error;
+  }
+}
+
+async function tryCreateLockFile(path: string): Promise<boolean> {
+  let handle;
+  try {
+    handle = await open(path, 'wx', 0o600);
+  } catch (error) {
+    if (errorCode(error) === 'EEXIST') return false;
+    throw error;
+  }
+  try {
+    await handle.writeFile(`${process.pid}\n`, 'utf8');
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  return true;
+}
+
+/** An empty lock file may belong to a process between create and write, so look twice. */
+async function readLockHolder(path: string): Promise<number | undefined> {
+  const first = await readPid(path);
+  if (first !== undefined) return first;
+  await delay(50);
+  return readPid(path);
+}
+
+async function readPid(path: string): Promise<number | undefined> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (error) {
+    if (errorCode(error) === 'ENOENT') return undefined;
+    throw error;
+  }
+  const pid = Number(text.trim());
+  return Number.isSafeInteger(pid) && pid > 0 ? pid : undefined;
+}
+
+function isProcessAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    // EPERM: the process exists but belongs to someone else.
+    return errorCode(error) === 'EPERM';
+  }
+}
+
+function describeLoadError(error: unknown): string {
+  return error instanceof Error ? error.message : 'unknown error';
+}
+
+function errorCode(error: unknown): string {
+  if (typeof error === 'object' && error !== null && 'code' in error) return String(error.code);
+  return 'unknown error';
+}

@@ -1,0 +1,88 @@
+import type { BrokerMetrics } from '../metrics.js';
+import type {
+  ListPage,
+  ListQuery,
+  SecretStore,
+  StoredRecord,
+  StoredSecret,
+} from './secret-store.js';
+
+export interface StoreHealth {
+  readonly kind: string;
+  /** Readiness: the store answered at least once since start. */
+  reachedSinceStart: boolean;
+  healthy: boolean;
+  lastError?: string;
+}
+
+const EXPECTED = new Set([
+  'ResourceNotFoundException',
+  'ResourceAlreadyExistsException',
+  'ConcurrentModificationException',
+  'ValidationException',
+]);
+
+/** Counts every store call and tracks whether the store is reachable, for /readyz and metrics. */
+export class InstrumentedSecretStore implements SecretStore {
+  readonly kind: string;
+  readonly health: StoreHealth;
+
+  constructor(
+    private readonly inner: SecretStore,
+    private readonly metrics: Pick<BrokerMetrics, 'secretStoreOperations' | 'secretStoreHealthy'>,
+  ) {
+    this.kind = inner.kind;
+    this.health = { kind: inner.kind, reachedSinceStart: false, healthy: false };
+  }
+
+  private async track<T>(op: string, call: () => Promise<T>): Promise<T> {
+    try {
+      const result = await call();
+      this.markReachable();
+      this.metrics.secretStoreOperations.inc({ op, outcome: 'ok' });
+      return result;
+    } catch (error) {
+      // A domain answer (not found, conflict) still proves the store is reachable.
+      const code = (error as { code?: unknown }).code;
+      if (typeof code === 'string' && EXPECTED.has(code)) {
+        this.markReachable();
+        this.metrics.secretStoreOperations.inc({ op, outcome: 'ok' });
+      } else {
+        this.health.healthy = false;
+        this.health.lastError = `${op} failed: ${error instanceof Error ? error.message : 'unknown error'}`;
+        this.metrics.secretStoreHealthy.set(0);
+        this.metrics.secretStoreOperations.inc({ op, outcome: 'error' });
+      }
+      throw error;
+    }
+  }
+
+  private markReachable(): void {
+    this.health.reachedSinceStart = true;
+    this.health.healthy = true;
+    delete this.health.lastError;
+    this.metrics.secretStoreHealthy.set(1);
+  }
+
+  open(): Promise<void> {
+    return this.track('open', () => this.inner.open());
+  }
+  get(name: string): Promise<StoredRecord | undefined> {
+    return this.track('get', () => this.inner.get(name));
+  }
+  list(query: ListQuery): Promise<ListPage> {
+    return this.track('list', () => this.inner.list(query));
+  }
+  create(name: string, secret: StoredSecret): Promise<StoredRecord> {
+    return this.track('create', () => this.inner.create(name, secret));
+  }
+  replace(name: string, secret: StoredSecret, expectedVersion: string): Promise<StoredRecord> {
+    return this.track('replace', () => this.inner.replace(name, secret, expectedVersion));
+  }
+  delete(name: string): Promise<void> {
+    return this.track('delete', () => this.inner.delete(name));
+  }
+  close(): Promise<void> {
+    return this.inner.close();
+  }
+}

@@ -1,0 +1,109 @@
+/**
+ * The master key that encrypts the file secret store. It comes from BROKER_MASTER_KEY (base64),
+ * BROKER_MASTER_KEY_FILE, or, for development only, a key file the broker creates in its data dir.
+ */
+
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdir, open, readFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
+
+export const MASTER_KEY_BYTES = 32;
+export const DEV_KEY_FILE_NAME = 'master.key';
+
+export interface MasterKey {
+  /** First 16 hex chars of sha256(key): tells keys apart in a key ring without storing them. */
+  id: string;
+  key: Buffer;
+}
+
+const BASE64_PATTERN = /^[A-Za-z0-9+/_-]+={0,2}$/;
+
+export function masterKeyId(key: Buffer): string {
+  return createHash('sha256').update(key).digest('hex').slice(0, 16);
+}
+
+export function masterKeyFromBytes(key: Buffer): MasterKey {
+  return { id: masterKeyId(key), key };
+}
+
+/** Never echoes the input: a near-miss key is still a secret. */
+export function parseMasterKey(base64: string, source: string): MasterKey {
+  const text = base64.trim();
+  if (!BASE64_PATTERN.test(text)) {
+    throw new Error(`${source} must be ${MASTER_KEY_BYTES} random bytes encoded as base64`);
+  }
+  const key = Buffer.from(text, 'base64');
+  if (key.length !== MASTER_KEY_BYTES) {
+    throw new Error(
+      `${source} must decode to exactly ${MASTER_KEY_BYTES} bytes (it decodes to ${key.length})`,
+    );
+  }
+  return masterKeyFromBytes(key);
+}
+
+export async function readMasterKeyFile(path: string): Promise<MasterKey> {
+  const source = `BROKER_MASTER_KEY_FILE (${path})`;
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (error) {
+    throw new Error(`${source} cannot be read: ${errorCode(error)}`, { cause: error });
+  }
+  return parseMasterKey(text, source);
+}
+
+export async function loadOrCreateDevKeyFile(
+  dataDir: string,
+): Promise<{ key: MasterKey; created: boolean; path: string }> {
+  await mkdir(dataDir, { recursive: true, mode: 0o700 });
+  const path = join(dataDir, DEV_KEY_FILE_NAME);
+  const created = await createKeyFileIfAbsent(path);
+  if (created) return { key: created, created: true, path };
+  return { key: await readExistingDevKeyFile(path), created: false, path };
+}
+
+/** Returns the new key, or undefined when the file already exists. */
+async function createKeyFileIfAbsent(path: string): Promise<MasterKey | undefined> {
+  let handle;
+  try {
+    // 'wx' makes creation atomic: of two brokers starting at once, only one generates a key.
+    handle = await open(path, 'wx', 0o600);
+  } catch (error) {
+    if (errorCode(error) === 'EEXIST') return undefined;
+    throw error;
+  }
+  const key = masterKeyFromBytes(randomBytes(MASTER_KEY_BYTES));
+  try {
+    await handle.writeFile(`${key.key.toString('base64')}\n`);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  await syncDirectory(dirname(path));
+  return key;
+}
+
+/** A concurrent creator may not have written its key yet, so an empty file is retried briefly. */
+async function readExistingDevKeyFile(path: string): Promise<MasterKey> {
+  const attempts = 20;
+  for (let attempt = 1; ; attempt += 1) {
+    const text = await readFile(path, 'utf8');
+    if (text.trim() !== '' || attempt === attempts) return parseMasterKey(text, path);
+    await delay(25);
+  }
+}
+
+async function syncDirectory(dir: string): Promise<void> {
+  const handle = await open(dir, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+function errorCode(error: unknown): string {
+  if (typeof error === 'object' && error !== null && 'code' in error) return String(error.code);
+  return 'unknown error';
+}

@@ -1,0 +1,93 @@
+/**
+ * The secret store port. A record is one connection's secret: EventBridge's snake_case JSON
+ * (`username`, `api_key_value`, `client_secret`, `invocation_http_parameters`, …) plus the
+ * broker's own block. Adapters encrypt it at rest; callers only ever see it decrypted.
+ */
+
+export interface StoredHttpParameter {
+  key: string;
+  value: string;
+  is_value_secret: boolean;
+}
+
+export interface StoredHttpParameters {
+  header_parameters?: StoredHttpParameter[];
+  query_string_parameters?: StoredHttpParameter[];
+  body_parameters?: StoredHttpParameter[];
+}
+
+export interface StoredToken {
+  access_token: string;
+  token_type: string;
+  /** ISO 8601. */
+  expires_at?: string;
+  /** ISO 8601. */
+  obtained_at: string;
+}
+
+/** Broker-owned fields; EventBridge keeps these outside the secret, we keep one document. */
+export interface StoredBrokerFields {
+  schema: 1;
+  name: string;
+  uuid: string;
+  secret_uuid: string;
+  authorization_type: 'BASIC' | 'OAUTH_CLIENT_CREDENTIALS' | 'API_KEY';
+  description?: string;
+  state: string;
+  state_reason?: string;
+  creation_time: string;
+  last_modified_time: string;
+  last_authorized_time?: string;
+  generation: number;
+  token?: StoredToken;
+}
+
+export interface StoredSecret {
+  username?: string;
+  password?: string;
+  api_key_name?: string;
+  api_key_value?: string;
+  client_id?: string;
+  client_secret?: string;
+  authorization_endpoint?: string;
+  http_method?: string;
+  oauth_http_parameters?: StoredHttpParameters;
+  invocation_http_parameters?: StoredHttpParameters;
+  broker: StoredBrokerFields;
+}
+
+export interface StoredRecord {
+  name: string;
+  /** Opaque; changes on every write. Compare-and-swap writes name the version they read. */
+  version: string;
+  secret: StoredSecret;
+}
+
+export interface ListQuery {
+  namePrefix?: string;
+  state?: string;
+  limit: number;
+  /** Opaque token from a previous page. */
+  nextToken?: string;
+}
+
+export interface ListPage {
+  records: StoredRecord[];
+  nextToken?: string;
+}
+
+export interface SecretStore {
+  /** Short name for logs and metrics labels, e.g. `file`. */
+  readonly kind: string;
+  /** Reaches the store once; readiness depends on it. */
+  open(): Promise<void>;
+  get(name: string): Promise<StoredRecord | undefined>;
+  list(query: ListQuery): Promise<ListPage>;
+  /** Fails with ResourceAlreadyExistsException when the name is taken. */
+  create(name: string, secret: StoredSecret): Promise<StoredRecord>;
+  /** Compare-and-swap: fails with ConcurrentModificationException when the version moved on. */
+  replace(name: string, secret: StoredSecret, expectedVersion: string): Promise<StoredRecord>;
+  /** Fails with ResourceNotFoundException when absent. */
+  delete(name: string): Promise<void>;
+  close(): Promise<void>;
+}
