@@ -1,0 +1,94 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Logger } from 'pino';
+import type { BrokerConfig } from './config.js';
+import { ConnectionCache } from './connections/connection-cache.js';
+import { ConnectionService } from './connections/connection-service.js';
+import { createRequestHandler } from './http/app.js';
+import { loadOpenApiDocument } from './http/openapi-document.js';
+import { RequestValidator } from './http/request-validator.js';
+import { createMetrics, type BrokerMetrics } from './metrics.js';
+import { createTokenClient, type TokenClient } from './oauth/token-client.js';
+import { FileSecretStore } from './secret-store/file-secret-store.js';
+import { InstrumentedSecretStore } from './secret-store/instrumented-store.js';
+import type { MasterKey } from './secret-store/master-key.js';
+import type { SecretStore } from './secret-store/secret-store.js';
+
+export const USER_AGENT = 'ConnectionBroker/0.1';
+
+export interface BrokerOptions {
+  config: Readonly<BrokerConfig>;
+  logger: Logger;
+  masterKeys: MasterKey[];
+  /** Defaults to the file store in config.dataDir. */
+  store?: SecretStore;
+  tokenClient?: TokenClient;
+  now?: () => number;
+  collectDefaultMetrics?: boolean;
+}
+
+export interface Broker {
+  handler: (req: IncomingMessage, res: ServerResponse) => void;
+  service: ConnectionService;
+  metrics: BrokerMetrics;
+  store: InstrumentedSecretStore;
+  /** Fails readiness and lets the server drain. */
+  beginShutdown(): void;
+  close(): Promise<void>;
+}
+
+/** Wires the broker's parts; opens the store and finishes interrupted authorizations. */
+export async function createBroker(options: BrokerOptions): Promise<Broker> {
+  const { config, logger } = options;
+  const metrics = createMetrics({ collectDefaults: options.collectDefaultMetrics ?? false });
+  const store = new InstrumentedSecretStore(
+    options.store ?? new FileSecretStore({ dataDir: config.dataDir, keys: options.masterKeys }),
+    metrics,
+  );
+  await store.open();
+  const arn = { region: config.region, accountId: config.accountId };
+  const cache = new ConnectionCache(config.cacheMaxEntries, metrics);
+  const service = new ConnectionService({
+    store,
+    cache,
+    arn,
+    logger,
+    metrics,
+    allowInsecureEndpoints: config.allowInsecureEndpoints,
+    tokenClient:
+      options.tokenClient ??
+      createTokenClient({
+        timeoutMs: config.tokenTimeoutMs,
+        allowInsecureEndpoints: config.allowInsecureEndpoints,
+        userAgent: USER_AGENT,
+      }),
+    ...(options.now !== undefined && { now: options.now }),
+  });
+  const resumed = await service.resumeInterruptedAuthorizations();
+  if (resumed > 0) logger.info({ resumed }, 'finished authorizations interrupted by a restart');
+  let shuttingDown = false;
+  const handler = createRequestHandler({
+    service,
+    cache,
+    validator: new RequestValidator(loadOpenApiDocument()),
+    metrics,
+    logger,
+    storeHealth: store.health,
+    arn,
+    bodyLimitBytes: config.bodyLimitBytes,
+    isShuttingDown: () => shuttingDown,
+  });
+  return {
+    handler,
+    service,
+    metrics,
+    store,
+    beginShutdown: () => {
+      shuttingDown = true;
+    },
+    close: async () => {
+      shuttingDown = true;
+      await service.idle();
+      await store.close();
+    },
+  };
+}

@@ -1,0 +1,91 @@
+import express, { type ErrorRequestHandler, type RequestHandler } from 'express';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Logger } from 'pino';
+import type { ArnContext } from '../connections/arn.js';
+import type { ConnectionService } from '../connections/connection-service.js';
+import type { ConnectionCache } from '../connections/connection-cache.js';
+import { BrokerError } from '../errors.js';
+import type { BrokerMetrics } from '../metrics.js';
+import type { StoreHealth } from '../secret-store/instrumented-store.js';
+import { connectionsRoutes } from './connections.routes.js';
+import { createHotPath } from './hot-path.js';
+import { operationsRoutes } from './operations.routes.js';
+import { sendProblem, toBrokerError } from './problem.js';
+import { observeRequest, requestIdOf } from './request-context.js';
+import type { RequestValidator } from './request-validator.js';
+
+export interface AppDeps {
+  service: ConnectionService;
+  cache: ConnectionCache;
+  validator: RequestValidator;
+  metrics: BrokerMetrics;
+  logger: Logger;
+  storeHealth: StoreHealth;
+  arn: ArnContext;
+  bodyLimitBytes: number;
+  isShuttingDown: () => boolean;
+}
+
+const requestContext =
+  (deps: Pick<AppDeps, 'metrics'>): RequestHandler =>
+  (req, res, next) => {
+    const startedMs = performance.now();
+    const requestId = requestIdOf(req);
+    res.locals['requestId'] = requestId;
+    res.setHeader('x-request-id', requestId);
+    res.on('finish', () => {
+      const route = (req.route as { path?: string } | undefined)?.path ?? 'unmatched';
+      observeRequest(deps.metrics, route, req.method, res.statusCode, startedMs);
+    });
+    next();
+  };
+
+const errorHandler =
+  (deps: Pick<AppDeps, 'logger'>): ErrorRequestHandler =>
+  (error: unknown, req, res, _next) => {
+    const brokerError = toBrokerError(error);
+    const requestId = String(res.locals['requestId']);
+    if (brokerError.status >= 500) {
+      // Log picked fields only: foreign errors carry upstream bodies.
+      const cause = brokerError.cause instanceof Error ? brokerError.cause : undefined;
+      deps.logger.error(
+        {
+          requestId,
+          method: req.method,
+          route: (req.route as { path?: string } | undefined)?.path,
+          code: brokerError.code,
+          cause: cause === undefined ? undefined : { name: cause.name, message: cause.message },
+        },
+        brokerError.message,
+      );
+    }
+    if (res.headersSent) return;
+    sendProblem(res, brokerError, requestId);
+  };
+
+/** The express app: every route but the hot path's cache hits. Never listens. */
+export function createApp(deps: AppDeps): express.Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.disable('etag');
+  app.use(requestContext(deps));
+  app.use(express.json({ limit: deps.bodyLimitBytes, type: 'application/json' }));
+  app.use(operationsRoutes(deps));
+  app.use(connectionsRoutes(deps));
+  app.use((req, _res, next) => {
+    next(new BrokerError('ResourceNotFoundException', `No route for ${req.method} ${req.path}.`));
+  });
+  app.use(errorHandler(deps));
+  return app;
+}
+
+/** The server's request handler: the hot path first, express for everything else. */
+export function createRequestHandler(
+  deps: AppDeps,
+): (req: IncomingMessage, res: ServerResponse) => void {
+  const app = createApp(deps);
+  const hotPath = createHotPath(deps);
+  return (req, res) => {
+    if (!hotPath(req, res)) app(req, res);
+  };
+}

@@ -1,0 +1,87 @@
+import { Router } from 'express';
+import type { ArnContext } from '../connections/arn.js';
+import type { ConnectionService } from '../connections/connection-service.js';
+import { describeView, isoTime, stateView, summaryView } from '../connections/connection-view.js';
+import type {
+  CreateConnectionInput,
+  UpdateConnectionInput,
+} from '../connections/connection-input.js';
+import type { components, operations } from '../openapi-types.js';
+import type { RequestValidator } from './request-validator.js';
+import { sendAuthorization } from './request-context.js';
+
+export interface ConnectionsRoutesDeps {
+  service: ConnectionService;
+  validator: RequestValidator;
+  arn: ArnContext;
+}
+
+type RefreshInput = components['schemas']['RefreshAuthorizationRequest'];
+type ListQuery = NonNullable<operations['ListConnections']['parameters']['query']>;
+
+/** Thin handlers: validate against openapi.yaml, call one use case, send its view. */
+export function connectionsRoutes({ service, validator, arn }: ConnectionsRoutesDeps): Router {
+  const router = Router();
+  const nameOf = (params: Record<string, unknown>): string => String(params['name']);
+
+  router.post('/v1/connections', async (req, res) => {
+    const { body } = validator.validate<CreateConnectionInput>('CreateConnection', req);
+    const connection = await service.create(body);
+    res
+      .status(201)
+      .location(`/v1/connections/${encodeURIComponent(connection.name)}`)
+      .json(stateView(arn, connection, isoTime));
+  });
+
+  router.get('/v1/connections', async (req, res) => {
+    const query = validator.validate('ListConnections', req).query as ListQuery;
+    const page = await service.list({
+      limit: query.Limit ?? 100,
+      ...(query.NamePrefix !== undefined && { namePrefix: query.NamePrefix }),
+      ...(query.ConnectionState !== undefined && { state: query.ConnectionState }),
+      ...(query.NextToken !== undefined && { nextToken: query.NextToken }),
+    });
+    res.json({
+      Connections: page.connections.map((c) => summaryView(arn, c, isoTime)),
+      ...(page.nextToken !== undefined && { NextToken: page.nextToken }),
+    });
+  });
+
+  router.get('/v1/connections/:name', async (req, res) => {
+    const { params } = validator.validate('DescribeConnection', req);
+    res.json(describeView(arn, await service.describe(nameOf(params)), isoTime));
+  });
+
+  router.patch('/v1/connections/:name', async (req, res) => {
+    const { params, body } = validator.validate<UpdateConnectionInput>('UpdateConnection', req);
+    res.json(stateView(arn, await service.update(nameOf(params), body), isoTime));
+  });
+
+  router.delete('/v1/connections/:name', async (req, res) => {
+    const { params } = validator.validate('DeleteConnection', req);
+    res.json(stateView(arn, await service.delete(nameOf(params)), isoTime));
+  });
+
+  router.post('/v1/connections/:name/deauthorize', async (req, res) => {
+    const { params } = validator.validate('DeauthorizeConnection', req);
+    res.json(stateView(arn, await service.deauthorize(nameOf(params)), isoTime));
+  });
+
+  router.get('/v1/connections/:name/authorization', async (req, res) => {
+    const { params } = validator.validate('GetAuthorization', req);
+    const prepared = await service.getAuthorization(nameOf(params));
+    sendAuthorization(res, prepared.body, String(res.locals['requestId']));
+  });
+
+  router.post('/v1/connections/:name/authorization/refresh', async (req, res) => {
+    const { params, body } = validator.validate<RefreshInput>('RefreshAuthorization', req);
+    const prepared = await service.reportRejection(
+      nameOf(params),
+      body.StatusCode,
+      body.TokenGeneration,
+    );
+    sendAuthorization(res, prepared.body, String(res.locals['requestId']));
+  });
+
+  return router;
+}

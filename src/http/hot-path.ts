@@ -1,0 +1,55 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { parseConnectionReference } from '../connections/arn.js';
+import type { ConnectionCache } from '../connections/connection-cache.js';
+import type { BrokerMetrics } from '../metrics.js';
+import { AUTHORIZATION_ROUTE, requestIdOf, sendAuthorization } from './request-context.js';
+
+const PREFIX = '/v1/connections/';
+const SUFFIX = '/authorization';
+
+export interface HotPathDeps {
+  cache: ConnectionCache;
+  metrics: Pick<BrokerMetrics, 'httpRequestDuration' | 'connectionCache'>;
+  now?: () => number;
+}
+
+function referenceFromUrl(url: string): string | undefined {
+  const queryAt = url.indexOf('?');
+  const path = queryAt === -1 ? url : url.slice(0, queryAt);
+  if (!path.startsWith(PREFIX) || !path.endsWith(SUFFIX)) return undefined;
+  const segment = path.slice(PREFIX.length, path.length - SUFFIX.length);
+  if (segment.length === 0 || segment.includes('/')) return undefined;
+  if (!segment.includes('%')) return segment;
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * `GET /v1/connections/{name}/authorization` for a cached connection whose credentials can be
+ * served as they are, without express's per-request cost. It answers only what the express route
+ * would answer byte for byte; anything else (a miss, a token near expiry, an error) falls
+ * through to express, which stays the one place for validation, errors and refreshes.
+ */
+export function createHotPath(
+  deps: HotPathDeps,
+): (req: IncomingMessage, res: ServerResponse) => boolean {
+  const now = deps.now ?? Date.now;
+  const duration = deps.metrics.httpRequestDuration.labels(AUTHORIZATION_ROUTE, 'GET', '200');
+  const hits = deps.metrics.connectionCache.labels('hit');
+  return (req, res) => {
+    if (req.method !== 'GET' || req.url === undefined) return false;
+    const startedMs = performance.now();
+    const nameOrArn = referenceFromUrl(req.url);
+    if (nameOrArn === undefined) return false;
+    const reference = parseConnectionReference(nameOrArn);
+    const body = deps.cache.freshAuthorization(reference.name, reference.uuid, now());
+    if (body === undefined) return false;
+    hits.inc();
+    sendAuthorization(res, body, requestIdOf(req));
+    duration.observe((performance.now() - startedMs) / 1000);
+    return true;
+  };
+}

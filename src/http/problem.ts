@@ -1,0 +1,84 @@
+import type { ServerResponse } from 'node:http';
+import { BrokerError, ERROR_STATUS, type ErrorCode } from '../errors.js';
+
+export interface Problem {
+  type: string;
+  title: string;
+  status: number;
+  detail: string;
+  code: string;
+  requestId?: string;
+}
+
+const TITLES: Record<ErrorCode, string> = {
+  ValidationException: 'Invalid request',
+  SerializationException: 'Malformed request body',
+  UnauthorizedException: 'Unauthorized',
+  AccessDeniedException: 'Access denied',
+  ResourceNotFoundException: 'Not found',
+  ResourceAlreadyExistsException: 'Already exists',
+  InvalidConnectionStateException: 'Connection not usable in its state',
+  ConcurrentModificationException: 'Concurrent modification',
+  PayloadTooLargeException: 'Request body too large',
+  UnsupportedMediaTypeException: 'Unsupported media type',
+  LimitExceededException: 'Limit exceeded',
+  ThrottlingException: 'Too many requests',
+  InternalException: 'Internal error',
+  ServiceUnavailableException: 'Service unavailable',
+};
+
+/** body-parser errors carry a `type`; they become AWS-style codes here. */
+function fromParserError(error: { type?: unknown; status?: unknown }): BrokerError | undefined {
+  switch (error.type) {
+    case 'entity.parse.failed':
+      return new BrokerError('SerializationException', 'The request body is not valid JSON.');
+    case 'entity.too.large':
+      return new BrokerError('PayloadTooLargeException', 'The request body is too large.');
+    case 'encoding.unsupported':
+    case 'charset.unsupported':
+      return new BrokerError(
+        'UnsupportedMediaTypeException',
+        'The request body encoding is not supported.',
+      );
+    default:
+      return undefined;
+  }
+}
+
+/** Any thrown value to a BrokerError; unknown errors become InternalException without detail. */
+export function toBrokerError(error: unknown): BrokerError {
+  if (error instanceof BrokerError) return error;
+  if (typeof error === 'object' && error !== null) {
+    const parsed = fromParserError(error);
+    if (parsed !== undefined) return parsed;
+  }
+  return new BrokerError('InternalException', 'An internal error occurred.', { cause: error });
+}
+
+export function toProblem(error: BrokerError, requestId: string | undefined): Problem {
+  return {
+    type: `urn:connection-broker:problem:${error.code}`,
+    title: TITLES[error.code],
+    status: ERROR_STATUS[error.code],
+    detail: error.message,
+    code: error.code,
+    ...(requestId !== undefined && { requestId }),
+  };
+}
+
+/** The one writer of error responses, shared by the express app and the hot path. */
+export function sendProblem(
+  res: ServerResponse,
+  error: BrokerError,
+  requestId: string | undefined,
+): void {
+  const body = JSON.stringify(toProblem(error, requestId));
+  const headers: Record<string, string | number> = {
+    'content-type': 'application/problem+json',
+    'content-length': Buffer.byteLength(body),
+    'cache-control': 'no-store',
+  };
+  if (error.retryAfterSeconds !== undefined) headers['retry-after'] = error.retryAfterSeconds;
+  res.writeHead(error.status, headers);
+  res.end(body);
+}

@@ -1,0 +1,117 @@
+import { Ajv2020, type ErrorObject, type ValidateFunction } from 'ajv/dist/2020.js';
+import addFormatsModule from 'ajv-formats';
+import type { Request } from 'express';
+import { BrokerError } from '../errors.js';
+import { formatValidationErrors } from './validation-message.js';
+import {
+  listOperations,
+  resolveParameter,
+  type OpenApiDocument,
+  type OpenApiParameter,
+} from './openapi-document.js';
+
+// ajv-formats ships CommonJS with a default export property.
+const addFormats = addFormatsModule as unknown as typeof addFormatsModule.default;
+
+export interface ValidatedRequest<TBody = unknown> {
+  params: Record<string, unknown>;
+  query: Record<string, unknown>;
+  body: TBody;
+}
+
+interface OperationValidators {
+  params: ValidateFunction;
+  query: ValidateFunction;
+  body?: { required: boolean; validate: ValidateFunction };
+}
+
+const DOCUMENT_ID = 'openapi';
+
+function createAjv(coerceTypes: boolean, document: OpenApiDocument): Ajv2020 {
+  // strict is off because the document carries OpenAPI keywords around the schemas.
+  const ajv = new Ajv2020({
+    strict: false,
+    allErrors: true,
+    verbose: true,
+    coerceTypes,
+    useDefaults: true,
+  });
+  addFormats(ajv);
+  ajv.addFormat('password', true);
+  ajv.addSchema(document, DOCUMENT_ID);
+  return ajv;
+}
+
+function rebaseRefs(schema: object): object {
+  return JSON.parse(
+    JSON.stringify(schema).replaceAll('"#/components/', `"${DOCUMENT_ID}#/components/`),
+  ) as object;
+}
+
+function parametersSchema(parameters: OpenApiParameter[]): object {
+  return {
+    type: 'object',
+    properties: Object.fromEntries(parameters.map((p) => [p.name, rebaseRefs(p.schema)])),
+    required: parameters.filter((p) => p.required === true).map((p) => p.name),
+  };
+}
+
+/** Request validation compiled from openapi.yaml: the only schema of the API's inputs. */
+export class RequestValidator {
+  private readonly operations = new Map<string, OperationValidators>();
+
+  constructor(document: OpenApiDocument) {
+    const bodyAjv = createAjv(false, document);
+    const paramAjv = createAjv(true, document);
+    for (const { operation } of listOperations(document)) {
+      const parameters = (operation.parameters ?? []).map((p) => resolveParameter(document, p));
+      const validators: OperationValidators = {
+        params: paramAjv.compile(parametersSchema(parameters.filter((p) => p.in === 'path'))),
+        query: paramAjv.compile(parametersSchema(parameters.filter((p) => p.in === 'query'))),
+      };
+      const json = operation.requestBody?.content['application/json'];
+      if (json !== undefined) {
+        validators.body = {
+          required: operation.requestBody?.required === true,
+          validate: bodyAjv.compile(rebaseRefs(json.schema)),
+        };
+      }
+      this.operations.set(operation.operationId, validators);
+    }
+  }
+
+  /** Validates and returns copies with defaults applied; throws ValidationException in AWS's words. */
+  validate<TBody = undefined>(operationId: string, req: Request): ValidatedRequest<TBody> {
+    const validators = this.operations.get(operationId);
+    if (validators === undefined) throw new Error(`no operation ${operationId} in openapi.yaml`);
+    const params: Record<string, unknown> = { ...req.params };
+    const query: Record<string, unknown> = { ...(req.query as Record<string, unknown>) };
+    const errors: ErrorObject[] = [];
+    if (!validators.params(params)) errors.push(...(validators.params.errors ?? []));
+    if (!validators.query(query)) errors.push(...(validators.query.errors ?? []));
+    let body: unknown = undefined;
+    if (validators.body !== undefined) {
+      body = this.readBody(req, validators.body.required);
+      if (body !== undefined && !validators.body.validate(body)) {
+        errors.push(...(validators.body.validate.errors ?? []));
+      }
+    }
+    if (errors.length > 0) {
+      throw new BrokerError('ValidationException', formatValidationErrors(errors));
+    }
+    return { params, query, body: body as TBody };
+  }
+
+  private readBody(req: Request, required: boolean): unknown {
+    if (req.body !== undefined) return structuredClone(req.body as unknown);
+    const contentType = req.headers['content-type'];
+    if (contentType !== undefined && req.is('application/json') === false) {
+      throw new BrokerError(
+        'UnsupportedMediaTypeException',
+        `Content-Type '${contentType}' is not supported; send application/json.`,
+      );
+    }
+    if (required) throw new BrokerError('ValidationException', 'A JSON request body is required.');
+    return undefined;
+  }
+}

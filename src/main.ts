@@ -1,0 +1,84 @@
+import { createServer } from 'node:http';
+import type { Logger } from 'pino';
+import { createBroker } from './broker.js';
+import { ConfigError, loadConfig, type BrokerConfig } from './config.js';
+import { createLogger } from './logger.js';
+import {
+  loadOrCreateDevKeyFile,
+  parseMasterKey,
+  readMasterKeyFile,
+  type MasterKey,
+} from './secret-store/master-key.js';
+
+const DRAIN_TIMEOUT_MS = 10_000;
+
+async function resolveMasterKey(config: BrokerConfig, logger: Logger): Promise<MasterKey> {
+  if (config.masterKeyBase64 !== undefined) {
+    return parseMasterKey(config.masterKeyBase64, 'BROKER_MASTER_KEY');
+  }
+  if (config.masterKeyFile !== undefined) return readMasterKeyFile(config.masterKeyFile);
+  const dev = await loadOrCreateDevKeyFile(config.dataDir);
+  logger.warn(
+    { path: dev.path, created: dev.created },
+    'using a master key file in the data directory: fine for development, not for production (set BROKER_MASTER_KEY or BROKER_MASTER_KEY_FILE)',
+  );
+  return dev.key;
+}
+
+async function main(): Promise<void> {
+  let config: Readonly<BrokerConfig>;
+  try {
+    config = loadConfig();
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    process.stderr.write(`connection-broker: ${error.message}\n`);
+    process.exit(2);
+  }
+  const logger = createLogger(config.logLevel);
+  const masterKey = await resolveMasterKey(config, logger);
+  const broker = await createBroker({
+    config,
+    logger,
+    masterKeys: [masterKey],
+    collectDefaultMetrics: true,
+  });
+  const server = createServer(broker.handler);
+  server.keepAliveTimeout = 65_000;
+  server.listen(config.port, config.host, () => {
+    const address = server.address();
+    const port = typeof address === 'object' && address !== null ? address.port : config.port;
+    logger.info(
+      { host: config.host, port, dataDir: config.dataDir, store: broker.store.kind },
+      `connection broker listening on http://${config.host}:${port}`,
+    );
+  });
+
+  const shutdown = (signal: string): void => {
+    logger.info({ signal }, 'shutting down: readiness fails, in-flight requests finish');
+    broker.beginShutdown();
+    const forced = setTimeout(() => server.closeAllConnections(), DRAIN_TIMEOUT_MS);
+    forced.unref();
+    server.close(() => {
+      broker
+        .close()
+        .then(() => process.exit(0))
+        .catch((error: unknown) => {
+          logger.error(
+            { err: error instanceof Error ? error.message : String(error) },
+            'close failed',
+          );
+          process.exit(1);
+        });
+    });
+    server.closeIdleConnections();
+  };
+  process.once('SIGTERM', () => shutdown('SIGTERM'));
+  process.once('SIGINT', () => shutdown('SIGINT'));
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(
+    `connection-broker: failed to start: ${error instanceof Error ? error.message : String(error)}\n`,
+  );
+  process.exit(1);
+});
