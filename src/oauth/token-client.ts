@@ -23,6 +23,22 @@ export interface TokenClientOptions {
 
 interface Observed {
   status?: number;
+  /** RFC 6749 §5.2 `error` code of a non-2xx answer; never its description, which may echo input. */
+  oauthError?: string;
+}
+
+// RFC 6749 §5.2: error codes use this charset; anything else is not echoed.
+const OAUTH_ERROR_CODE = /^[\x20\x21\x23-\x5B\x5D-\x7E]{1,64}$/;
+
+async function oauthErrorOf(response: Response): Promise<string | undefined> {
+  try {
+    const body = (await response.clone().json()) as { error?: unknown };
+    return typeof body.error === 'string' && OAUTH_ERROR_CODE.test(body.error)
+      ? body.error
+      : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 function withQuery(endpoint: string, parameters: readonly HttpParameter[] | undefined): string {
@@ -31,10 +47,15 @@ function withQuery(endpoint: string, parameters: readonly HttpParameter[] | unde
   return url.href;
 }
 
-function networkReason(error: unknown): string {
-  if (error instanceof Error && (error.name === 'TimeoutError' || error.name === 'AbortError')) {
-    return 'the token endpoint did not answer in time';
+function isTimeout(error: unknown): boolean {
+  for (let e: unknown = error, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) {
+    if (e.name === 'TimeoutError' || e.name === 'AbortError') return true;
   }
+  return false;
+}
+
+function networkReason(error: unknown): string {
+  if (isTimeout(error)) return 'the token endpoint did not answer in time';
   const cause =
     error instanceof Error ? (error.cause as { code?: unknown } | undefined) : undefined;
   const code = typeof cause?.code === 'string' ? ` (${cause.code})` : '';
@@ -84,16 +105,18 @@ function methodFetch(oauth: OAuthAuth, options: TokenClientOptions, observed: Ob
       ...(init.signal !== undefined && { signal: init.signal }),
     });
     observed.status = response.status;
+    if (!response.ok) {
+      const oauthError = await oauthErrorOf(response);
+      if (oauthError !== undefined) observed.oauthError = oauthError;
+    }
     return defaultTokenType(response);
   };
 }
 
 function rejectionReason(error: unknown, observed: Observed): string {
-  if (error instanceof client.ResponseBodyError) {
-    return `the token endpoint answered HTTP ${error.status} (${error.error})`;
-  }
   if (observed.status !== undefined && (observed.status < 200 || observed.status > 299)) {
-    return `the token endpoint answered HTTP ${observed.status}`;
+    const code = observed.oauthError === undefined ? '' : ` (${observed.oauthError})`;
+    return `the token endpoint answered HTTP ${observed.status}${code}`;
   }
   const code = error instanceof client.ClientError ? ` (${error.code ?? 'invalid response'})` : '';
   return `the token endpoint's answer was not a valid token response${code}`;
