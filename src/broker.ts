@@ -60,6 +60,7 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
         timeoutMs: config.tokenTimeoutMs,
         allowInsecureEndpoints: config.allowInsecureEndpoints,
         userAgent: USER_AGENT,
+        ...(options.now !== undefined && { now: options.now }),
       }),
     ...(options.now !== undefined && { now: options.now }),
   });
@@ -76,6 +77,7 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
     arn,
     bodyLimitBytes: config.bodyLimitBytes,
     isShuttingDown: () => shuttingDown,
+    ...(options.now !== undefined && { now: options.now }),
   });
   return {
     handler,

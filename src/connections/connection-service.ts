@@ -394,7 +394,8 @@ export class ConnectionService {
       ...rest,
       state: 'AUTHORIZED',
       token: result.token,
-      generation: c.generation + 1,
+      // The first token of an authorization is the generation the create or update started.
+      generation: c.token === undefined ? c.generation : c.generation + 1,
       lastAuthorizedTimeMs: result.token.obtainedAtMs,
     };
   }

@@ -24,6 +24,7 @@ export interface AppDeps {
   arn: ArnContext;
   bodyLimitBytes: number;
   isShuttingDown: () => boolean;
+  now?: () => number;
 }
 
 const requestContext =
