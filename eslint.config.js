@@ -12,7 +12,8 @@ export default defineConfig(
       'coverage/',
       'helm/',
       '**/*.config.js',
-      'src/http/openapi-types.ts',
+      '.tmp/',
+      'src/openapi-types.ts',
     ],
   },
   {
