@@ -11,6 +11,7 @@ import {
 } from './secret-store/master-key.js';
 
 const DRAIN_TIMEOUT_MS = 10_000;
+const LOOPBACK_HOSTS = new Set(['127.0.0.1', '::1', 'localhost']);
 
 async function resolveMasterKey(config: BrokerConfig, logger: Logger): Promise<MasterKey> {
   if (config.masterKeyBase64 !== undefined) {
@@ -42,6 +43,12 @@ async function main(): Promise<void> {
     masterKeys: [masterKey],
     collectDefaultMetrics: true,
   });
+  if (!LOOPBACK_HOSTS.has(config.host)) {
+    logger.warn(
+      { host: config.host },
+      'listening beyond loopback: this version has no caller authentication, so anyone who reaches this port can read credentials; restrict access with a network policy',
+    );
+  }
   const server = createServer(broker.handler);
   server.keepAliveTimeout = 65_000;
   server.listen(config.port, config.host, () => {
