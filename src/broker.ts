@@ -4,6 +4,7 @@ import type { BrokerConfig } from './config.js';
 import { ConnectionCache } from './connections/connection-cache.js';
 import { ConnectionService } from './connections/connection-service.js';
 import { createRequestHandler } from './http/app.js';
+import { HttpTaskService } from './http-task/http-task-service.js';
 import { loadOpenApiDocument } from './http/openapi-document.js';
 import { RequestValidator } from './http/request-validator.js';
 import { createMetrics, type BrokerMetrics } from './metrics.js';
@@ -66,9 +67,17 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
   });
   const resumed = await service.resumeInterruptedAuthorizations();
   if (resumed > 0) logger.info({ resumed }, 'finished authorizations interrupted by a restart');
+  const httpTasks = new HttpTaskService({
+    connections: service,
+    userAgent: `${USER_AGENT}|HttpInvoke|${config.region}`,
+    allowInsecureEndpoints: config.allowInsecureEndpoints,
+    metrics,
+    logger,
+  });
   let shuttingDown = false;
   const handler = createRequestHandler({
     service,
+    httpTasks,
     cache,
     validator: new RequestValidator(loadOpenApiDocument()),
     metrics,

@@ -10,6 +10,8 @@ export interface BrokerMetrics {
   secretStoreOperations: Counter<'op' | 'outcome'>;
   secretStoreHealthy: Gauge;
   connections: Gauge<'state'>;
+  httpTaskInvocations: Counter<'outcome'>;
+  httpTaskDuration: Histogram<'outcome'>;
 }
 
 export function createMetrics(options: { collectDefaults?: boolean } = {}): BrokerMetrics {
@@ -53,6 +55,19 @@ export function createMetrics(options: { collectDefaults?: boolean } = {}): Brok
     secretStoreHealthy: new Gauge({
       name: 'broker_secret_store_up',
       help: '1 when the last secret store operation succeeded, 0 after a failure.',
+      registers,
+    }),
+    httpTaskInvocations: new Counter({
+      name: 'broker_http_task_invocations_total',
+      help: 'HTTP Task invocations by outcome: SUCCEEDED or the Step Functions error family.',
+      labelNames: ['outcome'],
+      registers,
+    }),
+    httpTaskDuration: new Histogram({
+      name: 'broker_http_task_duration_seconds',
+      help: 'HTTP Task invocation duration, upstream time included, by outcome.',
+      labelNames: ['outcome'],
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
       registers,
     }),
     connections: new Gauge({

@@ -129,6 +129,50 @@ export interface paths {
     patch?: never;
     trace?: never;
   };
+  '/v1/http-task/prepare': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    get?: never;
+    put?: never;
+    /**
+     * The exact request an HTTP Task sends, credentials applied, for executors that send it themselves.
+     * @description Takes an HTTP Task's resolved `Parameters`. Connection headers, query parameters and body
+     *     fields are merged in (the connection wins on a duplicate key), forbidden headers fail the
+     *     task with States.Runtime, and the body is serialized as JSON or URL-encoded.
+     */
+    post: operations['PrepareHttpTask'];
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/v1/http-task/invoke': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    get?: never;
+    put?: never;
+    /**
+     * Run an HTTP Task; the broker sends the request and answers its output or failure.
+     * @description A non-2xx answer fails the task with `States.Http.StatusCode.NNN`, a socket error or the
+     *     60 s cap with `States.Http.Socket`, an unsupported response with `States.Runtime`. A 401
+     *     or 407 with an OAuth connection also refreshes the token, so a Retry on that error succeeds.
+     */
+    post: operations['InvokeHttpTask'];
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
   '/healthz': {
     parameters: {
       query?: never;
@@ -379,6 +423,91 @@ export interface components {
       StatusCode: 401 | 407;
       TokenGeneration: number;
     };
+    ScalarValue: string | number | boolean;
+    HttpTaskParameters: {
+      ApiEndpoint: string;
+      /** @enum {string} */
+      Method: 'GET' | 'POST' | 'PUT' | 'DELETE' | 'PATCH' | 'OPTIONS' | 'HEAD';
+      Authentication: {
+        ConnectionArn: components['schemas']['ConnectionNameOrArn'];
+      };
+      Headers?: {
+        [key: string]: components['schemas']['ScalarValue'];
+      };
+      QueryParameters?: {
+        [key: string]:
+          components['schemas']['ScalarValue'] | components['schemas']['ScalarValue'][];
+      };
+      /** @description A JSON value; an object is merged with the connection's body parameters. */
+      RequestBody?: unknown;
+      Transform?: {
+        /**
+         * @default NONE
+         * @enum {string}
+         */
+        RequestBodyEncoding: 'NONE' | 'URL_ENCODED';
+        RequestEncodingOptions?: {
+          /**
+           * @default INDICES
+           * @enum {string}
+           */
+          ArrayFormat: 'INDICES' | 'REPEAT' | 'COMMAS' | 'BRACKETS';
+        };
+      };
+    };
+    HttpTaskRequest: {
+      Method: string;
+      Url: string;
+      Headers: components['schemas']['StringMap'];
+      Body: string | null;
+    };
+    HttpTaskOutput: {
+      /** @description Parsed JSON when the response is JSON, otherwise the text. */
+      ResponseBody: unknown;
+      Headers: {
+        [key: string]: string[];
+      };
+      StatusCode: number;
+      StatusText: string;
+    };
+    InspectionData: {
+      /** @description The task's Parameters as received (DEBUG and TRACE). */
+      Parameters?: unknown;
+      Request?: components['schemas']['HttpTaskRequest'];
+      Response?: {
+        Protocol: string;
+        StatusCode: number;
+        StatusMessage: string;
+        Headers: {
+          [key: string]: string[];
+        };
+        Body: string;
+      };
+    };
+    TaskFailed: {
+      /** @constant */
+      Status: 'FAILED';
+      /** @description The Step Functions error name, e.g. States.Http.StatusCode.404. */
+      Error: string;
+      Cause: string;
+      InspectionData?: components['schemas']['InspectionData'];
+    };
+    PrepareHttpTaskResult:
+      | {
+          /** @constant */
+          Status: 'SUCCEEDED';
+          Request: components['schemas']['HttpTaskRequest'];
+          InspectionData?: components['schemas']['InspectionData'];
+        }
+      | components['schemas']['TaskFailed'];
+    InvokeHttpTaskResult:
+      | {
+          /** @constant */
+          Status: 'SUCCEEDED';
+          Output: components['schemas']['HttpTaskOutput'];
+          InspectionData?: components['schemas']['InspectionData'];
+        }
+      | components['schemas']['TaskFailed'];
     Problem: {
       type: string;
       title: string;
@@ -414,6 +543,10 @@ export interface components {
     };
   };
   parameters: {
+    /** @description TestState's levels; DEBUG adds the parameters, TRACE the raw request and response. */
+    InspectionLevel: 'INFO' | 'DEBUG' | 'TRACE';
+    /** @description Show the values the connection added in InspectionData instead of redacting them. */
+    RevealSecrets: boolean;
     /** @description A connection name, or its ARN (URL-encoded). */
     NameOrArn: components['schemas']['ConnectionNameOrArn'];
   };
@@ -649,6 +782,72 @@ export interface operations {
       400: components['responses']['Problem'];
       404: components['responses']['Problem'];
       409: components['responses']['Problem'];
+      415: components['responses']['Problem'];
+      503: components['responses']['Problem'];
+    };
+  };
+  PrepareHttpTask: {
+    parameters: {
+      query?: {
+        /** @description TestState's levels; DEBUG adds the parameters, TRACE the raw request and response. */
+        inspectionLevel?: components['parameters']['InspectionLevel'];
+        /** @description Show the values the connection added in InspectionData instead of redacting them. */
+        revealSecrets?: components['parameters']['RevealSecrets'];
+      };
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    requestBody: {
+      content: {
+        'application/json': components['schemas']['HttpTaskParameters'];
+      };
+    };
+    responses: {
+      /** @description SUCCEEDED with the request, or FAILED with the Step Functions error. */
+      200: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['PrepareHttpTaskResult'];
+        };
+      };
+      400: components['responses']['Problem'];
+      404: components['responses']['Problem'];
+      415: components['responses']['Problem'];
+      503: components['responses']['Problem'];
+    };
+  };
+  InvokeHttpTask: {
+    parameters: {
+      query?: {
+        /** @description TestState's levels; DEBUG adds the parameters, TRACE the raw request and response. */
+        inspectionLevel?: components['parameters']['InspectionLevel'];
+        /** @description Show the values the connection added in InspectionData instead of redacting them. */
+        revealSecrets?: components['parameters']['RevealSecrets'];
+      };
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    requestBody: {
+      content: {
+        'application/json': components['schemas']['HttpTaskParameters'];
+      };
+    };
+    responses: {
+      /** @description SUCCEEDED with the output, or FAILED with the Step Functions error. */
+      200: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['InvokeHttpTaskResult'];
+        };
+      };
+      400: components['responses']['Problem'];
+      404: components['responses']['Problem'];
       415: components['responses']['Problem'];
       503: components['responses']['Problem'];
     };

@@ -10,6 +10,12 @@ import type {
 
 /** What an executor applies to its request: ready to send, pre-serialized once per generation. */
 export interface PreparedAuthorization {
+  /** What the connection adds to a request, credential header included. */
+  parameters: {
+    headers: Record<string, string>;
+    queryParameters: Record<string, string>;
+    bodyParameters: Record<string, string>;
+  };
   /** The JSON response body. */
   body: Buffer;
   /** After this instant the token must be refreshed first; Infinity for BASIC and API_KEY. */
@@ -84,6 +90,7 @@ export function prepareAuthorization(
     ...(expiresAtMs !== undefined && { TokenExpiresAt: new Date(expiresAtMs).toISOString() }),
   };
   return {
+    parameters: { headers, queryParameters: body.QueryParameters, bodyParameters: body.BodyParameters },
     body: Buffer.from(JSON.stringify(body)),
     freshUntilMs: freshUntil(connection),
     generation: connection.generation,

@@ -4,10 +4,12 @@ import type { Logger } from 'pino';
 import type { ArnContext } from '../connections/arn.js';
 import type { ConnectionService } from '../connections/connection-service.js';
 import type { ConnectionCache } from '../connections/connection-cache.js';
+import type { HttpTaskService } from '../http-task/http-task-service.js';
 import { BrokerError } from '../errors.js';
 import type { BrokerMetrics } from '../metrics.js';
 import type { StoreHealth } from '../secret-store/instrumented-store.js';
 import { connectionsRoutes } from './connections.routes.js';
+import { httpTaskRoutes } from './http-task.routes.js';
 import { createHotPath } from './hot-path.js';
 import { operationsRoutes } from './operations.routes.js';
 import { sendProblem, toBrokerError } from './problem.js';
@@ -16,6 +18,7 @@ import type { RequestValidator } from './request-validator.js';
 
 export interface AppDeps {
   service: ConnectionService;
+  httpTasks: HttpTaskService;
   cache: ConnectionCache;
   validator: RequestValidator;
   metrics: BrokerMetrics;
@@ -73,6 +76,7 @@ export function createApp(deps: AppDeps): express.Express {
   app.use(express.json({ limit: deps.bodyLimitBytes, type: 'application/json' }));
   app.use(operationsRoutes(deps));
   app.use(connectionsRoutes(deps));
+  app.use(httpTaskRoutes(deps));
   app.use((req, _res, next) => {
     next(new BrokerError('ResourceNotFoundException', `No route for ${req.method} ${req.path}.`));
   });

@@ -1,0 +1,135 @@
+import http from 'node:http';
+import https from 'node:https';
+import { MAX_RESPONSE_BYTES, type PreparedRequest } from './http-task-request.js';
+import { TaskFailure } from './task-failure.js';
+
+/** The raw answer of the upstream API, as read (at most MAX_RESPONSE_BYTES). */
+export interface RawResponse {
+  httpVersion: string;
+  statusCode: number;
+  statusText: string;
+  /** Header name (lower-case) to every value received. */
+  headers: Record<string, string[]>;
+  body: Buffer;
+}
+
+export interface HttpTaskOutput {
+  ResponseBody: unknown;
+  Headers: Record<string, string[]>;
+  StatusCode: number;
+  StatusText: string;
+}
+
+/** The HTTP Task's 60-second cap. */
+export const INVOKE_TIMEOUT_MS = 60_000;
+
+const UNSUPPORTED_TYPES = [/^application\/octet-stream\b/, /^image\//, /^video\//, /^audio\//];
+
+function headersOf(response: http.IncomingMessage): Record<string, string[]> {
+  const headers: Record<string, string[]> = {};
+  const raw = response.rawHeaders;
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const name = (raw[i] ?? '').toLowerCase();
+    (headers[name] ??= []).push(raw[i + 1] ?? '');
+  }
+  return headers;
+}
+
+/**
+ * Sends the request once. Redirects are not followed (a 3xx is the task's answer), the body is
+ * read up to the Range the request asked for, and socket errors and the 60 s cap fail the task
+ * with States.Http.Socket.
+ */
+export function sendHttpTaskRequest(
+  request: PreparedRequest,
+  timeoutMs: number = INVOKE_TIMEOUT_MS,
+): Promise<RawResponse> {
+  const url = new URL(request.Url);
+  const transport = url.protocol === 'https:' ? https : http;
+  const body = request.Body === null ? undefined : Buffer.from(request.Body, 'utf8');
+  const headers: Record<string, string | number> = { ...request.Headers };
+  if (body !== undefined) headers['Content-Length'] = body.length;
+  return new Promise((resolve, reject) => {
+    const socketFailure = (message: string): void => {
+      reject(new TaskFailure('States.Http.Socket', message));
+    };
+    const outgoing = transport.request(
+      url,
+      { method: request.Method, headers, signal: AbortSignal.timeout(timeoutMs) },
+      (response) => {
+        const chunks: Buffer[] = [];
+        let size = 0;
+        response.on('data', (chunk: Buffer) => {
+          size += chunk.length;
+          if (size > MAX_RESPONSE_BYTES) {
+            response.destroy();
+            reject(
+              new TaskFailure(
+                'States.Runtime',
+                `The response body exceeds ${MAX_RESPONSE_BYTES} bytes (the Range the request asked for).`,
+              ),
+            );
+            return;
+          }
+          chunks.push(chunk);
+        });
+        response.on('error', () => socketFailure('The connection was closed while reading the response.'));
+        response.on('end', () =>
+          resolve({
+            httpVersion: response.httpVersion,
+            statusCode: response.statusCode ?? 0,
+            statusText: response.statusMessage ?? '',
+            headers: headersOf(response),
+            body: Buffer.concat(chunks),
+          }),
+        );
+      },
+    );
+    outgoing.on('error', (error: Error & { code?: string }) => {
+      if (error.name === 'AbortError' || error.name === 'TimeoutError') {
+        socketFailure(`The API did not answer within ${timeoutMs / 1000} seconds.`);
+      } else {
+        socketFailure(`The connection to the API failed${error.code ? ` (${error.code})` : ''}.`);
+      }
+    });
+    outgoing.end(body);
+  });
+}
+
+function decodeBody(response: RawResponse, contentType: string): { body: unknown } | { problem: string } {
+  if (UNSUPPORTED_TYPES.some((type) => type.test(contentType))) {
+    return { problem: `The response content type '${contentType}' is not supported.` };
+  }
+  let text: string;
+  try {
+    text = new TextDecoder('utf-8', { fatal: true }).decode(response.body);
+  } catch {
+    return { problem: 'The response body is not valid text.' };
+  }
+  if (!/[/+]json\b/.test(contentType) || text.length === 0) return { body: text };
+  try {
+    return { body: JSON.parse(text) as unknown };
+  } catch {
+    return { body: text };
+  }
+}
+
+/**
+ * Step Functions' rules for turning a response into the task's output or its failure. The status
+ * decides first, so a 401 with a binary body still fails as States.Http.StatusCode.401.
+ */
+export function toTaskOutput(response: RawResponse): HttpTaskOutput {
+  const contentType = (response.headers['content-type']?.[0] ?? '').toLowerCase();
+  const decoded = decodeBody(response, contentType);
+  const output = {
+    ResponseBody: 'body' in decoded ? decoded.body : null,
+    Headers: response.headers,
+    StatusCode: response.statusCode,
+    StatusText: response.statusText,
+  };
+  if (response.statusCode < 200 || response.statusCode > 299) {
+    throw new TaskFailure(`States.Http.StatusCode.${response.statusCode}`, JSON.stringify(output));
+  }
+  if ('problem' in decoded) throw new TaskFailure('States.Runtime', decoded.problem);
+  return output;
+}
