@@ -38,8 +38,10 @@ interface InspectionData {
 }
 
 type Failed = { Status: 'FAILED'; Error: string; Cause: string; InspectionData?: InspectionData };
-export type PrepareResult = { Status: 'SUCCEEDED'; Request: PreparedRequest; InspectionData?: InspectionData } | Failed;
-export type InvokeResult = { Status: 'SUCCEEDED'; Output: HttpTaskOutput; InspectionData?: InspectionData } | Failed;
+export type PrepareResult =
+  { Status: 'SUCCEEDED'; Request: PreparedRequest; InspectionData?: InspectionData } | Failed;
+export type InvokeResult =
+  { Status: 'SUCCEEDED'; Output: HttpTaskOutput; InspectionData?: InspectionData } | Failed;
 
 export interface HttpTaskServiceDeps {
   connections: Pick<ConnectionService, 'getAuthorization' | 'reportRejection'>;
@@ -80,7 +82,8 @@ export class HttpTaskService {
   async invoke(parameters: HttpTaskParameters, inspection: Inspection): Promise<InvokeResult> {
     const startedMs = performance.now();
     const inspectionData = this.inspectionBase(parameters, inspection);
-    let outcome = 'SUCCEEDED';
+    // Broker problems (unknown connection, refused endpoint) are not HTTP Task outcomes.
+    let outcome: string | undefined;
     try {
       const { request, shown, authorization } = await this.buildRequest(parameters, inspection);
       if (inspection.level === 'TRACE') inspectionData.Request = shown;
@@ -90,21 +93,33 @@ export class HttpTaskService {
         await this.reportRejection(parameters, response.statusCode, authorization.generation);
       }
       const output = toTaskOutput(response);
+      outcome = 'SUCCEEDED';
       return { Status: 'SUCCEEDED', Output: output, ...this.attach(inspection, inspectionData) };
     } catch (error) {
       const failed = this.failed(error, inspection, inspectionData);
-      outcome = failed.Error.startsWith('States.Http.StatusCode.') ? 'States.Http.StatusCode' : failed.Error;
+      outcome = failed.Error.startsWith('States.Http.StatusCode.')
+        ? 'States.Http.StatusCode'
+        : failed.Error;
       return failed;
     } finally {
-      this.deps.metrics.httpTaskInvocations.inc({ outcome });
-      this.deps.metrics.httpTaskDuration.observe({ outcome }, (performance.now() - startedMs) / 1000);
+      if (outcome !== undefined) {
+        this.deps.metrics.httpTaskInvocations.inc({ outcome });
+        this.deps.metrics.httpTaskDuration.observe(
+          { outcome },
+          (performance.now() - startedMs) / 1000,
+        );
+      }
     }
   }
 
   private async buildRequest(
     parameters: HttpTaskParameters,
     inspection: Inspection,
-  ): Promise<{ request: PreparedRequest; shown: PreparedRequest; authorization: PreparedAuthorization }> {
+  ): Promise<{
+    request: PreparedRequest;
+    shown: PreparedRequest;
+    authorization: PreparedAuthorization;
+  }> {
     assertEndpointAllowed('ApiEndpoint', parameters.ApiEndpoint, this.deps.allowInsecureEndpoints);
     const authorization = await this.authorizationFor(parameters.Authentication.ConnectionArn);
     const options = { userAgent: this.deps.userAgent };
@@ -165,12 +180,20 @@ export class HttpTaskService {
     return inspection.level === 'INFO' ? {} : { Parameters: parameters };
   }
 
-  private attach(inspection: Inspection, data: InspectionData): { InspectionData?: InspectionData } {
+  private attach(
+    inspection: Inspection,
+    data: InspectionData,
+  ): { InspectionData?: InspectionData } {
     return inspection.level === 'INFO' ? {} : { InspectionData: data };
   }
 
   private failed(error: unknown, inspection: Inspection, data: InspectionData): Failed {
     if (!(error instanceof TaskFailure)) throw error;
-    return { Status: 'FAILED', Error: error.error, Cause: error.causeText, ...this.attach(inspection, data) };
+    return {
+      Status: 'FAILED',
+      Error: error.error,
+      Cause: error.causeText,
+      ...this.attach(inspection, data),
+    };
   }
 }
