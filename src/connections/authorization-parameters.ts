@@ -90,7 +90,11 @@ export function prepareAuthorization(
     ...(expiresAtMs !== undefined && { TokenExpiresAt: new Date(expiresAtMs).toISOString() }),
   };
   return {
-    parameters: { headers, queryParameters: body.QueryParameters, bodyParameters: body.BodyParameters },
+    parameters: {
+      headers,
+      queryParameters: body.QueryParameters,
+      bodyParameters: body.BodyParameters,
+    },
     body: Buffer.from(JSON.stringify(body)),
     freshUntilMs: freshUntil(connection),
     generation: connection.generation,

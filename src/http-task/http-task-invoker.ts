@@ -73,7 +73,9 @@ export function sendHttpTaskRequest(
           }
           chunks.push(chunk);
         });
-        response.on('error', () => socketFailure('The connection was closed while reading the response.'));
+        response.on('error', () =>
+          socketFailure('The connection was closed while reading the response.'),
+        );
         response.on('end', () =>
           resolve({
             httpVersion: response.httpVersion,
@@ -96,7 +98,10 @@ export function sendHttpTaskRequest(
   });
 }
 
-function decodeBody(response: RawResponse, contentType: string): { body: unknown } | { problem: string } {
+function decodeBody(
+  response: RawResponse,
+  contentType: string,
+): { body: unknown } | { problem: string } {
   if (UNSUPPORTED_TYPES.some((type) => type.test(contentType))) {
     return { problem: `The response content type '${contentType}' is not supported.` };
   }

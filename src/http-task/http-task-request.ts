@@ -82,7 +82,9 @@ const QS_ARRAY_FORMAT: Record<ArrayFormat, 'indices' | 'repeat' | 'comma' | 'bra
 export function assertAllowedHeaders(headers: Record<string, string>): void {
   const refused = Object.keys(headers)
     .map((name) => name.toLowerCase())
-    .filter((name) => FORBIDDEN_HEADERS.has(name) || FORBIDDEN_PREFIXES.some((p) => name.startsWith(p)));
+    .filter(
+      (name) => FORBIDDEN_HEADERS.has(name) || FORBIDDEN_PREFIXES.some((p) => name.startsWith(p)),
+    );
   if (refused.length > 0) {
     throw new TaskFailure(
       'States.Runtime',

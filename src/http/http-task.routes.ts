@@ -1,6 +1,10 @@
 import { Router } from 'express';
 import type { HttpTaskParameters } from '../http-task/http-task-request.js';
-import type { HttpTaskService, Inspection, InspectionLevel } from '../http-task/http-task-service.js';
+import type {
+  HttpTaskService,
+  Inspection,
+  InspectionLevel,
+} from '../http-task/http-task-service.js';
 import type { RequestValidator } from './request-validator.js';
 
 export interface HttpTaskRoutesDeps {
