@@ -1,0 +1,33 @@
+/**
+ * The real broker (file store in a temp dir removed on exit, silent logs) on 127.0.0.1:0.
+ * Prints `{"port"}` once listening; bench/run.ts creates the connection it loads.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { createBroker } from '../src/broker.js';
+import { loadConfig } from '../src/config.js';
+import { createLogger } from '../src/logger.js';
+import { masterKeyFromBytes } from '../src/secret-store/master-key.js';
+import { announceReady, exitOnStop, listenOnLoopback } from './server-lifecycle.js';
+
+const dataDir = await mkdtemp(path.join(tmpdir(), 'broker-bench-'));
+const removeDataDir = (): Promise<void> => rm(dataDir, { recursive: true, force: true });
+try {
+  const broker = await createBroker({
+    config: loadConfig({ BROKER_DATA_DIR: dataDir, LOG_LEVEL: 'silent' }),
+    logger: createLogger('silent'),
+    masterKeys: [masterKeyFromBytes(randomBytes(32))],
+  });
+  const server = createServer(broker.handler);
+  exitOnStop(server, async () => {
+    await broker.close();
+    await removeDataDir();
+  });
+  announceReady({ port: await listenOnLoopback(server) });
+} catch (error) {
+  await removeDataDir();
+  throw error;
+}
