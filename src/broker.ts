@@ -65,8 +65,18 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
       }),
     ...(options.now !== undefined && { now: options.now }),
   });
-  const resumed = await service.resumeInterruptedAuthorizations();
-  if (resumed > 0) logger.info({ resumed }, 'finished authorizations interrupted by a restart');
+  // In the background: a slow token endpoint must not hold back start-up.
+  service
+    .resumeInterruptedAuthorizations()
+    .then((resumed) => {
+      if (resumed > 0) logger.info({ resumed }, 'resumed authorizations interrupted by a restart');
+    })
+    .catch((error: unknown) => {
+      logger.warn(
+        { error: error instanceof Error ? error.message : 'unknown error' },
+        'could not resume interrupted authorizations; they resume on first use',
+      );
+    });
   const httpTasks = new HttpTaskService({
     connections: service,
     userAgent: `${USER_AGENT}|HttpInvoke|${config.region}`,

@@ -6,6 +6,7 @@ import type {
   Connection,
   HttpParameter,
   OAuthConnection,
+  OAuthToken,
 } from './connection.js';
 
 /** What an executor applies to its request: ready to send, pre-serialized once per generation. */
@@ -25,6 +26,16 @@ export interface PreparedAuthorization {
 
 /** EventBridge refreshes a token with under 60 seconds left before using it. */
 export const PROACTIVE_REFRESH_MS = 60_000;
+
+/**
+ * When a token must be refreshed before it is served: 60 s before it expires, or halfway
+ * through a shorter life, so a 30-second token is not fetched again on every call.
+ */
+export function refreshAtMs(token: OAuthToken): number {
+  if (token.expiresAtMs === undefined) return Infinity;
+  const lifetimeMs = Math.max(0, token.expiresAtMs - token.obtainedAtMs);
+  return token.expiresAtMs - Math.min(PROACTIVE_REFRESH_MS, lifetimeMs / 2);
+}
 
 type CredentialHeaders = {
   [T in AuthorizationType]: (
@@ -63,8 +74,7 @@ function headerFor(connection: Connection): [string, string] {
 
 function freshUntil(connection: Connection): number {
   if (connection.authorizationType !== 'OAUTH_CLIENT_CREDENTIALS') return Infinity;
-  const expiresAtMs = connection.token?.expiresAtMs;
-  return expiresAtMs === undefined ? Infinity : expiresAtMs - PROACTIVE_REFRESH_MS;
+  return connection.token === undefined ? 0 : refreshAtMs(connection.token);
 }
 
 /** The credential is applied last, so it wins over an invocation header of the same name. */

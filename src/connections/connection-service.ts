@@ -7,8 +7,8 @@ import type { TokenClient, TokenResult } from '../oauth/token-client.js';
 import type { SecretStore, StoredRecord } from '../secret-store/secret-store.js';
 import { parseConnectionReference, type ArnContext } from './arn.js';
 import {
-  PROACTIVE_REFRESH_MS,
   prepareAuthorization,
+  refreshAtMs,
   type PreparedAuthorization,
 } from './authorization-parameters.js';
 import type { Connection, ConnectionState, OAuthConnection } from './connection.js';
@@ -52,6 +52,9 @@ function notAuthorized(connection: Connection): BrokerError {
     `Connection '${connection.name}' is not authorized (state ${connection.state}).${reason}`,
   );
 }
+
+const authorizeKey = (name: string): string => `${name}#authorize`;
+const generationKey = (name: string, generation: number): string => `${name}#${generation}`;
 
 function truncate(text: string): string {
   return text.length <= STATE_REASON_MAX ? text : `${text.slice(0, STATE_REASON_MAX - 1)}…`;
@@ -114,7 +117,10 @@ export class ConnectionService {
     const loaded = this.remember(record);
     if (loaded.connection.authorizationType !== 'OAUTH_CLIENT_CREDENTIALS')
       return loaded.connection;
-    return (await this.singleFlight(connection.name, () => this.authorize(loaded))).connection;
+    const authorized = await this.singleFlight(authorizeKey(connection.name), connection.name, () =>
+      this.authorize(loaded, 'deauthorize'),
+    );
+    return authorized.connection;
   }
 
   async describe(nameOrArn: string): Promise<Connection> {
@@ -141,7 +147,7 @@ export class ConnectionService {
         const current = await this.reload(name);
         const next = this.applyUpdate(current.connection, input);
         const saved = await this.save(next.connection, current.version);
-        return next.reauthorize ? this.authorize(saved) : saved;
+        return next.reauthorize ? this.authorize(saved, 'deauthorize') : saved;
       })
     ).connection;
   }
@@ -182,7 +188,10 @@ export class ConnectionService {
     return saved.connection;
   }
 
-  /** Finishes authorizations that a crash interrupted (state AUTHORIZING at start-up). */
+  /**
+   * Finishes authorizations that a crash interrupted (state AUTHORIZING at start-up). An
+   * unreachable token endpoint leaves them AUTHORIZING, to be tried again on use.
+   */
   async resumeInterruptedAuthorizations(): Promise<number> {
     let resumed = 0;
     let nextToken: string | undefined;
@@ -193,7 +202,10 @@ export class ConnectionService {
         ...(nextToken !== undefined && { nextToken }),
       });
       for (const record of page.records) {
-        await this.singleFlight(record.name, () => this.authorize(this.remember(record)));
+        const loaded = this.remember(record);
+        await this.singleFlight(authorizeKey(record.name), record.name, () =>
+          this.authorize(loaded, 'retry-later'),
+        );
         resumed += 1;
       }
       nextToken = page.nextToken;
@@ -218,9 +230,11 @@ export class ConnectionService {
   async getAuthorization(nameOrArn: string): Promise<PreparedAuthorization> {
     let loaded = await this.load(nameOrArn);
     if (loaded.connection.state === 'AUTHORIZING') {
-      loaded = await this.singleFlight(loaded.connection.name, async () =>
-        this.authorize(await this.reload(loaded.connection.name)),
+      const name = loaded.connection.name;
+      loaded = await this.singleFlight(authorizeKey(name), name, async () =>
+        this.authorize(await this.reload(name), 'retry-later'),
       );
+      if (loaded.connection.state === 'AUTHORIZING') throw this.unavailable(name);
     }
     const connection = loaded.connection;
     if (connection.state !== 'AUTHORIZED') throw notAuthorized(connection);
@@ -244,11 +258,19 @@ export class ConnectionService {
     statusCode: number,
     generation: number,
   ): Promise<PreparedAuthorization> {
-    const { name, authorizationType } = (await this.load(nameOrArn)).connection;
+    let reported = (await this.load(nameOrArn)).connection;
+    if (generation > reported.generation) reported = (await this.reload(reported.name)).connection;
+    const { name, authorizationType } = reported;
+    if (generation > reported.generation) {
+      throw new BrokerError(
+        'ValidationException',
+        `TokenGeneration ${generation} is newer than the connection's current generation ${reported.generation}.`,
+      );
+    }
     const loaded =
       authorizationType === 'OAUTH_CLIENT_CREDENTIALS'
         ? await this.refreshToken(name, generation)
-        : await this.singleFlight(name, () =>
+        : await this.singleFlight(generationKey(name, generation), name, () =>
             this.rejectStaticCredentials(name, statusCode, generation),
           );
     const connection = loaded.connection;
@@ -304,21 +326,24 @@ export class ConnectionService {
   }
 
   /**
-   * Token work (authorize, refresh, reject) is idempotent per generation, so concurrent callers
-   * share one run; it is serialized with the connection's other writes.
+   * Token work (authorize, or refresh of one generation) is idempotent, so concurrent callers of
+   * the same work share one run; it is serialized with the connection's other writes.
    */
-  private singleFlight(name: string, operation: () => Promise<Loaded>): Promise<Loaded> {
-    const running = this.inflight.get(name);
+  private singleFlight(
+    key: string,
+    name: string,
+    operation: () => Promise<Loaded>,
+  ): Promise<Loaded> {
+    const running = this.inflight.get(key);
     if (running !== undefined) return running;
-    const started = this.writes.run(name, operation).finally(() => this.inflight.delete(name));
-    this.inflight.set(name, started);
+    const started = this.writes.run(name, operation).finally(() => this.inflight.delete(key));
+    this.inflight.set(key, started);
     return started;
   }
 
   private needsRefresh(connection: OAuthConnection): boolean {
     const token = connection.token;
-    if (token === undefined) return true;
-    return token.expiresAtMs !== undefined && token.expiresAtMs - this.now() < PROACTIVE_REFRESH_MS;
+    return token === undefined || this.now() >= refreshAtMs(token);
   }
 
   private isUsable(connection: Connection): boolean {
@@ -342,7 +367,7 @@ export class ConnectionService {
    * and concurrent callers share it. A caller that saw an older generation gets the current one.
    */
   private refreshToken(name: string, seenGeneration: number): Promise<Loaded> {
-    return this.singleFlight(name, async () => {
+    return this.singleFlight(generationKey(name, seenGeneration), name, async () => {
       const current = await this.reload(name);
       const c = current.connection;
       if (c.state !== 'AUTHORIZED' || c.generation !== seenGeneration) return current;
@@ -362,11 +387,28 @@ export class ConnectionService {
     });
   }
 
-  /** Create, update or a crash left the connection AUTHORIZING: any failure deauthorizes. */
-  private async authorize(loaded: Loaded): Promise<Loaded> {
+  /**
+   * Gets the first token of a connection left AUTHORIZING. At create and update any failure
+   * deauthorizes (EventBridge's rule); when resuming after a restart, an unreachable endpoint
+   * leaves the connection AUTHORIZING and backs off instead.
+   */
+  private async authorize(
+    loaded: Loaded,
+    onUnavailable: 'deauthorize' | 'retry-later',
+  ): Promise<Loaded> {
     const c = loaded.connection;
-    if (c.authorizationType !== 'OAUTH_CLIENT_CREDENTIALS') return loaded;
+    if (c.state !== 'AUTHORIZING' || c.authorizationType !== 'OAUTH_CLIENT_CREDENTIALS') {
+      return loaded;
+    }
+    if (onUnavailable === 'retry-later' && !this.backoff.mayAttempt(c.name, this.now())) {
+      return loaded;
+    }
     const result = await this.requestToken(c);
+    if (result.outcome === 'unavailable' && onUnavailable === 'retry-later') {
+      this.backoff.recordFailure(c.name, this.now());
+      return loaded;
+    }
+    this.backoff.clear(c.name);
     const next =
       result.outcome === 'issued'
         ? this.applyTokenResult(c, result)

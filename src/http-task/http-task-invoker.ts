@@ -123,6 +123,13 @@ function decodeBody(
  * Step Functions' rules for turning a response into the task's output or its failure. The status
  * decides first, so a 401 with a binary body still fails as States.Http.StatusCode.401.
  */
+/** A server that honoured Range sends 206 with the first 256 KiB of a larger body. */
+function isCutByRange(response: RawResponse): boolean {
+  if (response.statusCode !== 206) return false;
+  const total = /\/(\d+)\s*$/.exec(response.headers['content-range']?.[0] ?? '')?.[1];
+  return total !== undefined && Number(total) > MAX_RESPONSE_BYTES;
+}
+
 export function toTaskOutput(response: RawResponse): HttpTaskOutput {
   const contentType = (response.headers['content-type']?.[0] ?? '').toLowerCase();
   const decoded = decodeBody(response, contentType);
@@ -136,5 +143,11 @@ export function toTaskOutput(response: RawResponse): HttpTaskOutput {
     throw new TaskFailure(`States.Http.StatusCode.${response.statusCode}`, JSON.stringify(output));
   }
   if ('problem' in decoded) throw new TaskFailure('States.Runtime', decoded.problem);
+  if (isCutByRange(response)) {
+    throw new TaskFailure(
+      'States.Runtime',
+      `The response body exceeds ${MAX_RESPONSE_BYTES} bytes; the API sent only the requested range.`,
+    );
+  }
   return output;
 }

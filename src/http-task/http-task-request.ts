@@ -1,3 +1,4 @@
+import { validateHeaderName, validateHeaderValue } from 'node:http';
 import qs from 'qs';
 import type { components } from '../openapi-types.js';
 import { TaskFailure } from './task-failure.js';
@@ -79,7 +80,21 @@ const QS_ARRAY_FORMAT: Record<ArrayFormat, 'indices' | 'repeat' | 'comma' | 'bra
   BRACKETS: 'brackets',
 };
 
+/** Node's own header grammar checks: a name that is not a token, or CR/LF in a value. */
+function assertValidHeader(name: string, value: string): void {
+  try {
+    validateHeaderName(name);
+    validateHeaderValue(name, value);
+  } catch {
+    throw new TaskFailure(
+      'States.Runtime',
+      `The 'Headers' field contains an invalid header name or value: [${JSON.stringify(name)}]`,
+    );
+  }
+}
+
 export function assertAllowedHeaders(headers: Record<string, string>): void {
+  for (const [name, value] of Object.entries(headers)) assertValidHeader(name, value);
   const refused = Object.keys(headers)
     .map((name) => name.toLowerCase())
     .filter(

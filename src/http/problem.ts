@@ -41,8 +41,26 @@ function fromParserError(error: { type?: unknown; status?: unknown }): BrokerErr
         'The request body encoding is not supported.',
       );
     default:
-      return undefined;
+      break;
   }
+  // Other http-errors (a path that does not decode, an unsupported Content-Encoding) are the
+  // caller's mistake; their messages stay in the log, not in the answer.
+  const status = typeof error.status === 'number' ? error.status : 0;
+  if (status === 413)
+    return new BrokerError('PayloadTooLargeException', 'The request body is too large.');
+  if (status === 415) {
+    return new BrokerError(
+      'UnsupportedMediaTypeException',
+      'The request encoding is not supported.',
+    );
+  }
+  if (status >= 400 && status < 500) {
+    return new BrokerError(
+      'ValidationException',
+      'The request could not be read (malformed path or body encoding).',
+    );
+  }
+  return undefined;
 }
 
 /** Any thrown value to a BrokerError; unknown errors become InternalException without detail. */

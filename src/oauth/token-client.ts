@@ -126,6 +126,18 @@ function isTransientStatus(status: number | undefined): boolean {
   return status !== undefined && (status >= 500 || status === 429 || status === 408);
 }
 
+/**
+ * HTTP Basic with the id and secret as they are. openid-client form-encodes them first
+ * (RFC 6749 §2.3.1), which many token endpoints do not decode; EventBridge forbids ':' in both,
+ * the one character that would make the raw form ambiguous.
+ */
+function rawClientSecretBasic(clientId: string, clientSecret: string): client.ClientAuth {
+  const credentials = Buffer.from(`${clientId}:${clientSecret}`).toString('base64');
+  return (_as, _client, _body, headers) => {
+    headers.set('authorization', `Basic ${credentials}`);
+  };
+}
+
 export function createTokenClient(options: TokenClientOptions): TokenClient {
   const now = options.now ?? Date.now;
   return {
@@ -137,11 +149,18 @@ export function createTokenClient(options: TokenClientOptions): TokenClient {
         oauth.authorizationEndpoint,
         oauth.oauthHttpParameters?.queryStringParameters,
       );
+      if (oauth.clientSecret === undefined) {
+        return {
+          outcome: 'rejected',
+          reason: 'the connection has no client secret',
+          durationMs: 0,
+        };
+      }
       const config = new client.Configuration(
         { issuer: new URL(tokenEndpoint).origin, token_endpoint: tokenEndpoint },
         oauth.clientId,
         undefined,
-        client.ClientSecretBasic(oauth.clientSecret ?? ''),
+        rawClientSecretBasic(oauth.clientId, oauth.clientSecret),
       );
       if (options.allowInsecureEndpoints) client.allowInsecureRequests(config);
       config.timeout = options.timeoutMs / 1000;
@@ -152,7 +171,8 @@ export function createTokenClient(options: TokenClientOptions): TokenClient {
       delete body['grant_type'];
       try {
         const response = await client.genericGrantRequest(config, grantType, body);
-        const expiresIn = response.expiresIn();
+        // The raw expires_in: openid-client's expiresIn() rounds down against its own clock.
+        const expiresIn = typeof response.expires_in === 'number' ? response.expires_in : undefined;
         const obtainedAtMs = now();
         return {
           outcome: 'issued',

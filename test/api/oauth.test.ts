@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { setTimeout as delay } from 'node:timers/promises';
 import type { Response } from 'supertest';
 
 import { startBroker, type Harness, type HarnessOptions } from '../support/broker-harness.js';
@@ -821,11 +822,12 @@ describe('proactive refresh of a token with under 60 s left', () => {
   after(() => open.closeAll());
 
   it(
-    'when the token endpoint gave expires_in 30, then create stores it and GET authorization refreshes once before answering',
+    'when the token endpoint gave expires_in 30, then GET authorization serves it for half its life and refreshes once after that',
     BOUNDED,
     async () => {
+      const clock = new FakeClock();
       const endpoint = await open.endpoint();
-      const h = await open.broker();
+      const h = await open.broker({ now: clock.now });
       const generation = await firstGeneration(h, endpoint);
       const name = uniqueName('short');
       const requestsBefore = endpoint.requestCount();
@@ -835,15 +837,20 @@ describe('proactive refresh of a token with under 60 s left', () => {
       });
       assert.equal(endpoint.requestCount(), requestsBefore + 1, 'create requested the token');
 
+      // Refreshing 60 s before expiry would refetch a 30 s token on every call.
+      clock.advanceSeconds(14);
+      const early = await getAuthorization(h, name);
+      assert.equal(early.body.Headers.Authorization, 'Bearer short-1');
+      assert.equal(endpoint.requestCount(), requestsBefore + 1, 'served without a request');
+
+      clock.advanceSeconds(2);
       endpoint.script({ kind: 'token', accessToken: 'short-2', expiresIn: HOUR_S });
-      const beforeMs = Date.now();
       const res = await getAuthorization(h, name);
-      const afterMs = Date.now();
       assertAuthorization(res, {
         arn,
         token: 'short-2',
         generation: generation + 1,
-        expiresAt: expiryWindow(beforeMs, afterMs, HOUR_S),
+        expiresAt: expiryWindow(clock.now(), clock.now(), HOUR_S),
       });
       assert.equal(endpoint.requestCount(), requestsBefore + 2, 'one refresh before answering');
 
@@ -1098,7 +1105,9 @@ describe('a token endpoint that rejects a refresh', () => {
     BOUNDED,
     async () => {
       const name = uniqueName('reject-400');
-      await createAuthorized(h, endpoint, name, { accessToken: 'soon-expired', expiresIn: 30 });
+      // A one-second token is due for refresh halfway through its life.
+      await createAuthorized(h, endpoint, name, { accessToken: 'soon-expired', expiresIn: 1 });
+      await delay(600);
       endpoint.script({
         kind: 'status',
         status: 400,

@@ -116,7 +116,7 @@ describe('secrets stay secret', () => {
     await send(
       h.request
         .post('/v1/connections/scripted/authorization/refresh')
-        .send({ StatusCode: 401, TokenGeneration: 2 }),
+        .send({ StatusCode: 401, TokenGeneration: 1 }),
     );
     for (const name of ['basic', 'apikey', 'oauth', 'oauth-rejected', 'scripted']) {
       await send(h.request.get(`/v1/connections/${name}`));

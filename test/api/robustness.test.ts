@@ -1,0 +1,209 @@
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import { setTimeout as delay } from 'node:timers/promises';
+import { encodeConnection } from '../../src/connections/connection-codec.js';
+import { FileSecretStore } from '../../src/secret-store/file-secret-store.js';
+import { startBroker, type Harness } from '../support/broker-harness.js';
+import { assertMatchesSpec } from '../support/openapi-contract.js';
+import {
+  startScriptedTokenEndpoint,
+  type ScriptedTokenEndpoint,
+} from '../support/scripted-token-endpoint.js';
+import { startUpstreamServer, type UpstreamServer } from '../support/upstream-server.js';
+
+/** Regression tests, each named after the bug a review found. */
+
+const oauthConnection = (name: string, endpoint: string) => ({
+  Name: name,
+  AuthorizationType: 'OAUTH_CLIENT_CREDENTIALS',
+  AuthParameters: {
+    OAuthParameters: {
+      AuthorizationEndpoint: endpoint,
+      HttpMethod: 'POST',
+      ClientParameters: { ClientID: 'client-with-dashes', ClientSecret: 'secret-with-dashes' },
+    },
+  },
+});
+
+describe('robustness regressions', () => {
+  let h: Harness;
+  let tokens: ScriptedTokenEndpoint;
+  let upstream: UpstreamServer;
+  before(async () => {
+    h = await startBroker();
+    tokens = await startScriptedTokenEndpoint();
+    upstream = await startUpstreamServer();
+  });
+  after(async () => {
+    await h.close();
+    await tokens.close();
+    await upstream.close();
+  });
+
+  it('when a report names a generation newer than the current one, then 400 and no token request', async () => {
+    await h.request.post('/v1/connections').send(oauthConnection('future-gen', tokens.url));
+    const before = tokens.requestCount();
+    const res = await h.request
+      .post('/v1/connections/future-gen/authorization/refresh')
+      .send({ StatusCode: 401, TokenGeneration: 99 });
+    assert.equal(res.status, 400);
+    assertMatchesSpec('RefreshAuthorization', res);
+    assert.equal(
+      res.body.detail,
+      "TokenGeneration 99 is newer than the connection's current generation 1.",
+    );
+    assert.equal(tokens.requestCount(), before);
+  });
+
+  it('when the client id and secret hold dashes, then Basic carries them as they are (no %2D)', () => {
+    const request = tokens.requests().at(-1);
+    assert.ok(request);
+    assert.equal(
+      request.headers['authorization'],
+      `Basic ${Buffer.from('client-with-dashes:secret-with-dashes').toString('base64')}`,
+    );
+  });
+
+  it('when an update re-authorizes while a GET waits, then one token request is made', async () => {
+    await h.request.post('/v1/connections').send(oauthConnection('patch-race', tokens.url));
+    const before = tokens.requestCount();
+    tokens.script({ kind: 'token', accessToken: 'after-patch', expiresIn: 3600, delayMs: 100 });
+    const [patched, got] = await Promise.all([
+      h.request.patch('/v1/connections/patch-race').send({
+        AuthParameters: { OAuthParameters: { ClientParameters: { ClientSecret: 'rotated' } } },
+      }),
+      delay(20).then(() => h.request.get('/v1/connections/patch-race/authorization')),
+    ]);
+    assert.equal(patched.body.ConnectionState, 'AUTHORIZED');
+    assert.equal(got.status, 200);
+    assert.equal(got.body.Headers.Authorization, 'Bearer after-patch');
+    assert.equal(tokens.requestCount(), before + 1);
+  });
+
+  it('when a connection is deauthorized right after an update, then GET answers 409, not 500', async () => {
+    await h.request.post('/v1/connections').send(oauthConnection('patch-deauth', tokens.url));
+    await h.request.patch('/v1/connections/patch-deauth').send({
+      AuthParameters: { OAuthParameters: { HttpMethod: 'PUT' } },
+    });
+    await h.request.post('/v1/connections/patch-deauth/deauthorize');
+    const res = await h.request.get('/v1/connections/patch-deauth/authorization');
+    assert.equal(res.status, 409);
+    assertMatchesSpec('GetAuthorization', res);
+  });
+
+  it('when the path holds a malformed percent-encoding, then 400, not 500', async () => {
+    const res = await h.request.get('/v1/connections/%E0%A4%A');
+    assert.equal(res.status, 400);
+    assert.equal(res.body.code, 'ValidationException');
+  });
+
+  it('when the body claims an encoding it does not have, then a 4xx problem, not 500', async () => {
+    const res = await h.request
+      .post('/v1/connections')
+      .set('content-type', 'application/json')
+      .set('content-encoding', 'br')
+      .send('{"Name":"x"}');
+    assert.ok(res.status >= 400 && res.status < 500, String(res.status));
+    assert.equal(res.headers['content-type'], 'application/problem+json');
+  });
+
+  describe('HTTP Task input that Node cannot send', () => {
+    before(async () => {
+      await h.request.post('/v1/connections').send({
+        Name: 'plain',
+        AuthorizationType: 'API_KEY',
+        AuthParameters: { ApiKeyAuthParameters: { ApiKeyName: 'x-api-key', ApiKeyValue: 'k' } },
+      });
+    });
+
+    for (const [label, headers] of [
+      ['a CR/LF in a value', { 'X-Note': 'a\r\nInjected: yes' }],
+      ['a space in a name', { 'X A': 'b' }],
+    ] as const) {
+      it(`when a task header has ${label}, then prepare and invoke fail with States.Runtime`, async () => {
+        const task = {
+          ApiEndpoint: `${upstream.origin}/x`,
+          Method: 'GET',
+          Authentication: { ConnectionArn: 'plain' },
+          Headers: headers,
+        };
+        const before = upstream.requestCount();
+        for (const route of ['prepare', 'invoke'] as const) {
+          const res = await h.request.post(`/v1/http-task/${route}`).send(task);
+          assert.equal(res.status, 200);
+          assertMatchesSpec(route === 'prepare' ? 'PrepareHttpTask' : 'InvokeHttpTask', res);
+          assert.equal(res.body.Status, 'FAILED');
+          assert.equal(res.body.Error, 'States.Runtime');
+        }
+        assert.equal(upstream.requestCount(), before);
+      });
+    }
+
+    it('when the API honours Range and cuts a larger body (206), then States.Runtime, not a cut success', async () => {
+      upstream.script({
+        kind: 'respond',
+        status: 206,
+        headers: { 'content-type': 'text/plain', 'content-range': 'bytes 0-262144/500000' },
+        body: 'x'.repeat(262_145),
+      });
+      const res = await h.request.post('/v1/http-task/invoke').send({
+        ApiEndpoint: `${upstream.origin}/big`,
+        Method: 'GET',
+        Authentication: { ConnectionArn: 'plain' },
+      });
+      assert.equal(res.body.Status, 'FAILED');
+      assert.equal(res.body.Error, 'States.Runtime');
+    });
+  });
+});
+
+describe('an authorization interrupted by a restart', () => {
+  it('when the broker starts with an AUTHORIZING connection and the endpoint is down, then it stays AUTHORIZING and is authorized on first use once the endpoint is back', async () => {
+    const tokens = await startScriptedTokenEndpoint();
+    const first = await startBroker();
+    await first.stop();
+    const store = new FileSecretStore({ dataDir: first.dataDir, keys: [first.masterKey] });
+    await store.open();
+    const nowMs = Date.now();
+    await store.create(
+      'interrupted',
+      encodeConnection({
+        name: 'interrupted',
+        uuid: randomUUID(),
+        secretUuid: randomUUID(),
+        state: 'AUTHORIZING',
+        creationTimeMs: nowMs,
+        lastModifiedTimeMs: nowMs,
+        generation: 1,
+        authorizationType: 'OAUTH_CLIENT_CREDENTIALS',
+        oauth: {
+          clientId: 'c',
+          clientSecret: 's',
+          authorizationEndpoint: tokens.url,
+          httpMethod: 'POST',
+        },
+      }),
+    );
+    await store.close();
+    tokens.script({ kind: 'status', status: 503 });
+    const h = await startBroker({ dataDir: first.dataDir, masterKey: first.masterKey });
+    try {
+      for (let i = 0; i < 50 && tokens.requestCount() === 0; i++) await delay(20);
+      assert.equal(tokens.requestCount(), 1, 'resumed in the background at start-up');
+      const described = await h.request.get('/v1/connections/interrupted');
+      assert.equal(described.body.ConnectionState, 'AUTHORIZING', 'an outage does not deauthorize');
+      const during = await h.request.get('/v1/connections/interrupted/authorization');
+      assert.equal(during.status, 503);
+      assert.ok(Number(during.headers['retry-after']) >= 1);
+      await delay(1100);
+      tokens.script({ kind: 'token', accessToken: 'resumed', expiresIn: 3600 });
+      const after = await h.request.get('/v1/connections/interrupted/authorization');
+      assert.equal(after.status, 200);
+      assert.equal(after.body.Headers.Authorization, 'Bearer resumed');
+    } finally {
+      await h.close();
+      await tokens.close();
+    }
+  });
+});
