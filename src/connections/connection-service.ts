@@ -24,7 +24,7 @@ import {
   type Credentials,
   type UpdateConnectionInput,
 } from './connection-input.js';
-import { KeyedMutex } from './keyed-mutex.js';
+import { KeyedMutex } from '../keyed-mutex.js';
 import { RefreshBackoff } from './refresh-backoff.js';
 
 export interface ConnectionServiceDeps {

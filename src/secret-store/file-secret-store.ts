@@ -4,6 +4,8 @@
  * authoritative and reads never touch the disk.
  */
 
+import { KeyedMutex } from '../keyed-mutex.js';
+import { syncDirectory } from './durable-fs.js';
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { mkdir, open, readFile, readdir, realpath, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -70,7 +72,8 @@ export class FileSecretStore implements SecretStore {
   private readonly keys: readonly MasterKey[];
   private readonly encryptionKey: MasterKey;
   private readonly records = new Map<string, MemoryEntry>();
-  private readonly writeChains = new Map<string, Promise<void>>();
+  /** Writes for one name run one after another; different names proceed in parallel. */
+  private readonly writes = new KeyedMutex();
   private state: StoreState = 'closed';
   private heldLock: string | undefined;
 
@@ -108,7 +111,7 @@ export class FileSecretStore implements SecretStore {
   async close(): Promise<void> {
     if (this.state !== 'open') return;
     this.state = 'closing';
-    await Promise.all(this.writeChains.values());
+    await this.writes.idle();
     this.records.clear();
     await this.releaseLock();
     this.state = 'closed';
@@ -149,7 +152,7 @@ export class FileSecretStore implements SecretStore {
     this.assertOpen();
     assertValidName(name);
     const copy = structuredClone(secret);
-    return this.serialize(name, async () => {
+    return this.writes.run(name, async () => {
       if (this.records.has(name)) {
         throw new BrokerError(
           'ResourceAlreadyExistsException',
@@ -167,7 +170,7 @@ export class FileSecretStore implements SecretStore {
   ): Promise<StoredRecord> {
     this.assertOpen();
     const copy = structuredClone(secret);
-    return this.serialize(name, async () => {
+    return this.writes.run(name, async () => {
       const current = this.records.get(name);
       if (current === undefined) throw connectionNotFound(name);
       if (current.record.version !== expectedVersion) throw concurrentModification(name);
@@ -178,7 +181,7 @@ export class FileSecretStore implements SecretStore {
 
   async delete(name: string): Promise<void> {
     this.assertOpen();
-    return this.serialize(name, async () => {
+    return this.writes.run(name, async () => {
       if (!this.records.has(name)) throw connectionNotFound(name);
       const description = `the deletion of connection '${name}'`;
       await translateWriteErrors(description, () => unlinkIfPresent(this.recordPath(name)));
@@ -198,7 +201,7 @@ export class FileSecretStore implements SecretStore {
       .map((entry) => entry.record.name);
     let rewritten = 0;
     for (const name of stale) {
-      await this.serialize(name, async () => {
+      await this.writes.run(name, async () => {
         const entry = this.records.get(name);
         // Deleted or rewritten with the new key while we waited for the name's turn.
         if (entry === undefined || entry.kid === this.encryptionKey.id) return;
@@ -219,21 +222,6 @@ export class FileSecretStore implements SecretStore {
     this.records.set(record.name, { record, kid: key.id });
     await translateWriteErrors(description, () => syncDirectory(this.recordsDir));
     return structuredClone(record);
-  }
-
-  /** Runs writes for one name one after another; different names proceed in parallel. */
-  private serialize<T>(name: string, task: () => Promise<T>): Promise<T> {
-    const previous = this.writeChains.get(name) ?? Promise.resolve();
-    const result = previous.then(task);
-    const settled = result.then(
-      () => undefined,
-      () => undefined,
-    );
-    this.writeChains.set(name, settled);
-    void settled.then(() => {
-      if (this.writeChains.get(name) === settled) this.writeChains.delete(name);
-    });
-    return result;
   }
 
   private assertOpen(): void {
@@ -516,15 +504,6 @@ async function replaceFileAtomically(path: string, content: string): Promise<voi
   } catch (error) {
     await unlinkIfPresent(tempPath).catch(() => undefined);
     throw error;
-  }
-}
-
-async function syncDirectory(dir: string): Promise<void> {
-  const handle = await open(dir, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
   }
 }
 

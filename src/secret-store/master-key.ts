@@ -3,6 +3,7 @@
  * BROKER_MASTER_KEY_FILE, or, for development only, a key file the broker creates in its data dir.
  */
 
+import { syncDirectory } from './durable-fs.js';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, open, readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
@@ -91,15 +92,6 @@ async function readExistingDevKeyFile(path: string): Promise<MasterKey> {
     const text = await readFile(path, 'utf8');
     if (text.trim() !== '' || attempt === attempts) return parseMasterKey(text, path);
     await delay(25);
-  }
-}
-
-async function syncDirectory(dir: string): Promise<void> {
-  const handle = await open(dir, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
   }
 }
 

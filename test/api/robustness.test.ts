@@ -68,12 +68,17 @@ describe('robustness regressions', () => {
   it('when an update re-authorizes while a GET waits, then one token request is made', async () => {
     await h.request.post('/v1/connections').send(oauthConnection('patch-race', tokens.url));
     const before = tokens.requestCount();
-    tokens.script({ kind: 'token', accessToken: 'after-patch', expiresIn: 3600, delayMs: 100 });
+    tokens.script({ kind: 'token', accessToken: 'after-patch', expiresIn: 3600, delayMs: 300 });
+    const patching = h.request.patch('/v1/connections/patch-race').send({
+      AuthParameters: { OAuthParameters: { ClientParameters: { ClientSecret: 'rotated' } } },
+    });
+    // The GET starts while the update's token request is in flight (bounded wait for it).
+    const patchedPromise = patching.then((res) => res);
+    for (let i = 0; i < 100 && tokens.requestCount() === before; i++) await delay(10);
+    assert.equal(tokens.requestCount(), before + 1, 'the update is requesting its token');
     const [patched, got] = await Promise.all([
-      h.request.patch('/v1/connections/patch-race').send({
-        AuthParameters: { OAuthParameters: { ClientParameters: { ClientSecret: 'rotated' } } },
-      }),
-      delay(20).then(() => h.request.get('/v1/connections/patch-race/authorization')),
+      patchedPromise,
+      h.request.get('/v1/connections/patch-race/authorization'),
     ]);
     assert.equal(patched.body.ConnectionState, 'AUTHORIZED');
     assert.equal(got.status, 200);

@@ -1,8 +1,8 @@
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { listenOnLoopback } from './loopback.js';
 import type { JsonWebKey } from 'node:crypto';
 import { createServer } from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 
 import { buildRecordedRequest, normaliseHeaders } from './recorded-request.js';
 import type { RecordedRequest } from './recorded-request.js';
@@ -210,14 +210,7 @@ export async function startOidcProvider(
     });
   });
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const { port } = server.address() as AddressInfo;
+  const port = await listenOnLoopback(server);
   const issuer = `http://127.0.0.1:${port}`;
 
   const clients = [

@@ -1,6 +1,6 @@
 import { createServer } from 'node:http';
+import { cancellableDelays, listenOnLoopback } from './loopback.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 
 import { buildRecordedRequest, normaliseHeaders, readBodyText } from './recorded-request.js';
 import type { RecordedRequest } from './recorded-request.js';
@@ -68,18 +68,11 @@ export async function startScriptedTokenEndpoint(): Promise<ScriptedTokenEndpoin
   const queue: TokenAnswer[] = [];
   let defaultAnswer: TokenAnswer = DEFAULT_ANSWER;
   const recorded: RecordedRequest[] = [];
-  const timers = new Set<NodeJS.Timeout>();
+  const delays = cancellableDelays();
   let tokenCounter = 0;
   let closing: Promise<void> | undefined;
 
-  const wait = (ms: number): Promise<void> =>
-    new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        timers.delete(timer);
-        resolve();
-      }, ms);
-      timers.add(timer);
-    });
+  const wait = delays.wait;
 
   const send = (
     res: ServerResponse,
@@ -156,14 +149,7 @@ export async function startScriptedTokenEndpoint(): Promise<ScriptedTokenEndpoin
     });
   });
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const { port } = server.address() as AddressInfo;
+  const port = await listenOnLoopback(server);
 
   return {
     url: `http://127.0.0.1:${port}/oauth/token`,
@@ -181,8 +167,7 @@ export async function startScriptedTokenEndpoint(): Promise<ScriptedTokenEndpoin
     },
     close() {
       closing ??= new Promise<void>((resolve) => {
-        for (const timer of timers) clearTimeout(timer);
-        timers.clear();
+        delays.cancelAll();
         server.close(() => resolve());
         server.closeAllConnections();
       });

@@ -1,6 +1,6 @@
 import { createServer } from 'node:http';
+import { cancellableDelays, listenOnLoopback } from './loopback.js';
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 
 /** One request as it arrived on the wire. */
 export interface UpstreamRequest {
@@ -118,17 +118,10 @@ export async function startUpstreamServer(): Promise<UpstreamServer> {
   const queue: UpstreamScript[] = [];
   let defaultAnswer: UpstreamScript = INITIAL_DEFAULT;
   let recorded: UpstreamRequest[] = [];
-  const timers = new Set<NodeJS.Timeout>();
+  const delays = cancellableDelays();
   let closing: Promise<void> | undefined;
 
-  const wait = (ms: number): Promise<void> =>
-    new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        timers.delete(timer);
-        resolve();
-      }, ms);
-      timers.add(timer);
-    });
+  const wait = delays.wait;
 
   const respond = (
     req: IncomingMessage,
@@ -190,14 +183,7 @@ export async function startUpstreamServer(): Promise<UpstreamServer> {
   // A client that goes away mid-answer (e.g. the broker's response-size cap) is not an error here.
   server.on('clientError', (_error, socket) => socket.destroy());
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const { port } = server.address() as AddressInfo;
+  const port = await listenOnLoopback(server);
 
   return {
     origin: `http://127.0.0.1:${port}`,
@@ -237,8 +223,7 @@ export async function startUpstreamServer(): Promise<UpstreamServer> {
     },
     close() {
       closing ??= new Promise<void>((resolve) => {
-        for (const timer of timers) clearTimeout(timer);
-        timers.clear();
+        delays.cancelAll();
         server.close(() => resolve());
         server.closeAllConnections();
       });

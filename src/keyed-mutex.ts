@@ -12,4 +12,9 @@ export class KeyedMutex {
     });
     return result;
   }
+
+  /** Resolves once every operation queued so far has settled. */
+  async idle(): Promise<void> {
+    await Promise.all(this.tails.values());
+  }
 }
