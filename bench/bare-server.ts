@@ -1,7 +1,8 @@
 /**
  * The baseline: a bare node:http server answering every request with the broker's bytes and
  * the same headers (a fresh x-request-id each time, as the broker makes one per request).
- * The body comes in BENCH_BODY; prints `{"port"}` once listening.
+ * The body comes in BENCH_BODY; prints `{"port"}` once listening. The HTTP Task part runs it
+ * as the upstream API too, answering `{"ok":true}` to any method and path.
  */
 import { randomUUID } from 'node:crypto';
 import { createServer } from 'node:http';

@@ -1,6 +1,8 @@
 /**
  * The real broker (file store in a temp dir removed on exit, silent logs) on 127.0.0.1:0.
  * Prints `{"port"}` once listening; bench/run.ts creates the connection it loads.
+ * BROKER_ALLOW_INSECURE_ENDPOINTS is passed on (default false): the HTTP Task part sets it for
+ * its broker only, whose upstream is http://127.0.0.1.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -17,7 +19,11 @@ const dataDir = await mkdtemp(path.join(tmpdir(), 'broker-bench-'));
 const removeDataDir = (): Promise<void> => rm(dataDir, { recursive: true, force: true });
 try {
   const broker = await createBroker({
-    config: loadConfig({ BROKER_DATA_DIR: dataDir, LOG_LEVEL: 'silent' }),
+    config: loadConfig({
+      BROKER_DATA_DIR: dataDir,
+      LOG_LEVEL: 'silent',
+      BROKER_ALLOW_INSECURE_ENDPOINTS: process.env['BROKER_ALLOW_INSECURE_ENDPOINTS'] ?? 'false',
+    }),
     logger: createLogger('silent'),
     masterKeys: [masterKeyFromBytes(randomBytes(32))],
   });

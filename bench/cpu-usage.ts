@@ -19,6 +19,8 @@ export interface CpuShares {
   other: number;
   /** CPU seconds the server spent over the window, for a per-request cost. */
   serverSeconds: number;
+  /** The same for each server process, when the server is several (a broker and its upstream). */
+  serverSecondsByPid: Map<number, number>;
 }
 
 /** USER_HZ: 100 on every mainstream Linux build; /proc reports times in these ticks. */
@@ -59,14 +61,14 @@ export function sampleCpu(pids: number[]): CpuSample | undefined {
 export function cpuShares(
   before: CpuSample | undefined,
   after: CpuSample | undefined,
-  serverPid: number,
+  serverPids: number[],
   generatorPid: number,
   wallSeconds: number,
 ): CpuShares | undefined {
   if (before === undefined || after === undefined) return undefined;
   const delta = (pid: number): number => (after.byPid.get(pid) ?? 0) - (before.byPid.get(pid) ?? 0);
   const cores = (ticks: number): number => ticks / TICKS_PER_SECOND / wallSeconds;
-  const server = delta(serverPid);
+  const server = serverPids.reduce((sum, pid) => sum + delta(pid), 0);
   const generator = delta(generatorPid);
   const machine = after.machineBusy - before.machineBusy;
   return {
@@ -74,6 +76,7 @@ export function cpuShares(
     generator: cores(generator),
     other: Math.max(0, cores(machine - server - generator)),
     serverSeconds: server / TICKS_PER_SECOND,
+    serverSecondsByPid: new Map(serverPids.map((pid) => [pid, delta(pid) / TICKS_PER_SECOND])),
   };
 }
 

@@ -1,47 +1,50 @@
 /**
- * `npm run bench [-- --check]`: loads `GET /v1/connections/{name}/authorization` for a cached
- * API_KEY connection and a bare node:http server answering the same bytes, each in its own
- * child process (the server gets one core, autocannon here the other), and prints both
- * throughputs, p50/p99 and their ratio. `--check` exits 1 when the target is missed.
+ * `npm run bench [-- --check]`, in two parts, both run by default; BENCH_PARTS=credentials or
+ * BENCH_PARTS=http-task (or both, comma-separated) picks them.
+ *
+ * credentials: loads `GET /v1/connections/{name}/authorization` for a cached API_KEY connection
+ * and a bare node:http server answering the same bytes, each in its own child process (the
+ * server gets one core, autocannon here the other), and prints both throughputs, p50/p99 and
+ * their ratio. `--check` exits 1 when its target is missed.
+ *
+ * http-task: how long `POST /v1/http-task/prepare` and `/invoke` take on top of the upstream's
+ * own time (bench/http-task-part.ts). Figures only, no target.
  *
  * BENCH_SECONDS (default 10) is the length of each measurement; BENCH_ROUNDS (default 2) how many
- * times bare and broker are measured, alternating, to even out drift; BENCH_PIN=0 leaves CPU
+ * times the targets are measured, alternating, to even out drift; BENCH_PIN=0 leaves CPU
  * placement to the scheduler. Each measurement first waits (up to 60 s) for other processes to
  * quieten, and the table shows the CPU they took anyway: on a shared 2-core machine a busy
- * neighbour moves the figures more than anything the broker does.
+ * neighbour moves the figures more than anything the broker does. One `BENCH_RESULT {...}` line
+ * at the end holds the figures of every part run.
  */
 import autocannon from 'autocannon';
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
-import { availableParallelism } from 'node:os';
-import path from 'node:path';
-import { createInterface } from 'node:readline';
-import { setTimeout as delay } from 'node:timers/promises';
-import { fileURLToPath } from 'node:url';
 import { AUTHORIZATION_PATH, createBenchConnection } from './bench-connection.js';
-import { cpuShares, sampleCpu, waitForQuietMachine } from './cpu-usage.js';
-import { EXIT_WITH_PARENT_ENV, type ReadyLine } from './server-lifecycle.js';
+import {
+  fixed,
+  median,
+  NOISY_NEIGHBOUR_CORES,
+  positiveInteger,
+  printTable as printRows,
+  waitForQuiet,
+  WARM_UP_SECONDS,
+} from './common.js';
+import { cpuShares, sampleCpu } from './cpu-usage.js';
+import { runHttpTaskPart } from './http-task-part.js';
+import {
+  pinCpus,
+  startServer,
+  stopServer,
+  urlOf,
+  type Pinning,
+  type ServerChild,
+} from './server-child.js';
 
 const CONNECTIONS = 32;
 const PIPELINING = 1;
-const WARM_UP_SECONDS = 2;
-const READY_TIMEOUT_MS = 20_000;
-const KILL_GRACE_MS = 3_000;
 const TARGET_RATIO = 0.7;
 const TARGET_P99_MS = 5;
-/** Cores' worth of CPU used by other processes above which a measurement is flagged. */
-const NOISY_NEIGHBOUR_CORES = 0.15;
-/** How long a measurement waits for other processes to quieten before it runs anyway. */
-const QUIET_WAIT_MS = 60_000;
-
-const benchDir = path.dirname(fileURLToPath(import.meta.url));
-const repoDir = path.dirname(benchDir);
-
-interface ServerChild {
-  name: string;
-  process: ChildProcess;
-  ready: ReadyLine;
-}
+const PARTS = ['credentials', 'http-task'] as const;
+type Part = (typeof PARTS)[number];
 
 interface Measurement {
   target: string;
@@ -57,96 +60,6 @@ interface Measurement {
   serverCpuCores?: number;
   generatorCpuCores?: number;
   otherCpuCores?: number;
-}
-
-function positiveInteger(name: string, fallback: number): number {
-  const text = process.env[name];
-  if (text === undefined || text === '') return fallback;
-  const value = Number(text);
-  if (!Number.isInteger(value) || value < 1) {
-    throw new Error(`${name} must be a positive integer (got ${JSON.stringify(text)})`);
-  }
-  return value;
-}
-
-/**
- * Linux with taskset and 2+ CPUs: the servers get the last CPU and this process (autocannon) the
- * others, so the two never share a core. BENCH_PIN=0 leaves placement to the scheduler.
- */
-function pinCpus(): { serverCpu: string } | undefined {
-  const cpus = availableParallelism();
-  if (process.env['BENCH_PIN'] === '0' || process.platform !== 'linux' || cpus < 2) {
-    return undefined;
-  }
-  try {
-    execFileSync('taskset', ['-a', '-p', '-c', `0-${cpus - 2}`, String(process.pid)], {
-      stdio: 'ignore',
-    });
-    return { serverCpu: String(cpus - 1) };
-  } catch {
-    return undefined;
-  }
-}
-
-async function startServer(
-  name: string,
-  script: string,
-  pinning: { serverCpu: string } | undefined,
-  env: Record<string, string> = {},
-): Promise<ServerChild> {
-  const nodeArgs = ['--import', 'tsx', path.join(benchDir, script)];
-  // taskset execs node, so the child's pid stays the server's.
-  const [command, args] =
-    pinning === undefined
-      ? [process.execPath, nodeArgs]
-      : ['taskset', ['-c', pinning.serverCpu, process.execPath, ...nodeArgs]];
-  const child = spawn(command, args, {
-    cwd: repoDir,
-    env: { ...process.env, ...env, [EXIT_WITH_PARENT_ENV]: '1' },
-    // stdin stays open: the server exits when it closes, should this process die unannounced.
-    stdio: ['pipe', 'pipe', 'inherit'],
-  });
-  const lines = createInterface({ input: child.stdout });
-  const abort = new AbortController();
-  try {
-    const ready = await Promise.race([
-      once(lines, 'line', { signal: abort.signal }).then(([line]) => {
-        const parsed = JSON.parse(String(line)) as ReadyLine;
-        if (typeof parsed.port !== 'number') throw new Error(`unexpected line: ${String(line)}`);
-        return parsed;
-      }),
-      once(child, 'exit', { signal: abort.signal }).then(([code, signal]) => {
-        throw new Error(`exited before it was ready (code ${String(code)}, ${String(signal)})`);
-      }),
-      delay(READY_TIMEOUT_MS, undefined, { signal: abort.signal }).then(() => {
-        throw new Error(`printed no ready line within ${READY_TIMEOUT_MS / 1000} s`);
-      }),
-    ]);
-    return { name, process: child, ready };
-  } catch (error) {
-    await stopServer({ name, process: child, ready: { port: 0 } });
-    throw new Error(`${name} server (${script}): ${(error as Error).message}`, { cause: error });
-  } finally {
-    abort.abort();
-  }
-}
-
-async function stopServer(server: ServerChild): Promise<void> {
-  const child = server.process;
-  const exited = (): boolean => child.exitCode !== null || child.signalCode !== null;
-  if (exited()) return;
-  const exit = once(child, 'exit');
-  child.kill('SIGTERM');
-  const stopped = await Promise.race([exit.then(() => true), delay(KILL_GRACE_MS, false)]);
-  if (!stopped && !exited()) {
-    process.stderr.write(`${server.name} server ignored SIGTERM for 3 s: SIGKILL\n`);
-    child.kill('SIGKILL');
-    await exit;
-  }
-}
-
-function urlOf(server: ServerChild, requestPath: string): string {
-  return `http://127.0.0.1:${server.ready.port}${requestPath}`;
 }
 
 /** Both must answer 200 with the same body and the same header names and fixed values. */
@@ -205,11 +118,7 @@ async function measure(
   round: number,
   seconds: number,
 ): Promise<Measurement> {
-  await waitForQuietMachine(NOISY_NEIGHBOUR_CORES, QUIET_WAIT_MS, (busyCores) => {
-    process.stderr.write(
-      `other processes use ${busyCores.toFixed(2)} cores: waiting up to ${QUIET_WAIT_MS / 1000} s…\n`,
-    );
-  });
+  await waitForQuiet();
   process.stderr.write(`round ${round}: ${target} warm-up ${WARM_UP_SECONDS} s, ${seconds} s…\n`);
   await load(url, WARM_UP_SECONDS);
   const pids = [server.process.pid ?? 0, process.pid];
@@ -219,7 +128,7 @@ async function measure(
   const cpu = cpuShares(
     cpuBefore,
     sampleCpu(pids),
-    pids[0]!,
+    [pids[0]!],
     process.pid,
     (performance.now() - startedMs) / 1000,
   );
@@ -238,12 +147,6 @@ async function measure(
       otherCpuCores: cpu.other,
     }),
   };
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((x, y) => x - y);
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
 }
 
 type Summary = Omit<Measurement, 'round'>;
@@ -288,8 +191,6 @@ function printTable(rows: Array<Summary & { round: string }>): void {
     'autocannon cpu',
     'other cpu',
   ];
-  const fixed = (value: number | undefined, digits: number): string =>
-    value === undefined ? '-' : value.toFixed(digits);
   const cells = rows.map((r) => [
     r.target,
     r.round,
@@ -302,35 +203,41 @@ function printTable(rows: Array<Summary & { round: string }>): void {
     fixed(r.generatorCpuCores, 2),
     fixed(r.otherCpuCores, 2),
   ]);
-  const widths = header.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i]!.length)));
-  for (const line of [header, ...cells]) {
-    console.log(
-      line
-        .map((cell, i) => (i < 2 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!)))
-        .join('  '),
-    );
-  }
+  printRows(header, cells, 2);
 }
 
-async function main(): Promise<number> {
-  const check = process.argv.includes('--check');
-  const seconds = positiveInteger('BENCH_SECONDS', 10);
-  const roundCount = positiveInteger('BENCH_ROUNDS', 2);
-  const servers: ServerChild[] = [];
-  const stopAll = (): Promise<void[]> => Promise.all(servers.map(stopServer));
-  const interrupted = (): void => {
-    void stopAll().finally(() => process.exit(130));
+interface PartOptions {
+  pinning: Pinning | undefined;
+  seconds: number;
+  rounds: number;
+  /** Every child a part starts is added here, so an interrupted run can stop it. */
+  servers: ServerChild[];
+}
+
+/** The credential part; returns its BENCH_RESULT fields (kept at the top level) and the verdict. */
+async function runCredentialsPart(
+  options: PartOptions,
+): Promise<{ figures: Record<string, unknown>; met: boolean }> {
+  const { pinning, seconds, rounds: roundCount } = options;
+  const started: ServerChild[] = [];
+  const start = async (
+    name: string,
+    script: string,
+    env: Record<string, string>,
+  ): Promise<ServerChild> => {
+    const server = await startServer(name, script, pinning, env);
+    started.push(server);
+    options.servers.push(server);
+    return server;
   };
-  process.once('SIGINT', interrupted);
-  process.once('SIGTERM', interrupted);
   try {
-    const pinning = pinCpus();
-    const broker = await startServer('broker', 'broker-server.ts', pinning);
-    servers.push(broker);
+    // Explicitly false: only the HTTP Task part's broker calls an http://127.0.0.1 upstream.
+    const broker = await start('broker', 'broker-server.ts', {
+      BROKER_ALLOW_INSECURE_ENDPOINTS: 'false',
+    });
     const body = await createBenchConnection(`http://127.0.0.1:${broker.ready.port}`);
     const requestPath = AUTHORIZATION_PATH;
-    const bare = await startServer('bare', 'bare-server.ts', pinning, { BENCH_BODY: body });
-    servers.push(bare);
+    const bare = await start('bare', 'bare-server.ts', { BENCH_BODY: body });
     const urls = { bare: urlOf(bare, requestPath), broker: urlOf(broker, requestPath) };
     await verifySameAnswer(urls.bare, urls.broker);
     console.log(
@@ -388,8 +295,8 @@ async function main(): Promise<number> {
       `target: ratio >= ${TARGET_RATIO} and broker p99 < ${TARGET_P99_MS} ms at ` +
         `${CONNECTIONS} connections: ${met ? 'MET' : 'MISSED'}`,
     );
-    console.log(
-      `BENCH_RESULT ${JSON.stringify({
+    return {
+      figures: {
         path: requestPath,
         connections: CONNECTIONS,
         pipelining: PIPELINING,
@@ -402,9 +309,56 @@ async function main(): Promise<number> {
         ratio,
         ...(costRatio !== undefined && { cpuCostRatio: costRatio }),
         target: { ratio: TARGET_RATIO, p99Ms: TARGET_P99_MS, met },
-      })}`,
+      },
+      met,
+    };
+  } finally {
+    await Promise.all(started.map(stopServer));
+  }
+}
+
+function selectedParts(): Part[] {
+  const text = process.env['BENCH_PARTS'];
+  if (text === undefined || text.trim() === '') return [...PARTS];
+  const names = text.split(',').map((name) => name.trim());
+  const unknown = names.filter((name) => !(PARTS as readonly string[]).includes(name));
+  if (unknown.length > 0 || names.length === 0) {
+    throw new Error(
+      `BENCH_PARTS must name ${PARTS.join(' and/or ')}, comma-separated (got ${JSON.stringify(text)})`,
     );
-    return check && !met ? 1 : 0;
+  }
+  return PARTS.filter((part) => names.includes(part));
+}
+
+async function main(): Promise<number> {
+  const check = process.argv.includes('--check');
+  const parts = selectedParts();
+  const seconds = positiveInteger('BENCH_SECONDS', 10);
+  const rounds = positiveInteger('BENCH_ROUNDS', 2);
+  const servers: ServerChild[] = [];
+  const stopAll = (): Promise<void[]> => Promise.all(servers.map(stopServer));
+  const interrupted = (): void => {
+    void stopAll().finally(() => process.exit(130));
+  };
+  process.once('SIGINT', interrupted);
+  process.once('SIGTERM', interrupted);
+  try {
+    const options: PartOptions = { pinning: pinCpus(), seconds, rounds, servers };
+    let result: Record<string, unknown> = { parts };
+    let met: boolean | undefined;
+    if (parts.includes('credentials')) {
+      const credentials = await runCredentialsPart(options);
+      result = { ...result, ...credentials.figures };
+      met = credentials.met;
+    }
+    if (parts.includes('http-task')) {
+      result = { ...result, httpTask: await runHttpTaskPart(options) };
+    }
+    if (check && met === undefined) {
+      console.log('--check: only the credentials part has a target, and it did not run');
+    }
+    console.log(`BENCH_RESULT ${JSON.stringify(result)}`);
+    return check && met === false ? 1 : 0;
   } finally {
     await stopAll();
     process.off('SIGINT', interrupted);
