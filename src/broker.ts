@@ -9,6 +9,7 @@ import { loadOpenApiDocument } from './http/openapi-document.js';
 import { RequestValidator } from './http/request-validator.js';
 import { createMetrics, type BrokerMetrics } from './metrics.js';
 import { createTokenClient, type TokenClient } from './oauth/token-client.js';
+import { AwsSecretsManagerStore } from './secret-store/aws-secrets-manager-store.js';
 import { FileSecretStore } from './secret-store/file-secret-store.js';
 import { InstrumentedSecretStore } from './secret-store/instrumented-store.js';
 import type { MasterKey } from './secret-store/master-key.js';
@@ -42,7 +43,13 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
   const { config, logger } = options;
   const metrics = createMetrics({ collectDefaults: options.collectDefaultMetrics ?? false });
   const store = new InstrumentedSecretStore(
-    options.store ?? new FileSecretStore({ dataDir: config.dataDir, keys: options.masterKeys }),
+    options.store ??
+      (config.secretStore === 'aws'
+        ? new AwsSecretsManagerStore({
+            region: config.region,
+            ...(config.kmsKeyId !== undefined && { kmsKeyId: config.kmsKeyId }),
+          })
+        : new FileSecretStore({ dataDir: config.dataDir, keys: options.masterKeys })),
     metrics,
   );
   await store.open();

@@ -16,6 +16,8 @@ export interface BrokerConfig {
   tokenTimeoutMs: number;
   cacheMaxEntries: number;
   bodyLimitBytes: number;
+  secretStore: 'file' | 'aws';
+  kmsKeyId?: string;
 }
 
 const envSchema = {
@@ -41,6 +43,8 @@ const envSchema = {
     BROKER_TOKEN_TIMEOUT_MS: { type: 'integer', minimum: 100, maximum: 60000, default: 10000 },
     BROKER_CACHE_MAX_ENTRIES: { type: 'integer', minimum: 1, maximum: 1000000, default: 10000 },
     BROKER_BODY_LIMIT_BYTES: { type: 'integer', minimum: 1024, maximum: 10485760, default: 262144 },
+    BROKER_SECRET_STORE: { type: 'string', enum: ['file', 'aws'], default: 'file' },
+    BROKER_KMS_KEY_ID: { type: 'string', minLength: 1, maxLength: 2048 },
   },
 } as const;
 
@@ -57,6 +61,8 @@ interface ParsedEnv {
   BROKER_TOKEN_TIMEOUT_MS: number;
   BROKER_CACHE_MAX_ENTRIES: number;
   BROKER_BODY_LIMIT_BYTES: number;
+  BROKER_SECRET_STORE: 'file' | 'aws';
+  BROKER_KMS_KEY_ID?: string;
 }
 
 export class ConfigError extends Error {
@@ -99,7 +105,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Broke
     tokenTimeoutMs: parsed.BROKER_TOKEN_TIMEOUT_MS,
     cacheMaxEntries: parsed.BROKER_CACHE_MAX_ENTRIES,
     bodyLimitBytes: parsed.BROKER_BODY_LIMIT_BYTES,
+    secretStore: parsed.BROKER_SECRET_STORE,
   };
+  if (parsed.BROKER_KMS_KEY_ID !== undefined) config.kmsKeyId = parsed.BROKER_KMS_KEY_ID;
   if (parsed.BROKER_MASTER_KEY !== undefined) config.masterKeyBase64 = parsed.BROKER_MASTER_KEY;
   if (parsed.BROKER_MASTER_KEY_FILE !== undefined) {
     config.masterKeyFile = path.resolve(parsed.BROKER_MASTER_KEY_FILE);

@@ -36,11 +36,12 @@ async function main(): Promise<void> {
     process.exit(2);
   }
   const logger = createLogger(config.logLevel);
-  const masterKey = await resolveMasterKey(config, logger);
+  // Secrets Manager encrypts with KMS; the master key is the file store's.
+  const masterKeys = config.secretStore === 'file' ? [await resolveMasterKey(config, logger)] : [];
   const broker = await createBroker({
     config,
     logger,
-    masterKeys: [masterKey],
+    masterKeys,
     collectDefaultMetrics: true,
   });
   if (!LOOPBACK_HOSTS.has(config.host)) {

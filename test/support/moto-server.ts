@@ -1,0 +1,152 @@
+/**
+ * A real moto server (an AWS API emulator) on a free loopback port, for tests of the AWS
+ * adapters. Installs moto into .venv through scripts/ensure-moto.sh when it is missing; it never
+ * skips: a test that needs moto fails loudly when moto cannot be had.
+ */
+
+import { spawn, spawnSync } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+
+const PROJECT_ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const MOTO_SERVER = join(PROJECT_ROOT, '.venv', 'bin', 'moto_server');
+const ENSURE_SCRIPT = join(PROJECT_ROOT, 'scripts', 'ensure-moto.sh');
+const INSTALL_TIMEOUT_MS = 300_000;
+const START_TIMEOUT_MS = 30_000;
+const STOP_GRACE_MS = 5_000;
+/** A port found free can be taken before moto binds it; try a few times. */
+const START_ATTEMPTS = 3;
+
+export interface MotoServer {
+  /** e.g. `http://127.0.0.1:41234`; use as the SDK client's `endpoint`. */
+  endpoint: string;
+  /** SIGTERM, then SIGKILL after a grace period; resolves once the process is gone. */
+  stop(): Promise<void>;
+  /** SIGKILL, synchronously; for exit hooks. */
+  kill(): void;
+}
+
+export async function startMotoServer(): Promise<MotoServer> {
+  ensureMotoInstalled();
+  let lastError: unknown;
+  for (let attempt = 0; attempt < START_ATTEMPTS; attempt += 1) {
+    try {
+      return await startOnce(await findFreePort());
+    } catch (error) {
+      lastError = error;
+    }
+  }
+  throw lastError instanceof Error ? lastError : new Error('moto server did not start');
+}
+
+/** Resets every moto backend (all regions): each test can start from an empty account. */
+export async function resetMoto(endpoint: string): Promise<void> {
+  const response = await fetch(`${endpoint}/moto-api/reset`, { method: 'POST' });
+  await response.arrayBuffer();
+  if (!response.ok) throw new Error(`moto reset failed with HTTP ${response.status}`);
+}
+
+function ensureMotoInstalled(): void {
+  if (existsSync(MOTO_SERVER)) return;
+  const result = spawnSync('bash', [ENSURE_SCRIPT], {
+    cwd: PROJECT_ROOT,
+    encoding: 'utf8',
+    timeout: INSTALL_TIMEOUT_MS,
+    killSignal: 'SIGKILL',
+  });
+  let reason: string | undefined;
+  if (result.error !== undefined) reason = result.error.message;
+  else if (result.status !== 0) {
+    const output = `${result.stderr}${result.stdout}`.trim().split('\n').slice(-5).join(' | ');
+    reason = `exit ${result.status ?? result.signal}${output === '' ? '' : `: ${output}`}`;
+  } else if (!existsSync(MOTO_SERVER)) reason = `${MOTO_SERVER} is still missing`;
+  if (reason !== undefined) {
+    throw new Error(`moto could not be installed: ${reason}; run \`bash scripts/ensure-moto.sh\``);
+  }
+}
+
+async function findFreePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => resolve());
+  });
+  const address = server.address();
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  if (typeof address !== 'object' || address === null) throw new Error('no port was assigned');
+  return address.port;
+}
+
+async function startOnce(port: number): Promise<MotoServer> {
+  const endpoint = `http://127.0.0.1:${port}`;
+  const child = spawn(MOTO_SERVER, ['-H', '127.0.0.1', '-p', String(port)], {
+    cwd: PROJECT_ROOT,
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr?.setEncoding('utf8').on('data', (chunk: string) => {
+    // Keep the tail only: moto logs every request.
+    stderr = `${stderr}${chunk}`.slice(-4_000);
+  });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  let spawnError: Error | undefined;
+  child.once('error', (error) => (spawnError = error));
+
+  const kill = (): void => {
+    if (isRunning(child)) child.kill('SIGKILL');
+  };
+  // A test process that dies without stop() must not leave moto behind.
+  process.once('exit', kill);
+
+  const stop = async (): Promise<void> => {
+    process.removeListener('exit', kill);
+    if (isRunning(child)) {
+      child.kill('SIGTERM');
+      const timer = new AbortController();
+      const graceful = await Promise.race([
+        exited.then(() => true),
+        delay(STOP_GRACE_MS, false, { signal: timer.signal }).catch(() => false),
+      ]);
+      timer.abort();
+      if (!graceful) {
+        kill();
+        await exited;
+      }
+    }
+  };
+
+  const deadline = Date.now() + START_TIMEOUT_MS;
+  for (;;) {
+    if (spawnError !== undefined || !isRunning(child)) {
+      await stop();
+      const why = spawnError?.message ?? `exited with ${child.exitCode ?? child.signalCode}`;
+      throw new Error(`moto_server on port ${port} ${why}: ${stderr.trim()}`);
+    }
+    if (await answers(endpoint)) return { endpoint, stop, kill };
+    if (Date.now() > deadline) {
+      await stop();
+      throw new Error(
+        `moto_server on port ${port} did not answer within ${START_TIMEOUT_MS} ms: ${stderr.trim()}`,
+      );
+    }
+    await delay(100);
+  }
+}
+
+function isRunning(child: ChildProcess): boolean {
+  return child.exitCode === null && child.signalCode === null;
+}
+
+async function answers(endpoint: string): Promise<boolean> {
+  try {
+    const response = await fetch(`${endpoint}/moto-api/`, { signal: AbortSignal.timeout(1_000) });
+    await response.arrayBuffer();
+    return true;
+  } catch {
+    return false;
+  }
+}
