@@ -17,6 +17,12 @@
  */
 
 import {
+  CONNECTION_NAME_PATTERN,
+  decodeNextToken,
+  encodeNextToken,
+  validateLimit,
+} from './list-pages.js';
+import {
   CreateSecretCommand,
   DeleteSecretCommand,
   DescribeSecretCommand,
@@ -46,7 +52,6 @@ export const CONNECTION_NAME_TAG_KEY = 'connection-broker:connection-name';
 export const PENDING_STAGE = 'BROKER_PENDING';
 const CURRENT_STAGE = 'AWSCURRENT';
 
-const CONNECTION_NAME_PATTERN = /^[.\-_A-Za-z0-9]{1,64}$/;
 const NAME_PREFIX_PATTERN = /^[.\-_A-Za-z0-9]{0,64}$/;
 /** Goes into the secret name, whose alphabet is ASCII letters, digits and `/_+=.@-`. */
 const SECRET_UUID_PATTERN = /^[A-Za-z0-9-]{1,64}$/;
@@ -539,26 +544,6 @@ function assertValidName(name: string): void {
       `Connection name must match ${CONNECTION_NAME_PATTERN.source}.`,
     );
   }
-}
-
-function validateLimit(limit: number): number {
-  if (!Number.isInteger(limit) || limit < 1) {
-    throw new BrokerError('ValidationException', 'The limit must be a positive integer.');
-  }
-  return limit;
-}
-
-function encodeNextToken(lastName: string): string {
-  return Buffer.from(lastName, 'utf8').toString('base64url');
-}
-
-function decodeNextToken(token: string): string {
-  const name = Buffer.from(token, 'base64url').toString('utf8');
-  // Buffer decoding skips junk silently, so insist the token is the canonical encoding of a name.
-  if (!CONNECTION_NAME_PATTERN.test(name) || encodeNextToken(name) !== token) {
-    throw new BrokerError('ValidationException', 'The NextToken is invalid.');
-  }
-  return name;
 }
 
 function alreadyExists(name: string, cause?: unknown): BrokerError {

@@ -5,6 +5,12 @@
  */
 
 import { KeyedMutex } from '../keyed-mutex.js';
+import {
+  CONNECTION_NAME_PATTERN,
+  decodeNextToken,
+  encodeNextToken,
+  validateLimit,
+} from './list-pages.js';
 import { syncDirectory } from './durable-fs.js';
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { mkdir, open, readFile, readdir, realpath, rename, unlink } from 'node:fs/promises';
@@ -26,7 +32,6 @@ export const ENVELOPE_FORMAT = 'connection-broker/v1';
 export const RECORDS_DIR_NAME = 'connections';
 export const LOCK_FILE_NAME = 'broker.lock';
 
-const CONNECTION_NAME_PATTERN = /^[.\-_A-Za-z0-9]{1,64}$/;
 // The prefix keeps names such as `.` and `..` from ever being path components.
 const RECORD_FILE_PATTERN = /^c-([.\-_A-Za-z0-9]{1,64})\.json$/;
 const TEMP_FILE_SUFFIX = '.tmp';
@@ -441,26 +446,6 @@ function matchesQuery(record: StoredRecord, query: ListQuery): boolean {
 function byName(left: StoredRecord, right: StoredRecord): number {
   if (left.name === right.name) return 0;
   return left.name < right.name ? -1 : 1;
-}
-
-function validateLimit(limit: number): number {
-  if (!Number.isInteger(limit) || limit < 1) {
-    throw new BrokerError('ValidationException', 'The limit must be a positive integer.');
-  }
-  return limit;
-}
-
-function encodeNextToken(lastName: string): string {
-  return Buffer.from(lastName, 'utf8').toString('base64url');
-}
-
-function decodeNextToken(token: string): string {
-  const name = Buffer.from(token, 'base64url').toString('utf8');
-  // Buffer decoding skips junk silently, so insist the token is the canonical encoding of a name.
-  if (!CONNECTION_NAME_PATTERN.test(name) || encodeNextToken(name) !== token) {
-    throw new BrokerError('ValidationException', 'The NextToken is invalid.');
-  }
-  return name;
 }
 
 function concurrentModification(name: string): BrokerError {
