@@ -23,6 +23,23 @@ export function median(values: number[]): number {
   return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
 }
 
+/**
+ * Medians over the rounds of one measurement: `of` for a figure every round has, `optional` for
+ * one that is undefined unless every round measured it.
+ */
+export function roundMedians<T>(rounds: T[]): {
+  of: (pick: (m: T) => number) => number;
+  optional: (pick: (m: T) => number | undefined) => number | undefined;
+} {
+  return {
+    of: (pick) => median(rounds.map(pick)),
+    optional: (pick) => {
+      const values = rounds.map(pick).filter((v): v is number => v !== undefined);
+      return values.length === rounds.length ? median(values) : undefined;
+    },
+  };
+}
+
 /** Waits (up to 60 s) for other processes to use less than NOISY_NEIGHBOUR_CORES. */
 export async function waitForQuiet(): Promise<void> {
   await waitForQuietMachine(NOISY_NEIGHBOUR_CORES, QUIET_WAIT_MS, (busyCores) => {

@@ -21,7 +21,7 @@
 import autocannon from 'autocannon';
 import {
   fixed,
-  median,
+  roundMedians,
   NOISY_NEIGHBOUR_CORES,
   printTable,
   waitForQuiet,
@@ -261,11 +261,7 @@ async function measure(
 
 function summarize(target: Target, connections: number, all: TaskMeasurement[]): TaskSummary {
   const rounds = all.filter((m) => m.target === target && m.connections === connections);
-  const of = (pick: (m: TaskMeasurement) => number): number => median(rounds.map(pick));
-  const optional = (pick: (m: TaskMeasurement) => number | undefined): number | undefined => {
-    const values = rounds.map(pick).filter((v): v is number => v !== undefined);
-    return values.length === rounds.length ? median(values) : undefined;
-  };
+  const { of, optional } = roundMedians(rounds);
   const summary: TaskSummary = {
     target,
     connections,

@@ -21,7 +21,7 @@ import autocannon from 'autocannon';
 import { AUTHORIZATION_PATH, createBenchConnection } from './bench-connection.js';
 import {
   fixed,
-  median,
+  roundMedians,
   NOISY_NEIGHBOUR_CORES,
   positiveInteger,
   printTable as printRows,
@@ -152,12 +152,7 @@ async function measure(
 type Summary = Omit<Measurement, 'round'>;
 
 function summarize(target: string, all: Measurement[]): Summary {
-  const rounds = all.filter((m) => m.target === target);
-  const of = (pick: (m: Measurement) => number): number => median(rounds.map(pick));
-  const optional = (pick: (m: Measurement) => number | undefined): number | undefined => {
-    const values = rounds.map(pick).filter((v): v is number => v !== undefined);
-    return values.length === rounds.length ? median(values) : undefined;
-  };
+  const { of, optional } = roundMedians(all.filter((m) => m.target === target));
   const summary: Summary = {
     target,
     requestsPerSec: of((m) => m.requestsPerSec),
