@@ -3,6 +3,8 @@ import type { Logger } from 'pino';
 import type { BrokerConfig } from './config.js';
 import { ConnectionCache } from './connections/connection-cache.js';
 import { ConnectionService } from './connections/connection-service.js';
+import { ConnectionStates } from './connections/connection-states.js';
+import { StoreSweeper } from './connections/store-sweeper.js';
 import { createRequestHandler } from './http/app.js';
 import { HttpTaskService } from './http-task/http-task-service.js';
 import { loadOpenApiDocument } from './http/openapi-document.js';
@@ -47,6 +49,8 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
       (config.secretStore === 'aws'
         ? new AwsSecretsManagerStore({
             region: config.region,
+            secretNamePrefix: config.secretNamePrefix,
+            onApiCall: (command) => metrics.secretsManagerCalls.inc({ command }),
             ...(config.kmsKeyId !== undefined && { kmsKeyId: config.kmsKeyId }),
           })
         : new FileSecretStore({ dataDir: config.dataDir, keys: options.masterKeys })),
@@ -54,10 +58,18 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
   );
   await store.open();
   const arn = { region: config.region, accountId: config.accountId };
-  const cache = new ConnectionCache(config.cacheMaxEntries, metrics);
+  // A store nobody else writes needs no revalidation: the cache sees every change.
+  const maxAgeMs = store.shared ? config.cacheMaxAgeSeconds * 1000 : Infinity;
+  const cache = new ConnectionCache({ maxEntries: config.cacheMaxEntries, maxAgeMs, metrics });
+  const states = new ConnectionStates();
+  const now = options.now ?? Date.now;
   const service = new ConnectionService({
     store,
     cache,
+    states,
+    storeHealthy: () => store.health.healthy,
+    // One token request plus the writes around it.
+    refreshLeaseMs: config.tokenTimeoutMs + 5_000,
     arn,
     logger,
     metrics,
@@ -72,6 +84,16 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
       }),
     ...(options.now !== undefined && { now: options.now }),
   });
+  // Half the max age between sweeps, so entries are confirmed before they expire.
+  const sweeper = new StoreSweeper({
+    store,
+    cache,
+    states,
+    intervalMs: store.shared ? maxAgeMs / 2 : 0,
+    logger,
+    now,
+  });
+  sweeper.start();
   // In the background: a slow token endpoint must not hold back start-up.
   service
     .resumeInterruptedAuthorizations()
@@ -115,6 +137,7 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
     },
     close: async () => {
       shuttingDown = true;
+      await sweeper.stop();
       await service.idle();
       await store.close();
     },

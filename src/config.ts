@@ -15,9 +15,12 @@ export interface BrokerConfig {
   logLevel: string;
   tokenTimeoutMs: number;
   cacheMaxEntries: number;
+  /** How stale a cached connection may be when other brokers share the store. */
+  cacheMaxAgeSeconds: number;
   bodyLimitBytes: number;
   secretStore: 'file' | 'aws';
   kmsKeyId?: string;
+  secretNamePrefix: string;
 }
 
 const envSchema = {
@@ -42,9 +45,16 @@ const envSchema = {
     },
     BROKER_TOKEN_TIMEOUT_MS: { type: 'integer', minimum: 100, maximum: 60000, default: 10000 },
     BROKER_CACHE_MAX_ENTRIES: { type: 'integer', minimum: 1, maximum: 1000000, default: 10000 },
+    BROKER_CACHE_MAX_AGE_SECONDS: { type: 'integer', minimum: 1, maximum: 3600, default: 30 },
     BROKER_BODY_LIMIT_BYTES: { type: 'integer', minimum: 1024, maximum: 10485760, default: 262144 },
     BROKER_SECRET_STORE: { type: 'string', enum: ['file', 'aws'], default: 'file' },
     BROKER_KMS_KEY_ID: { type: 'string', minLength: 1, maxLength: 2048 },
+    // Secrets Manager's name alphabet, plus the `!` of EventBridge's own (service-owned) names.
+    BROKER_SECRET_NAME_PREFIX: {
+      type: 'string',
+      pattern: '^[A-Za-z0-9/_+=.@!-]{1,64}/$',
+      default: 'events!connection/',
+    },
   },
 } as const;
 
@@ -60,9 +70,11 @@ interface ParsedEnv {
   LOG_LEVEL: string;
   BROKER_TOKEN_TIMEOUT_MS: number;
   BROKER_CACHE_MAX_ENTRIES: number;
+  BROKER_CACHE_MAX_AGE_SECONDS: number;
   BROKER_BODY_LIMIT_BYTES: number;
   BROKER_SECRET_STORE: 'file' | 'aws';
   BROKER_KMS_KEY_ID?: string;
+  BROKER_SECRET_NAME_PREFIX: string;
 }
 
 export class ConfigError extends Error {
@@ -104,8 +116,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Broke
     logLevel: parsed.LOG_LEVEL,
     tokenTimeoutMs: parsed.BROKER_TOKEN_TIMEOUT_MS,
     cacheMaxEntries: parsed.BROKER_CACHE_MAX_ENTRIES,
+    cacheMaxAgeSeconds: parsed.BROKER_CACHE_MAX_AGE_SECONDS,
     bodyLimitBytes: parsed.BROKER_BODY_LIMIT_BYTES,
     secretStore: parsed.BROKER_SECRET_STORE,
+    secretNamePrefix: parsed.BROKER_SECRET_NAME_PREFIX,
   };
   if (parsed.BROKER_KMS_KEY_ID !== undefined) config.kmsKeyId = parsed.BROKER_KMS_KEY_ID;
   if (parsed.BROKER_MASTER_KEY !== undefined) config.masterKeyBase64 = parsed.BROKER_MASTER_KEY;

@@ -9,6 +9,7 @@ export interface BrokerMetrics {
   connectionCache: Counter<'result'>;
   secretStoreOperations: Counter<'op' | 'outcome'>;
   secretStoreHealthy: Gauge;
+  secretsManagerCalls: Counter<'command'>;
   connections: Gauge<'state'>;
   httpTaskInvocations: Counter<'outcome'>;
   httpTaskDuration: Histogram<'outcome'>;
@@ -42,7 +43,7 @@ export function createMetrics(options: { collectDefaults?: boolean } = {}): Brok
     }),
     connectionCache: new Counter({
       name: 'broker_connection_cache_total',
-      help: 'Connection cache lookups by result: hit or miss.',
+      help: 'Connection cache lookups by result: hit, miss, or stale (served while the secret store was unreachable).',
       labelNames: ['result'],
       registers,
     }),
@@ -55,6 +56,12 @@ export function createMetrics(options: { collectDefaults?: boolean } = {}): Brok
     secretStoreHealthy: new Gauge({
       name: 'broker_secret_store_up',
       help: '1 when the last secret store operation succeeded, 0 after a failure.',
+      registers,
+    }),
+    secretsManagerCalls: new Counter({
+      name: 'broker_secretsmanager_api_calls_total',
+      help: 'AWS Secrets Manager API calls by command, SDK retries included (for its quotas).',
+      labelNames: ['command'],
       registers,
     }),
     httpTaskInvocations: new Counter({
@@ -72,7 +79,7 @@ export function createMetrics(options: { collectDefaults?: boolean } = {}): Brok
     }),
     connections: new Gauge({
       name: 'broker_connections',
-      help: 'Connections by state, as of the last scrape.',
+      help: 'Connections by state, as this broker last saw them (its own reads and writes, and the store sweep).',
       labelNames: ['state'],
       registers,
     }),

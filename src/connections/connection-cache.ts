@@ -7,24 +7,49 @@ export interface CachedConnection {
   connection: Connection;
   /** The store version this entry was decoded from. */
   version: string;
+  /** When the store last confirmed `version` as current. */
+  validatedAtMs: number;
   /** Built on first use; dropped with the entry whenever the connection changes. */
   authorization?: PreparedAuthorization;
 }
 
+export interface ConnectionCacheOptions {
+  maxEntries: number;
+  /**
+   * How long an entry may be used without the store confirming it: other brokers sharing the
+   * store may have changed it. Infinity when nobody else writes the store.
+   */
+  maxAgeMs: number;
+  metrics: Pick<BrokerMetrics, 'connectionCache'>;
+}
+
 /** Decrypted connections by name, so the credential hot path does no I/O and no decryption. */
 export class ConnectionCache {
+  readonly maxAgeMs: number;
   private readonly entries: LRUCache<string, CachedConnection>;
+  private readonly metrics: Pick<BrokerMetrics, 'connectionCache'>;
 
-  constructor(
-    maxEntries: number,
-    private readonly metrics: Pick<BrokerMetrics, 'connectionCache'>,
-  ) {
-    this.entries = new LRUCache({ max: maxEntries });
+  constructor(options: ConnectionCacheOptions) {
+    this.entries = new LRUCache({ max: options.maxEntries });
+    this.maxAgeMs = options.maxAgeMs;
+    this.metrics = options.metrics;
   }
 
-  get(name: string): CachedConnection | undefined {
+  /** The entry when it is recent enough to use without asking the store. */
+  get(name: string, nowMs: number): CachedConnection | undefined {
     const entry = this.entries.get(name);
-    this.metrics.connectionCache.inc({ result: entry === undefined ? 'miss' : 'hit' });
+    const current = entry !== undefined && this.isCurrent(entry, nowMs);
+    this.metrics.connectionCache.inc({ result: current ? 'hit' : 'miss' });
+    return current ? entry : undefined;
+  }
+
+  /**
+   * The entry however old: what the broker serves while the store cannot be reached
+   * (stale-while-error). Counted as `stale`.
+   */
+  getStale(name: string): CachedConnection | undefined {
+    const entry = this.entries.peek(name);
+    if (entry !== undefined) this.metrics.connectionCache.inc({ result: 'stale' });
     return entry;
   }
 
@@ -40,6 +65,7 @@ export class ConnectionCache {
       entry === undefined ||
       entry.connection.state !== 'AUTHORIZED' ||
       nowMs >= authorization.freshUntilMs ||
+      !this.isCurrent(entry, nowMs) ||
       (uuid !== undefined && uuid !== entry.connection.uuid)
     ) {
       return undefined;
@@ -51,7 +77,32 @@ export class ConnectionCache {
     this.entries.set(entry.connection.name, entry);
   }
 
+  /** The entry with this version, if cached: it is current again, and keeps what it built. */
+  confirm(name: string, version: string, atMs: number): CachedConnection | undefined {
+    const entry = this.entries.peek(name);
+    if (entry?.version !== version) return undefined;
+    entry.validatedAtMs = Math.max(entry.validatedAtMs, atMs);
+    return entry;
+  }
+
   delete(name: string): void {
     this.entries.delete(name);
+  }
+
+  /**
+   * Applies a listing of every record's current version, taken at `listedAtMs`: entries it
+   * confirms become current, entries it contradicts are dropped (changed or deleted elsewhere).
+   * Entries written after the listing started are left alone: the listing may predate them.
+   */
+  revalidate(versions: ReadonlyMap<string, string>, listedAtMs: number): void {
+    for (const [name, entry] of [...this.entries.entries()]) {
+      if (entry.validatedAtMs >= listedAtMs) continue;
+      if (versions.get(name) === entry.version) entry.validatedAtMs = listedAtMs;
+      else this.entries.delete(name);
+    }
+  }
+
+  private isCurrent(entry: CachedConnection, nowMs: number): boolean {
+    return nowMs - entry.validatedAtMs < this.maxAgeMs;
   }
 }

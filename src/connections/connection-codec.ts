@@ -111,13 +111,21 @@ export function encodeConnection(connection: Connection): StoredSecret {
         secret.oauth_http_parameters = encodeParameters(oauth.oauthHttpParameters);
       }
       if (connection.token !== undefined) broker.token = encodeToken(connection.token);
+      if (connection.refreshLease !== undefined) {
+        const lease = connection.refreshLease;
+        broker.refresh_lease = {
+          holder: lease.holder,
+          generation: lease.generation,
+          expires_at: iso(lease.expiresAtMs),
+        };
+      }
       break;
     }
   }
   return secret;
 }
 
-function decodeState(state: string): ConnectionState {
+export function decodeState(state: string): ConnectionState {
   return (CONNECTION_STATES as readonly string[]).includes(state)
     ? (state as ConnectionState)
     : 'DEAUTHORIZED';
@@ -175,6 +183,13 @@ export function decodeConnection(secret: StoredSecret): Connection {
           }),
         },
         ...(b.token !== undefined && { token: decodeToken(b.token) }),
+        ...(b.refresh_lease !== undefined && {
+          refreshLease: {
+            holder: b.refresh_lease.holder,
+            generation: b.refresh_lease.generation,
+            expiresAtMs: ms(b.refresh_lease.expires_at),
+          },
+        }),
       };
   }
 }

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
+import { setTimeout as delay } from 'node:timers/promises';
 import type { Logger } from 'pino';
-import { BrokerError, connectionNotFound } from '../errors.js';
+import { BrokerError, connectionNotFound, isBrokerError } from '../errors.js';
 import type { BrokerMetrics } from '../metrics.js';
 import { assertEndpointAllowed } from '../oauth/endpoint-policy.js';
 import type { TokenClient, TokenResult } from '../oauth/token-client.js';
@@ -13,6 +14,7 @@ import {
 } from './authorization-parameters.js';
 import type { Connection, ConnectionState, OAuthConnection } from './connection.js';
 import type { CachedConnection, ConnectionCache } from './connection-cache.js';
+import type { ConnectionStates } from './connection-states.js';
 import { decodeConnection, encodeConnection } from './connection-codec.js';
 import {
   assertOnlyBlockFor,
@@ -31,6 +33,14 @@ export interface ConnectionServiceDeps {
   store: SecretStore;
   tokenClient: TokenClient;
   cache: ConnectionCache;
+  states: ConnectionStates;
+  /** False after a failed store call, until one succeeds: cached connections serve meanwhile. */
+  storeHealthy: () => boolean;
+  /**
+   * How long a replica's claim to refresh a token holds when the store is shared; long enough
+   * for one token request and two writes.
+   */
+  refreshLeaseMs: number;
   arn: ArnContext;
   allowInsecureEndpoints: boolean;
   logger: Logger;
@@ -52,6 +62,14 @@ function notAuthorized(connection: Connection): BrokerError {
     `Connection '${connection.name}' is not authorized (state ${connection.state}).${reason}`,
   );
 }
+
+/** How often a replica waiting for another one's token refresh reads the record again. */
+const LEASE_POLL_MS = 100;
+
+const isUnavailable = (error: unknown): boolean =>
+  isBrokerError(error) && error.code === 'ServiceUnavailableException';
+const isConflict = (error: unknown): boolean =>
+  isBrokerError(error) && error.code === 'ConcurrentModificationException';
 
 const authorizeKey = (name: string): string => `${name}#authorize`;
 const generationKey = (name: string, generation: number): string => `${name}#${generation}`;
@@ -80,6 +98,8 @@ export class ConnectionService {
   private readonly inflight = new Map<string, Promise<Loaded>>();
   private readonly writes = new KeyedMutex();
   private readonly backoff = new RefreshBackoff();
+  /** Names this process in refresh leases. */
+  private readonly instanceId = randomUUID();
 
   constructor(private readonly deps: ConnectionServiceDeps) {
     this.store = deps.store;
@@ -135,7 +155,7 @@ export class ConnectionService {
   }): Promise<{ connections: Connection[]; nextToken?: string }> {
     const page = await this.store.list(query);
     return {
-      connections: page.records.map((record) => decodeConnection(record.secret)),
+      connections: page.records.map(toConnection),
       ...(page.nextToken !== undefined && { nextToken: page.nextToken }),
     };
   }
@@ -158,6 +178,7 @@ export class ConnectionService {
       const { connection } = await this.reload(name);
       await this.store.delete(name);
       this.cache.delete(name);
+      this.deps.states.forget(name);
       this.backoff.clear(name);
       return { ...connection, state: 'DELETING' as const };
     });
@@ -213,15 +234,9 @@ export class ConnectionService {
     return resumed;
   }
 
-  async countByState(): Promise<Map<ConnectionState, number>> {
-    const counts = new Map<ConnectionState, number>();
-    let nextToken: string | undefined;
-    do {
-      const page = await this.list({ limit: 100, ...(nextToken !== undefined && { nextToken }) });
-      for (const c of page.connections) counts.set(c.state, (counts.get(c.state) ?? 0) + 1);
-      nextToken = page.nextToken;
-    } while (nextToken !== undefined);
-    return counts;
+  /** As this broker last saw them; no store call. */
+  countByState(): Map<ConnectionState, number> {
+    return this.deps.states.counts();
   }
 
   // ---- executors' path ------------------------------------------------------------------
@@ -242,7 +257,13 @@ export class ConnectionService {
       connection.authorizationType === 'OAUTH_CLIENT_CREDENTIALS' &&
       this.needsRefresh(connection)
     ) {
-      loaded = await this.refreshToken(connection.name, connection.generation);
+      try {
+        loaded = await this.refreshToken(connection.name, connection.generation);
+      } catch (error) {
+        // A refresh ahead of expiry can wait for the store to come back.
+        if (!isUnavailable(error) || !this.isUsable(connection)) throw error;
+        return this.prepared(loaded);
+      }
       const refreshed = loaded.connection;
       if (refreshed.state !== 'AUTHORIZED') throw notAuthorized(refreshed);
       if (refreshed.generation === connection.generation && !this.isUsable(refreshed)) {
@@ -281,14 +302,32 @@ export class ConnectionService {
 
   // ---- internals --------------------------------------------------------------------------
 
+  /**
+   * The cached connection while it is current; otherwise the store's. When the store cannot be
+   * reached, the cached connection however old (stale-while-error): other brokers' changes then
+   * wait for the store to come back, but executors keep their credentials.
+   */
   private async load(nameOrArn: string): Promise<Loaded> {
     const reference = parseConnectionReference(nameOrArn);
-    const cached = this.cache.get(reference.name);
-    const loaded = cached ?? (await this.reload(reference.name));
+    const loaded =
+      this.cache.get(reference.name, this.now()) ?? (await this.reloadOrStale(reference.name));
     if (reference.uuid !== undefined && reference.uuid !== loaded.connection.uuid) {
       throw connectionNotFound(nameOrArn);
     }
     return loaded;
+  }
+
+  private async reloadOrStale(name: string): Promise<Loaded> {
+    // Known down: answer from the cache at once rather than wait for the store's timeouts.
+    const stale = this.deps.storeHealthy() ? undefined : this.cache.getStale(name);
+    if (stale !== undefined) return stale;
+    try {
+      return await this.reload(name);
+    } catch (error) {
+      const fallback = isUnavailable(error) ? this.cache.getStale(name) : undefined;
+      if (fallback === undefined) throw error;
+      return fallback;
+    }
   }
 
   /** Reads the source of truth, bypassing the cache. */
@@ -296,16 +335,20 @@ export class ConnectionService {
     const record = await this.store.get(name);
     if (record === undefined) {
       this.cache.delete(name);
+      this.deps.states.forget(name);
       throw connectionNotFound(name);
     }
     return this.remember(record);
   }
 
   private remember(record: StoredRecord): CachedConnection {
-    const entry: CachedConnection = {
-      connection: decodeConnection(record.secret),
-      version: record.version,
-    };
+    const nowMs = this.now();
+    const connection = toConnection(record);
+    this.deps.states.observe(record.name, record.version, connection.state, nowMs);
+    // An unchanged version keeps the entry and the authorization it already built.
+    const confirmed = this.cache.confirm(record.name, record.version, nowMs);
+    if (confirmed !== undefined) return confirmed;
+    const entry: CachedConnection = { connection, version: record.version, validatedAtMs: nowMs };
     this.cache.set(entry);
     return entry;
   }
@@ -317,6 +360,19 @@ export class ConnectionService {
       expectedVersion,
     );
     return this.remember(record);
+  }
+
+  /**
+   * For token work, which another broker sharing the store may have done first: when the
+   * compare-and-swap loses, the winner's record is the answer.
+   */
+  private async saveOrAdopt(connection: Connection, expectedVersion: string): Promise<Loaded> {
+    try {
+      return await this.save(connection, expectedVersion);
+    } catch (error) {
+      if (!isConflict(error)) throw error;
+      return this.reload(connection.name);
+    }
   }
 
   private prepared(loaded: Loaded): PreparedAuthorization {
@@ -368,11 +424,14 @@ export class ConnectionService {
    */
   private refreshToken(name: string, seenGeneration: number): Promise<Loaded> {
     return this.singleFlight(generationKey(name, seenGeneration), name, async () => {
-      const current = await this.reload(name);
+      let current = await this.reload(name);
+      if (this.store.shared) {
+        const claim = await this.claimRefresh(current, seenGeneration);
+        if (claim.outcome === 'done elsewhere') return claim.loaded;
+        current = claim.loaded;
+      }
       const c = current.connection;
-      if (c.state !== 'AUTHORIZED' || c.generation !== seenGeneration) return current;
-      if (!this.backoff.mayAttempt(name, this.now())) return current;
-      if (c.authorizationType !== 'OAUTH_CLIENT_CREDENTIALS') return current;
+      if (!this.mayRefresh(c, seenGeneration)) return current;
       const result = await this.requestToken(c);
       if (result.outcome === 'unavailable') {
         this.backoff.recordFailure(name, this.now());
@@ -380,11 +439,69 @@ export class ConnectionService {
           { connection: name, reason: result.reason },
           'token refresh failed; the connection stays authorized',
         );
-        return current;
+        return c.refreshLease === undefined ? current : this.releaseLease(c, current.version);
       }
       this.backoff.clear(name);
-      return this.save(this.applyTokenResult(c, result), current.version);
+      return this.saveOrAdopt(this.applyTokenResult(c, result), current.version);
     });
+  }
+
+  private mayRefresh(c: Connection, seenGeneration: number): c is OAuthConnection {
+    return (
+      c.authorizationType === 'OAUTH_CLIENT_CREDENTIALS' &&
+      c.state === 'AUTHORIZED' &&
+      c.generation === seenGeneration &&
+      this.backoff.mayAttempt(c.name, this.now())
+    );
+  }
+
+  /**
+   * One token request per refresh across brokers sharing the store: the refresher first writes a
+   * lease into the record (compare-and-swap); the others read the record until the new generation
+   * appears, or until the lease expires and they may claim it themselves.
+   */
+  private async claimRefresh(
+    loaded: Loaded,
+    seenGeneration: number,
+  ): Promise<{ outcome: 'claimed' | 'done elsewhere'; loaded: Loaded }> {
+    let current = loaded;
+    for (;;) {
+      const c = current.connection;
+      if (!this.mayRefresh(c, seenGeneration))
+        return { outcome: 'done elsewhere', loaded: current };
+      const lease = c.refreshLease;
+      const nowMs = this.now();
+      if (
+        lease !== undefined &&
+        lease.holder !== this.instanceId &&
+        lease.generation === seenGeneration &&
+        lease.expiresAtMs > nowMs
+      ) {
+        await delay(Math.min(LEASE_POLL_MS, lease.expiresAtMs - nowMs));
+        current = await this.reload(c.name);
+        continue;
+      }
+      const claimed: OAuthConnection = {
+        ...c,
+        refreshLease: {
+          holder: this.instanceId,
+          generation: seenGeneration,
+          expiresAtMs: nowMs + this.deps.refreshLeaseMs,
+        },
+      };
+      try {
+        return { outcome: 'claimed', loaded: await this.save(claimed, current.version) };
+      } catch (error) {
+        if (!isConflict(error)) throw error;
+        current = await this.reload(c.name);
+      }
+    }
+  }
+
+  /** After a failed token request, so other brokers need not wait for the lease to expire. */
+  private releaseLease(c: OAuthConnection, version: string): Promise<Loaded> {
+    const { refreshLease: _released, ...rest } = c;
+    return this.saveOrAdopt(rest, version);
   }
 
   /**
@@ -400,8 +517,12 @@ export class ConnectionService {
     if (c.state !== 'AUTHORIZING' || c.authorizationType !== 'OAUTH_CLIENT_CREDENTIALS') {
       return loaded;
     }
-    if (onUnavailable === 'retry-later' && !this.backoff.mayAttempt(c.name, this.now())) {
-      return loaded;
+    if (onUnavailable === 'retry-later') {
+      if (!this.backoff.mayAttempt(c.name, this.now())) return loaded;
+      // On a shared store, a recent change is most likely still being authorized by the broker
+      // that made it; its result will be in the store shortly.
+      const recent = this.now() - c.lastModifiedTimeMs < this.deps.refreshLeaseMs;
+      if (this.store.shared && recent) return loaded;
     }
     const result = await this.requestToken(c);
     if (result.outcome === 'unavailable' && onUnavailable === 'retry-later') {
@@ -413,7 +534,7 @@ export class ConnectionService {
       result.outcome === 'issued'
         ? this.applyTokenResult(c, result)
         : this.deauthorized(c, `Authorization failed: ${result.reason}.`);
-    return this.save(next, loaded.version);
+    return this.saveOrAdopt(next, loaded.version);
   }
 
   private async requestToken(connection: OAuthConnection): Promise<TokenResult> {
@@ -431,7 +552,7 @@ export class ConnectionService {
     if (result.outcome !== 'issued') {
       return this.deauthorized(c, `Token refresh was rejected: ${result.reason}.`);
     }
-    const { stateReason: _cleared, ...rest } = c;
+    const { stateReason: _cleared, refreshLease: _done, ...rest } = c;
     return {
       ...rest,
       state: 'AUTHORIZED',
@@ -444,7 +565,10 @@ export class ConnectionService {
 
   private deauthorized(c: Connection, reason: string): Connection {
     const next = { ...c, state: 'DEAUTHORIZED' as const, stateReason: truncate(reason) };
-    if (next.authorizationType === 'OAUTH_CLIENT_CREDENTIALS') delete next.token;
+    if (next.authorizationType === 'OAUTH_CLIENT_CREDENTIALS') {
+      delete next.token;
+      delete next.refreshLease;
+    }
     return next;
   }
 
@@ -459,7 +583,7 @@ export class ConnectionService {
     if (c.state !== 'AUTHORIZED' || c.generation !== generation) return current;
     const reason = `The API answered HTTP ${statusCode} to the stored credentials.`;
     this.deps.logger.warn({ connection: name, statusCode }, 'credentials rejected; deauthorizing');
-    return this.save(
+    return this.saveOrAdopt(
       { ...this.deauthorized(c, reason), generation: c.generation + 1 },
       current.version,
     );
@@ -526,4 +650,10 @@ export class ConnectionService {
   async idle(): Promise<void> {
     await Promise.allSettled([...this.inflight.values()]);
   }
+}
+
+function toConnection(record: StoredRecord): Connection {
+  const connection = decodeConnection(record.secret);
+  if (record.secretArn !== undefined) connection.secretArn = record.secretArn;
+  return connection;
 }

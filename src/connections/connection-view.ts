@@ -96,7 +96,7 @@ export function describeView<T>(arn: ArnContext, connection: Connection, time: T
   return {
     ...summaryView(arn, connection, time),
     ...(connection.description !== undefined && { Description: connection.description }),
-    SecretArn: secretArn(arn, connection.name, connection.secretUuid),
+    SecretArn: connection.secretArn ?? secretArn(arn, connection.name, connection.secretUuid),
     AuthParameters: describeAuthParameters(connection),
   };
 }

@@ -73,6 +73,8 @@ interface ConnectionCommon {
   invocationHttpParameters?: HttpParameters;
   /** Bumped whenever the credentials an executor receives change (rotation, new token). */
   generation: number;
+  /** The secret's ARN as the store reports it (Secrets Manager); derived when absent. */
+  secretArn?: string;
 }
 
 export interface BasicConnection extends ConnectionCommon {
@@ -89,6 +91,14 @@ export interface OAuthConnection extends ConnectionCommon {
   authorizationType: 'OAUTH_CLIENT_CREDENTIALS';
   oauth: OAuthAuth;
   token?: OAuthToken;
+  /** A replica of a fleet is refreshing the token of `generation`; the others wait for it. */
+  refreshLease?: RefreshLease;
+}
+
+export interface RefreshLease {
+  holder: string;
+  generation: number;
+  expiresAtMs: number;
 }
 
 export type Connection = BasicConnection | ApiKeyConnection | OAuthConnection;

@@ -38,13 +38,9 @@ export function operationsRoutes(deps: OperationsRoutesDeps): Router {
   });
 
   router.get('/metrics', async (_req, res) => {
-    try {
-      const counts = await deps.service.countByState();
-      for (const state of CONNECTION_STATES) {
-        deps.metrics.connections.set({ state }, counts.get(state) ?? 0);
-      }
-    } catch {
-      // The store's own metrics already count the failure; the gauge keeps its last values.
+    const counts = deps.service.countByState();
+    for (const state of CONNECTION_STATES) {
+      deps.metrics.connections.set({ state }, counts.get(state) ?? 0);
     }
     res
       .set('content-type', deps.metrics.registry.contentType)

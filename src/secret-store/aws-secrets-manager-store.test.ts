@@ -6,9 +6,11 @@ import { after, before, beforeEach, describe, it } from 'node:test';
 
 import {
   CreateSecretCommand,
+  DeleteSecretCommand,
   DescribeSecretCommand,
   GetSecretValueCommand,
   ListSecretsCommand,
+  RestoreSecretCommand,
   SecretsManagerClient,
 } from '@aws-sdk/client-secrets-manager';
 import type { SecretsManagerClientConfig } from '@aws-sdk/client-secrets-manager';
@@ -24,12 +26,14 @@ import {
   sampleSecret,
 } from '../../test/support/secret-store-contract.js';
 import {
+  AUTHORIZATION_TYPE_TAG_KEY,
   AwsSecretsManagerStore,
   CONNECTION_NAME_TAG_KEY,
+  CONNECTION_UUID_TAG_KEY,
   MANAGED_TAG_KEY,
   PENDING_STAGE,
 } from './aws-secrets-manager-store.js';
-import type { StoredSecret } from './secret-store.js';
+import type { StoredRecord, StoredSecret } from './secret-store.js';
 
 const REGION = 'us-east-1';
 const TEST_CREDENTIALS = { accessKeyId: 'test', secretAccessKey: 'test' };
@@ -62,7 +66,7 @@ function clientFor(
 
 function storeFor(
   endpoint: string,
-  options: { kmsKeyId?: string; maxAttempts?: number } = {},
+  options: { kmsKeyId?: string; maxAttempts?: number; onApiCall?: (command: string) => void } = {},
 ): AwsSecretsManagerStore {
   const client = clientFor(
     endpoint,
@@ -72,16 +76,21 @@ function storeFor(
     client,
     region: REGION,
     ...(options.kmsKeyId !== undefined && { kmsKeyId: options.kmsKeyId }),
+    ...(options.onApiCall !== undefined && { onApiCall: options.onApiCall }),
   });
 }
 
 // moto keeps one account for the whole server: reset it so each test sees only its own secrets.
-runSecretStoreContract('AWS Secrets Manager store (moto)', async () => {
-  await resetMoto(moto.endpoint);
-  const store = storeFor(moto.endpoint);
-  await store.open();
-  return { store, cleanup: () => store.close() };
-});
+runSecretStoreContract(
+  'AWS Secrets Manager store (moto)',
+  async () => {
+    await resetMoto(moto.endpoint);
+    const store = storeFor(moto.endpoint);
+    await store.open();
+    return { store, cleanup: () => store.close() };
+  },
+  { shared: true },
+);
 
 describe('AwsSecretsManagerStore against moto', () => {
   let store: AwsSecretsManagerStore;
@@ -142,7 +151,10 @@ describe('AwsSecretsManagerStore against moto', () => {
     assert.deepEqual(tags, {
       [MANAGED_TAG_KEY]: 'true',
       [CONNECTION_NAME_TAG_KEY]: 'orders-api',
+      [CONNECTION_UUID_TAG_KEY]: secret.broker.uuid,
+      [AUTHORIZATION_TYPE_TAG_KEY]: 'OAUTH_CLIENT_CREDENTIALS',
     });
+    assert.equal(entry?.Tags?.length, 4, 'no tag appears twice');
 
     const value = await raw.send(
       new GetSecretValueCommand({ SecretId: entry?.ARN, VersionId: created.version }),
@@ -389,15 +401,304 @@ describe('AwsSecretsManagerStore against moto', () => {
     assert.ok(Date.now() - started < 5_000, 'maxAttempts 1 fails fast');
   });
 
+  /** The ARN Secrets Manager reports for the connection's secret, scheduled for deletion or not. */
+  async function arnOf(name: string): Promise<string> {
+    const listed = await raw.send(new ListSecretsCommand({ IncludePlannedDeletion: true }));
+    const arns = (listed.SecretList ?? [])
+      .filter((secret) => secret.Name?.startsWith(`events!connection/${name}/`))
+      .map((secret) => secret.ARN);
+    assert.equal(arns.length, 1, `one secret exists for ${name}`);
+    assert.ok(arns[0] !== undefined);
+    return arns[0];
+  }
+
+  /** What an operator does in the console: DeleteSecret with the default kind of recovery window. */
+  async function scheduleDeletion(name: string): Promise<string> {
+    const arn = await arnOf(name);
+    const deleted = await raw.send(
+      new DeleteSecretCommand({ SecretId: arn, RecoveryWindowInDays: 7 }),
+    );
+    assert.ok(deleted.DeletionDate !== undefined, 'the secret is scheduled for deletion');
+    return arn;
+  }
+
+  describe('secret ARNs', () => {
+    it('when records are created, read, replaced and listed, then each carries the ARN Secrets Manager reports for its secret', async () => {
+      const created = await store.create('arn-a', sampleSecret('arn-a'));
+      const other = await store.create('arn-b', sampleSecret('arn-b'));
+      const arnA = await arnOf('arn-a');
+      const arnB = await arnOf('arn-b');
+      assert.notEqual(arnA, arnB);
+      assert.match(
+        arnA,
+        /^arn:aws:secretsmanager:us-east-1:\d{12}:secret:events!connection\/arn-a\//,
+      );
+      const described = await raw.send(
+        new DescribeSecretCommand({
+          SecretId: `events!connection/arn-a/${created.secret.broker.secret_uuid}`,
+        }),
+      );
+      assert.equal(described.ARN, arnA);
+
+      assert.equal(created.secretArn, arnA);
+      assert.equal(other.secretArn, arnB);
+      assert.equal((await store.get('arn-a'))?.secretArn, arnA);
+      // Without the ARN cache, the ARN comes from ListSecrets.
+      const fresh = track(storeFor(moto.endpoint));
+      assert.equal((await fresh.get('arn-a'))?.secretArn, arnA);
+      const replaced = await fresh.replace(
+        'arn-a',
+        sampleSecret('arn-a', { password: 'v2' }),
+        created.version,
+      );
+      assert.equal(replaced.secretArn, arnA);
+      assert.deepEqual(
+        (await track(storeFor(moto.endpoint)).list({ limit: 10 })).records.map((record) => [
+          record.name,
+          record.secretArn,
+        ]),
+        [
+          ['arn-a', arnA],
+          ['arn-b', arnB],
+        ],
+      );
+    });
+  });
+
+  describe('a secret scheduled for deletion outside the broker', () => {
+    const SCHEDULED = '#scheduled-for-deletion';
+
+    /** A BASIC secret whose password is unique, so no record can carry it by accident. */
+    function basicSecret(name: string): StoredSecret {
+      return sampleSecret(name, { password: `password-of-${name}-${randomUUID()}` });
+    }
+
+    function assertScheduledRecord(
+      record: StoredRecord | undefined,
+      created: StoredRecord,
+      arn: string,
+    ): asserts record is StoredRecord {
+      assert.ok(record !== undefined, 'the connection still reads');
+      assert.equal(record.name, created.name);
+      assert.equal(record.version, `${created.version}${SCHEDULED}`);
+      assert.equal(record.secretArn, arn);
+      assert.deepEqual(Object.keys(record.secret), ['broker'], 'no credential fields');
+      const broker = record.secret.broker;
+      assert.equal(broker.schema, 1);
+      assert.equal(broker.name, created.name);
+      assert.equal(broker.uuid, created.secret.broker.uuid);
+      assert.equal(broker.secret_uuid, created.secret.broker.secret_uuid);
+      assert.equal(broker.authorization_type, created.secret.broker.authorization_type);
+      assert.equal(broker.state, 'DEAUTHORIZED');
+      assert.match(broker.state_reason ?? '', /deleted/);
+      assert.match(broker.state_reason ?? '', /scheduled for deletion/);
+      assert.equal(broker.token, undefined);
+      assert.equal(
+        JSON.stringify(record).includes(created.secret.password ?? assert.fail('no password')),
+        false,
+        'the record carries no credential value',
+      );
+    }
+
+    it('when get, list and listVersions run, then the connection reads DEAUTHORIZED, without credentials, under a marked version', async () => {
+      const created = await store.create('doomed', basicSecret('doomed'));
+      const alive = await store.create('alive', sampleSecret('alive'));
+      const arn = await scheduleDeletion('doomed');
+
+      const viaCache = await store.get('doomed');
+      assertScheduledRecord(viaCache, created, arn);
+      // A broker that never saw the secret finds it through ListSecrets.
+      const fresh = track(storeFor(moto.endpoint));
+      const viaLookup = await fresh.get('doomed');
+      assertScheduledRecord(viaLookup, created, arn);
+      assert.deepEqual(viaLookup, viaCache);
+
+      assert.deepEqual((await fresh.list({ limit: 10 })).records, [alive, viaLookup]);
+      assert.deepEqual(
+        (await fresh.list({ state: 'DEAUTHORIZED', limit: 10 })).records.map((r) => r.name),
+        ['doomed'],
+      );
+      assert.deepEqual(
+        (await fresh.list({ state: 'AUTHORIZED', limit: 10 })).records.map((r) => r.name),
+        ['alive'],
+      );
+      assert.deepEqual(
+        await fresh.listVersions(),
+        new Map([
+          ['alive', alive.version],
+          ['doomed', `${created.version}${SCHEDULED}`],
+        ]),
+      );
+    });
+
+    it('when replace names its version, then it fails with InvalidConnectionStateException and the secret stays scheduled and unchanged', async () => {
+      const created = await store.create('frozen', basicSecret('frozen'));
+      const arn = await scheduleDeletion('frozen');
+      const scheduled = await store.get('frozen');
+      assertScheduledRecord(scheduled, created, arn);
+      const before = await raw.send(new DescribeSecretCommand({ SecretId: arn }));
+
+      // The marked version, as a reader hands it back, from this broker and from a fresh one.
+      for (const broker of [store, track(storeFor(moto.endpoint))]) {
+        await assertRejectsWithCode(
+          broker.replace(
+            'frozen',
+            sampleSecret('frozen', { password: 'revived' }),
+            scheduled.version,
+          ),
+          'InvalidConnectionStateException',
+        );
+      }
+      // (A replace naming the version read before the deletion is refused by Secrets Manager
+      // itself; moto accepts that write, so a scripted endpoint covers it below.)
+
+      const after = await raw.send(new DescribeSecretCommand({ SecretId: arn }));
+      assert.ok(after.DeletedDate !== undefined, 'still scheduled for deletion');
+      assert.deepEqual(after.DeletedDate, before.DeletedDate);
+      assert.deepEqual(after.VersionIdsToStages, before.VersionIdsToStages);
+      assert.deepEqual(await store.get('frozen'), scheduled);
+    });
+
+    it('when create names it, then it fails with ResourceAlreadyExistsException', async () => {
+      const created = await store.create('taken', basicSecret('taken'));
+      const arn = await scheduleDeletion('taken');
+      for (const broker of [store, track(storeFor(moto.endpoint))]) {
+        await assertRejectsWithCode(
+          broker.create('taken', sampleSecret('taken')),
+          'ResourceAlreadyExistsException',
+        );
+      }
+      assertScheduledRecord(await store.get('taken'), created, arn);
+      const listed = await raw.send(new ListSecretsCommand({ IncludePlannedDeletion: true }));
+      assert.equal(listed.SecretList?.length, 1, 'no second secret was created');
+    });
+
+    it('when it is restored, then get returns the original record under its original version', async () => {
+      const created = await store.create('restored', basicSecret('restored'));
+      const arn = await scheduleDeletion('restored');
+      assertScheduledRecord(await store.get('restored'), created, arn);
+
+      await raw.send(new RestoreSecretCommand({ SecretId: arn }));
+      assert.deepEqual(await store.get('restored'), created);
+      assert.deepEqual(await store.listVersions(), new Map([['restored', created.version]]));
+      const replaced = await store.replace(
+        'restored',
+        sampleSecret('restored', { password: 'v2' }),
+        created.version,
+      );
+      assert.deepEqual(await store.get('restored'), replaced);
+    });
+
+    it('when the store deletes it, then it is gone for good', async () => {
+      await store.create('purged', basicSecret('purged'));
+      const arn = await scheduleDeletion('purged');
+
+      await track(storeFor(moto.endpoint)).delete('purged');
+      await assert.rejects(
+        raw.send(new DescribeSecretCommand({ SecretId: arn })),
+        (error: unknown) => error instanceof Error && error.name === 'ResourceNotFoundException',
+      );
+      assert.equal(await store.get('purged'), undefined);
+      assert.deepEqual(await store.list({ limit: 10 }), { records: [] });
+      assert.equal((await store.listVersions()).size, 0);
+      await assertRejectsWithCode(store.delete('purged'), 'ResourceNotFoundException');
+      // The name is free again.
+      const recreated = await store.create('purged', basicSecret('purged'));
+      assert.deepEqual(await store.get('purged'), recreated);
+    });
+
+    it('when its tags lack the connection uuid and authorization type, then it reads as absent', async () => {
+      // As a broker before these tags wrote it.
+      const secret = sampleSecret('legacy');
+      await raw.send(
+        new CreateSecretCommand({
+          Name: `events!connection/legacy/${secret.broker.secret_uuid}`,
+          SecretString: JSON.stringify(secret),
+          Tags: [
+            { Key: MANAGED_TAG_KEY, Value: 'true' },
+            { Key: CONNECTION_NAME_TAG_KEY, Value: 'legacy' },
+          ],
+        }),
+      );
+      assert.deepEqual((await store.get('legacy'))?.secret, secret, 'readable while live');
+      const arn = await scheduleDeletion('legacy');
+
+      for (const broker of [store, track(storeFor(moto.endpoint))]) {
+        assert.equal(await broker.get('legacy'), undefined);
+        assert.deepEqual(await broker.list({ limit: 10 }), { records: [] });
+      }
+      assert.equal((await store.listVersions()).size, 0);
+      // It does not exist for the broker: the name is free, and the scheduled secret is left to
+      // its recovery window.
+      await assertRejectsWithCode(store.delete('legacy'), 'ResourceNotFoundException');
+      const recreated = await store.create('legacy', sampleSecret('legacy'));
+      assert.deepEqual(await store.get('legacy'), recreated);
+      const described = await raw.send(new DescribeSecretCommand({ SecretId: arn }));
+      assert.ok(described.DeletedDate !== undefined, 'the old secret is still scheduled');
+    });
+  });
+
+  describe('onApiCall', () => {
+    it('when a store with a warm ARN cache reads a connection, then it costs exactly DescribeSecret and GetSecretValue', async () => {
+      for (const name of ['c-1', 'c-2', 'c-3']) await store.create(name, sampleSecret(name));
+      const calls: string[] = [];
+      const counted = track(
+        storeFor(moto.endpoint, { onApiCall: (command) => calls.push(command) }),
+      );
+
+      const first = await counted.get('c-2');
+      assert.deepEqual(calls, [
+        'ListSecretsCommand',
+        'DescribeSecretCommand',
+        'GetSecretValueCommand',
+      ]);
+      calls.length = 0;
+      assert.deepEqual(await counted.get('c-2'), first);
+      assert.deepEqual(calls, ['DescribeSecretCommand', 'GetSecretValueCommand']);
+    });
+
+    it('when the versions of three connections are listed, then it costs one ListSecrets call', async () => {
+      for (const name of ['c-1', 'c-2', 'c-3']) await store.create(name, sampleSecret(name));
+      const calls: string[] = [];
+      const counted = track(
+        storeFor(moto.endpoint, { onApiCall: (command) => calls.push(command) }),
+      );
+
+      const versions = await counted.listVersions();
+      assert.deepEqual([...versions.keys()], ['c-1', 'c-2', 'c-3']);
+      assert.deepEqual(calls, ['ListSecretsCommand']);
+    });
+  });
+
   describe('when AWS answers with an error', () => {
     let fake: Server;
     let endpoint: string;
     let answer: { status: number; type: string };
+    /** Per-operation answers (by X-Amz-Target), before `answer`; undefined falls through. */
+    let script:
+      | ((target: string, request: unknown) => { status: number; body: unknown } | undefined)
+      | undefined;
+    const targets: string[] = [];
+
+    beforeEach(() => {
+      script = undefined;
+      targets.length = 0;
+    });
 
     before(async () => {
       fake = createServer((req, res) => {
-        req.resume();
+        const chunks: Buffer[] = [];
+        req.on('data', (chunk: Buffer) => chunks.push(chunk));
         req.on('end', () => {
+          const target = String(req.headers['x-amz-target'] ?? '').replace(/^secretsmanager\./, '');
+          targets.push(target);
+          const text = Buffer.concat(chunks).toString('utf8');
+          const scripted = script?.(target, text === '' ? undefined : JSON.parse(text));
+          if (scripted !== undefined) {
+            res.writeHead(scripted.status, { 'content-type': 'application/x-amz-json-1.1' });
+            res.end(JSON.stringify(scripted.body));
+            return;
+          }
           res.writeHead(answer.status, {
             'content-type': 'application/x-amz-json-1.1',
             'x-amzn-errortype': answer.type,
@@ -450,6 +751,87 @@ describe('AwsSecretsManagerStore against moto', () => {
         message: /^AWS Secrets Manager failed \(InvalidRequestException\)$/,
       },
     ];
+    /** One managed secret for `connection`, as ListSecrets and DescribeSecret describe it. */
+    function scriptedSecret(connection: string, deletedDate?: number): Record<string, unknown> {
+      const name = `events!connection/${connection}/${randomUUID()}`;
+      return {
+        ARN: `arn:aws:secretsmanager:${REGION}:123456789012:secret:${name}-AbCdEf`,
+        Name: name,
+        CreatedDate: 1_700_000_000,
+        ...(deletedDate !== undefined && { DeletedDate: deletedDate }),
+        Tags: [
+          { Key: MANAGED_TAG_KEY, Value: 'true' },
+          { Key: CONNECTION_UUID_TAG_KEY, Value: randomUUID() },
+          { Key: AUTHORIZATION_TYPE_TAG_KEY, Value: 'BASIC' },
+        ],
+        SecretVersionsToStages: { [randomUUID()]: ['AWSCURRENT'] },
+      };
+    }
+
+    it('when Secrets Manager refuses the write of a secret scheduled for deletion since it was read, then replace fails with InvalidConnectionStateException', async () => {
+      const secret = scriptedSecret('frozen');
+      answer = { status: 400, type: 'InvalidRequestException' };
+      script = (target) =>
+        target === 'ListSecrets' ? { status: 200, body: { SecretList: [secret] } } : undefined;
+      const scripted = track(storeFor(endpoint, { maxAttempts: 1 }));
+      await assert.rejects(
+        scripted.replace('frozen', sampleSecret('frozen'), randomUUID()),
+        (error: unknown) => {
+          assertBrokerError(error, 'InvalidConnectionStateException', 'replace');
+          assert.match(error.message, /scheduled for deletion/);
+          assert.ok(error.cause instanceof Error);
+          assert.equal(error.cause.name, 'InvalidRequestException');
+          return true;
+        },
+      );
+      assert.deepEqual(targets, ['ListSecrets', 'PutSecretValue']);
+    });
+
+    it('when Secrets Manager refuses to force-delete a secret scheduled for deletion, then delete restores it first and deletes it for good', async () => {
+      const secret = scriptedSecret('doomed', 1_700_000_100);
+      answer = { status: 400, type: 'InvalidRequestException' };
+      let deletes = 0;
+      const deleteRequests: unknown[] = [];
+      script = (target, request) => {
+        switch (target) {
+          case 'ListSecrets':
+            return { status: 200, body: { SecretList: [secret] } };
+          case 'DescribeSecret':
+            return { status: 200, body: secret };
+          case 'RestoreSecret':
+            return { status: 200, body: { ARN: secret['ARN'], Name: secret['Name'] } };
+          case 'DeleteSecret':
+            deleteRequests.push(request);
+            deletes += 1;
+            if (deletes === 1) return undefined; // refused while scheduled
+            return { status: 200, body: { ARN: secret['ARN'], Name: secret['Name'] } };
+          default:
+            return undefined;
+        }
+      };
+      const scripted = track(storeFor(endpoint, { maxAttempts: 1 }));
+      await scripted.delete('doomed');
+      assert.deepEqual(targets, [
+        'ListSecrets',
+        'DescribeSecret',
+        'DeleteSecret',
+        'RestoreSecret',
+        'DeleteSecret',
+      ]);
+      const forced = { SecretId: secret['ARN'], ForceDeleteWithoutRecovery: true };
+      assert.deepEqual(deleteRequests, [forced, forced]);
+    });
+
+    it('when the SDK retries, then onApiCall counts every attempt', async () => {
+      answer = { status: 500, type: 'InternalServiceError' };
+      const calls: string[] = [];
+      const retrying = track(
+        storeFor(endpoint, { maxAttempts: 3, onApiCall: (command) => calls.push(command) }),
+      );
+      await assertRejectsWithCode(retrying.get('any'), 'ServiceUnavailableException');
+      assert.deepEqual(calls, ['ListSecretsCommand', 'ListSecretsCommand', 'ListSecretsCommand']);
+    });
+
     for (const { status, type, code, message } of cases) {
       it(`${type} (HTTP ${status}) becomes ${code}, keeping the cause`, async () => {
         answer = { status, type };

@@ -3,9 +3,12 @@
  *
  * - Name `events!connection/<connection-name>/<secret_uuid>`; SecretString is the StoredSecret
  *   JSON (EventBridge's snake_case fields plus the `broker` block); KMS key when configured.
- * - Tagged `connection-broker:managed=true` and `connection-broker:connection-name=<name>`
- *   (EventBridge's own `aws:secretsmanager:owningService` tag is reserved for AWS services).
+ * - Tagged `connection-broker:managed=true`, and with the connection's name, uuid and
+ *   authorization type (EventBridge's own `aws:secretsmanager:owningService` tag is reserved for
+ *   AWS services). The tags let a secret scheduled for deletion still be described.
  * - A record's version is the VersionId that holds AWSCURRENT.
+ * - A secret deleted outside the broker with a recovery window reads as a DEAUTHORIZED
+ *   connection (EventBridge's rule) until it is restored or the window ends.
  *
  * Names embed a uuid, so a connection is found with ListSecrets (name-prefix filter, then an exact
  * check of the `<name>/` boundary); its ARN is cached in memory and forgotten when AWS says it is
@@ -29,10 +32,16 @@ import {
   GetSecretValueCommand,
   ListSecretsCommand,
   PutSecretValueCommand,
+  RestoreSecretCommand,
   SecretsManagerClient,
   UpdateSecretVersionStageCommand,
 } from '@aws-sdk/client-secrets-manager';
-import type { Filter, SecretListEntry, Tag } from '@aws-sdk/client-secrets-manager';
+import type {
+  DescribeSecretCommandOutput,
+  Filter,
+  SecretListEntry,
+  Tag,
+} from '@aws-sdk/client-secrets-manager';
 import { randomUUID } from 'node:crypto';
 
 import { BrokerError, connectionNotFound, isBrokerError } from '../errors.js';
@@ -40,6 +49,7 @@ import type {
   ListPage,
   ListQuery,
   SecretStore,
+  StoredBrokerFields,
   StoredRecord,
   StoredSecret,
 } from './secret-store.js';
@@ -48,6 +58,13 @@ export const SECRET_NAME_PREFIX = 'events!connection/';
 export const MANAGED_TAG_KEY = 'connection-broker:managed';
 export const MANAGED_TAG_VALUE = 'true';
 export const CONNECTION_NAME_TAG_KEY = 'connection-broker:connection-name';
+export const CONNECTION_UUID_TAG_KEY = 'connection-broker:connection-uuid';
+export const AUTHORIZATION_TYPE_TAG_KEY = 'connection-broker:authorization-type';
+/**
+ * Marks the version of a record read from a secret scheduled for deletion: a different version
+ * than the live secret's, so caches notice, and one no write can name.
+ */
+const SCHEDULED_DELETION_MARK = '#scheduled-for-deletion';
 /** Labels a version between PutSecretValue and the move of AWSCURRENT. */
 export const PENDING_STAGE = 'BROKER_PENDING';
 const CURRENT_STAGE = 'AWSCURRENT';
@@ -69,12 +86,26 @@ const READ_CONCURRENCY = 8;
  */
 const MIN_READ_BUDGET = 100;
 
+/**
+ * Bounds one HTTP attempt, so an unreachable endpoint fails in seconds (and cached credentials
+ * keep serving) instead of hanging on the operating system's TCP timeouts.
+ */
+const CONNECTION_TIMEOUT_MS = 2_000;
+const REQUEST_TIMEOUT_MS = 5_000;
+
 export interface AwsSecretsManagerStoreOptions {
-  /** Defaults to `new SecretsManagerClient({ region })`: the SDK's standard configuration. */
+  /** Defaults to a client with the SDK's standard configuration and bounded timeouts. */
   client?: SecretsManagerClient;
   region: string;
   /** KMS key (id, ARN or alias) for new secrets; AWS's `aws/secretsmanager` key when absent. */
   kmsKeyId?: string;
+  /**
+   * Defaults to EventBridge's `events!connection/`. Real Secrets Manager reserves `!` for AWS
+   * services' own secrets, so production sets one in the alphabet customers may use.
+   */
+  secretNamePrefix?: string;
+  /** Called once per HTTP attempt to Secrets Manager (retries included), for quota metrics. */
+  onApiCall?: (command: string) => void;
 }
 
 /** One Secrets Manager secret holding a connection. */
@@ -83,6 +114,10 @@ interface SecretRef {
   arn: string;
   secretName: string;
   createdMs: number;
+  /** Scheduled for deletion. */
+  deleted: boolean;
+  /** As the listing saw it; reads ask DescribeSecret. */
+  currentVersion: string | undefined;
 }
 
 export class AwsSecretsManagerStore implements SecretStore {
@@ -91,20 +126,43 @@ export class AwsSecretsManagerStore implements SecretStore {
   private readonly client: SecretsManagerClient;
   private readonly ownsClient: boolean;
   private readonly kmsKeyId: string | undefined;
+  private readonly prefix: string;
+  readonly shared = true;
+
   /** Connection name → secret ARN. Only a hint: every use is checked against AWS. */
   private readonly arns = new Map<string, string>();
 
   constructor(options: AwsSecretsManagerStoreOptions) {
     this.ownsClient = options.client === undefined;
-    this.client = options.client ?? new SecretsManagerClient({ region: options.region });
+    this.client =
+      options.client ??
+      new SecretsManagerClient({
+        region: options.region,
+        requestHandler: {
+          connectionTimeout: CONNECTION_TIMEOUT_MS,
+          requestTimeout: REQUEST_TIMEOUT_MS,
+        },
+      });
     this.kmsKeyId = options.kmsKeyId;
+    this.prefix = options.secretNamePrefix ?? SECRET_NAME_PREFIX;
+    const onApiCall = options.onApiCall;
+    if (onApiCall !== undefined) {
+      // The deserialize step runs inside the retry loop: once per attempt.
+      this.client.middlewareStack.add(
+        (next, context) => (args) => {
+          onApiCall(context.commandName ?? 'unknown');
+          return next(args);
+        },
+        { step: 'deserialize', name: 'connectionBrokerApiCallCounter', override: true },
+      );
+    }
   }
 
   /** One cheap call: proves the endpoint, the credentials and the ListSecrets permission. */
   async open(): Promise<void> {
     await translated(undefined, () =>
       this.client.send(
-        new ListSecretsCommand({ MaxResults: 1, Filters: managedFilters(SECRET_NAME_PREFIX) }),
+        new ListSecretsCommand({ MaxResults: 1, Filters: managedFilters(this.prefix) }),
       ),
     );
   }
@@ -147,7 +205,7 @@ export class AwsSecretsManagerStore implements SecretStore {
     // No connection name can start with such a prefix, and ListSecrets would reject it.
     if (!NAME_PREFIX_PATTERN.test(prefix)) return { records: [] };
     return translated(undefined, async () => {
-      const candidates = (await this.scan(`${SECRET_NAME_PREFIX}${prefix}`)).filter(
+      const candidates = (await this.scan(`${this.prefix}${prefix}`)).filter(
         (ref) => ref.name.startsWith(prefix) && (after === undefined || ref.name > after),
       );
       const budget = Math.max(limit, MIN_READ_BUDGET);
@@ -177,6 +235,24 @@ export class AwsSecretsManagerStore implements SecretStore {
     });
   }
 
+  /**
+   * One ListSecrets call per 100 secrets: their AWSCURRENT version ids come with the listing.
+   * Secrets scheduled for deletion are included, under a version of their own.
+   */
+  async listVersions(): Promise<Map<string, string>> {
+    return translated(undefined, async () => {
+      const versions = new Map<string, string>();
+      for (const ref of await this.scan(this.prefix)) {
+        if (ref.currentVersion === undefined) continue;
+        versions.set(
+          ref.name,
+          ref.deleted ? `${ref.currentVersion}${SCHEDULED_DELETION_MARK}` : ref.currentVersion,
+        );
+      }
+      return versions;
+    });
+  }
+
   async create(name: string, secret: StoredSecret): Promise<StoredRecord> {
     assertValidName(name);
     const copy = structuredClone(secret);
@@ -193,10 +269,10 @@ export class AwsSecretsManagerStore implements SecretStore {
       try {
         created = await this.client.send(
           new CreateSecretCommand({
-            Name: `${SECRET_NAME_PREFIX}${name}/${secretUuid}`,
+            Name: `${this.prefix}${name}/${secretUuid}`,
             SecretString: JSON.stringify(copy),
             ClientRequestToken: randomUUID(),
-            Tags: managedTags(name),
+            Tags: managedTags(copy.broker),
             ...(this.kmsKeyId !== undefined && { KmsKeyId: this.kmsKeyId }),
           }),
         );
@@ -219,7 +295,7 @@ export class AwsSecretsManagerStore implements SecretStore {
         throw alreadyExists(name);
       }
       this.arns.set(name, arn);
-      return { name, version, secret: structuredClone(copy) };
+      return { name, version, secret: structuredClone(copy), secretArn: arn };
     });
   }
 
@@ -246,10 +322,14 @@ export class AwsSecretsManagerStore implements SecretStore {
       for (let attempt = 0; ; attempt += 1) {
         const arn = await this.resolveArn(name);
         if (arn === undefined) throw connectionNotFound(name);
+        if (expectedVersion.endsWith(SCHEDULED_DELETION_MARK)) throw scheduledForDeletion(name);
         if (!VERSION_ID_PATTERN.test(expectedVersion)) throw concurrentModification(name);
         try {
           return await this.compareAndSwap(name, arn, copy, expectedVersion);
         } catch (error) {
+          // Scheduled for deletion since it was read.
+          if (errorName(error) === 'InvalidRequestException')
+            throw scheduledForDeletion(name, error);
           // A stale cached ARN: look the name up again once.
           if (!isNotFound(error) || attempt > 0) throw error;
           this.arns.delete(name);
@@ -272,11 +352,10 @@ export class AwsSecretsManagerStore implements SecretStore {
       for (const arn of arns) {
         // A forced DeleteSecret of a missing secret succeeds, so look first. Two brokers deleting
         // at once may both succeed: Secrets Manager has no conditional delete.
-        if (!(await this.exists(arn))) continue;
+        const status = await this.status(arn);
+        if (status === 'absent') continue;
         try {
-          await this.client.send(
-            new DeleteSecretCommand({ SecretId: arn, ForceDeleteWithoutRecovery: true }),
-          );
+          await this.forceDelete(arn, status);
           deleted += 1;
         } catch (error) {
           // InvalidRequestException: already being deleted by someone else.
@@ -285,6 +364,21 @@ export class AwsSecretsManagerStore implements SecretStore {
       }
       if (deleted === 0) throw connectionNotFound(name);
     });
+  }
+
+  /**
+   * A secret scheduled for deletion (outside the broker) is deleted for good; where Secrets
+   * Manager refuses to force-delete it as it stands, it is restored first.
+   */
+  private async forceDelete(arn: string, status: 'live' | 'scheduled'): Promise<void> {
+    const force = new DeleteSecretCommand({ SecretId: arn, ForceDeleteWithoutRecovery: true });
+    try {
+      await this.client.send(force);
+    } catch (error) {
+      if (status !== 'scheduled' || errorName(error) !== 'InvalidRequestException') throw error;
+      await this.client.send(new RestoreSecretCommand({ SecretId: arn }));
+      await this.client.send(force);
+    }
   }
 
   private async compareAndSwap(
@@ -328,7 +422,7 @@ export class AwsSecretsManagerStore implements SecretStore {
     }
     await this.removePendingStage(arn, version);
     this.arns.set(name, arn);
-    return { name, version, secret: structuredClone(secret) };
+    return { name, version, secret: structuredClone(secret), secretArn: arn };
   }
 
   /** Best effort: a stranded label is harmless, and the write itself already succeeded or not. */
@@ -348,11 +442,15 @@ export class AwsSecretsManagerStore implements SecretStore {
   }
 
   private async exists(arn: string): Promise<boolean> {
+    return (await this.status(arn)) !== 'absent';
+  }
+
+  private async status(arn: string): Promise<'live' | 'scheduled' | 'absent'> {
     try {
       const described = await this.client.send(new DescribeSecretCommand({ SecretId: arn }));
-      return described.DeletedDate === undefined;
+      return described.DeletedDate === undefined ? 'live' : 'scheduled';
     } catch (error) {
-      if (isNotFound(error)) return false;
+      if (isNotFound(error)) return 'absent';
       throw error;
     }
   }
@@ -372,7 +470,7 @@ export class AwsSecretsManagerStore implements SecretStore {
 
   /** The connection's secrets, the one every reader uses first. */
   private async lookup(name: string): Promise<SecretRef[]> {
-    const refs = await this.scanAll(`${SECRET_NAME_PREFIX}${name}/`);
+    const refs = await this.scanAll(`${this.prefix}${name}/`);
     // The filter is a prefix match; the exact name check keeps `a` from matching `ab`.
     return refs.filter((ref) => ref.name === name).sort(canonicalFirst);
   }
@@ -394,12 +492,13 @@ export class AwsSecretsManagerStore implements SecretStore {
       const result = await this.client.send(
         new ListSecretsCommand({
           Filters: managedFilters(secretNamePrefix),
+          IncludePlannedDeletion: true,
           MaxResults: LIST_PAGE_SIZE,
           ...(nextToken !== undefined && { NextToken: nextToken }),
         }),
       );
       for (const entry of result.SecretList ?? []) {
-        const ref = toSecretRef(entry);
+        const ref = toSecretRef(entry, this.prefix);
         if (ref !== undefined) refs.push(ref);
       }
       nextToken = result.NextToken === '' ? undefined : result.NextToken;
@@ -419,10 +518,12 @@ export class AwsSecretsManagerStore implements SecretStore {
   private async readIfPresent(name: string, arn: string): Promise<StoredRecord | undefined> {
     try {
       const described = await this.client.send(new DescribeSecretCommand({ SecretId: arn }));
-      if (described.DeletedDate !== undefined) return undefined;
-      const version = Object.entries(described.VersionIdsToStages ?? {}).find(([, stages]) =>
-        stages.includes(CURRENT_STAGE),
-      )?.[0];
+      const version = currentVersionOf(described.VersionIdsToStages);
+      if (described.DeletedDate !== undefined) {
+        return version === undefined
+          ? undefined
+          : scheduledForDeletionRecord(name, arn, version, described);
+      }
       if (version === undefined) {
         throw new BrokerError(
           'InternalException',
@@ -432,7 +533,12 @@ export class AwsSecretsManagerStore implements SecretStore {
       const value = await this.client.send(
         new GetSecretValueCommand({ SecretId: arn, VersionId: version }),
       );
-      return { name, version, secret: parseStoredSecret(value.SecretString, name) };
+      return {
+        name,
+        version,
+        secret: parseStoredSecret(value.SecretString, name),
+        secretArn: arn,
+      };
     } catch (error) {
       if (isNotFound(error)) return undefined;
       throw error;
@@ -440,11 +546,64 @@ export class AwsSecretsManagerStore implements SecretStore {
   }
 }
 
-function managedTags(name: string): Tag[] {
+function managedTags(broker: StoredBrokerFields): Tag[] {
   return [
     { Key: MANAGED_TAG_KEY, Value: MANAGED_TAG_VALUE },
-    { Key: CONNECTION_NAME_TAG_KEY, Value: name },
+    { Key: CONNECTION_NAME_TAG_KEY, Value: broker.name },
+    { Key: CONNECTION_UUID_TAG_KEY, Value: broker.uuid },
+    { Key: AUTHORIZATION_TYPE_TAG_KEY, Value: broker.authorization_type },
   ];
+}
+
+function currentVersionOf(stages: Record<string, string[]> | undefined): string | undefined {
+  return Object.entries(stages ?? {}).find(([, labels]) => labels.includes(CURRENT_STAGE))?.[0];
+}
+
+const AUTHORIZATION_TYPES = new Set<string>(['BASIC', 'API_KEY', 'OAUTH_CLIENT_CREDENTIALS']);
+
+/**
+ * A secret scheduled for deletion cannot be read, but its tags still describe the connection: it
+ * reads as DEAUTHORIZED, without credentials, until it is restored. Undefined without the tags.
+ */
+function scheduledForDeletionRecord(
+  name: string,
+  arn: string,
+  version: string,
+  described: DescribeSecretCommandOutput,
+): StoredRecord | undefined {
+  const tag = (key: string): string | undefined =>
+    described.Tags?.find((t) => t.Key === key)?.Value;
+  const uuid = tag(CONNECTION_UUID_TAG_KEY);
+  const type = tag(AUTHORIZATION_TYPE_TAG_KEY);
+  const secretUuid = described.Name?.slice(described.Name.lastIndexOf('/') + 1);
+  if (uuid === undefined || type === undefined || !AUTHORIZATION_TYPES.has(type)) return undefined;
+  if (secretUuid === undefined || !SECRET_UUID_PATTERN.test(secretUuid)) return undefined;
+  // DeletedDate is when the secret will be gone, not when it was deleted.
+  const goneAt = described.DeletedDate?.toISOString() ?? 'the end of its recovery window';
+  const created = (described.CreatedDate ?? new Date(0)).toISOString();
+  const changed = (described.LastChangedDate ?? described.CreatedDate ?? new Date(0)).toISOString();
+  return {
+    name,
+    version: `${version}${SCHEDULED_DELETION_MARK}`,
+    secretArn: arn,
+    secret: {
+      broker: {
+        schema: 1,
+        name,
+        uuid,
+        secret_uuid: secretUuid,
+        authorization_type: type as StoredBrokerFields['authorization_type'],
+        state: 'DEAUTHORIZED',
+        state_reason:
+          'The secret of this connection was deleted in AWS Secrets Manager outside the broker ' +
+          `(scheduled for deletion on ${goneAt}). Restore the secret (RestoreSecret) to use the ` +
+          'connection again, or delete the connection.',
+        creation_time: created,
+        last_modified_time: changed,
+        generation: 0,
+      },
+    },
+  };
 }
 
 function managedFilters(secretNamePrefix: string): Filter[] {
@@ -454,25 +613,34 @@ function managedFilters(secretNamePrefix: string): Filter[] {
   ];
 }
 
-/** Undefined for secrets that are not ours: other names, no managed tag, pending deletion. */
-function toSecretRef(entry: SecretListEntry): SecretRef | undefined {
+/** Undefined for secrets that are not ours: other names, no managed tag. */
+function toSecretRef(entry: SecretListEntry, prefix: string): SecretRef | undefined {
   const { ARN: arn, Name: secretName } = entry;
-  if (arn === undefined || secretName === undefined || entry.DeletedDate !== undefined) {
-    return undefined;
-  }
-  const managed = entry.Tags?.some(
-    (tag) => tag.Key === MANAGED_TAG_KEY && tag.Value === MANAGED_TAG_VALUE,
-  );
-  if (managed !== true) return undefined;
-  const name = connectionNameOf(secretName);
+  if (arn === undefined || secretName === undefined) return undefined;
+  const tags = new Map((entry.Tags ?? []).map((tag) => [tag.Key, tag.Value]));
+  if (tags.get(MANAGED_TAG_KEY) !== MANAGED_TAG_VALUE) return undefined;
+  // Without these tags a secret scheduled for deletion cannot be described: it does not exist.
+  const describable = tags.has(CONNECTION_UUID_TAG_KEY) && tags.has(AUTHORIZATION_TYPE_TAG_KEY);
+  if (entry.DeletedDate !== undefined && !describable) return undefined;
+  const name = connectionNameOf(secretName, prefix);
   if (name === undefined) return undefined;
-  return { name, arn, secretName, createdMs: entry.CreatedDate?.getTime() ?? 0 };
+  return {
+    name,
+    arn,
+    secretName,
+    createdMs: entry.CreatedDate?.getTime() ?? 0,
+    deleted: entry.DeletedDate !== undefined,
+    currentVersion: currentVersionOf(entry.SecretVersionsToStages),
+  };
 }
 
 /** `events!connection/<name>/<uuid>` → `<name>`. */
-export function connectionNameOf(secretName: string): string | undefined {
-  if (!secretName.startsWith(SECRET_NAME_PREFIX)) return undefined;
-  const rest = secretName.slice(SECRET_NAME_PREFIX.length);
+export function connectionNameOf(
+  secretName: string,
+  prefix = SECRET_NAME_PREFIX,
+): string | undefined {
+  if (!secretName.startsWith(prefix)) return undefined;
+  const rest = secretName.slice(prefix.length);
   const slash = rest.indexOf('/');
   if (slash < 0) return undefined;
   const name = rest.slice(0, slash);
@@ -550,6 +718,14 @@ function alreadyExists(name: string, cause?: unknown): BrokerError {
   return new BrokerError('ResourceAlreadyExistsException', `Connection ${name} already exists.`, {
     cause,
   });
+}
+
+function scheduledForDeletion(name: string, cause?: unknown): BrokerError {
+  return new BrokerError(
+    'InvalidConnectionStateException',
+    `The secret of connection '${name}' is scheduled for deletion in AWS Secrets Manager; restore it or delete the connection.`,
+    { cause },
+  );
 }
 
 function concurrentModification(name: string, cause?: unknown): BrokerError {

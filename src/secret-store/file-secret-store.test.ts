@@ -66,17 +66,21 @@ async function listFilesRecursively(dir: string): Promise<string[]> {
     .map((entry) => join(entry.parentPath, entry.name));
 }
 
-runSecretStoreContract('FileSecretStore', async () => {
-  const dataDir = await makeDataDir();
-  const store = await openStore(dataDir, [newKey()]);
-  return {
-    store,
-    cleanup: async () => {
-      await store.close();
-      await rm(dataDir, { recursive: true, force: true });
-    },
-  };
-});
+runSecretStoreContract(
+  'FileSecretStore',
+  async () => {
+    const dataDir = await makeDataDir();
+    const store = await openStore(dataDir, [newKey()]);
+    return {
+      store,
+      cleanup: async () => {
+        await store.close();
+        await rm(dataDir, { recursive: true, force: true });
+      },
+    };
+  },
+  { shared: false },
+);
 
 describe('FileSecretStore on disk', () => {
   let dataDir: string;

@@ -70,6 +70,8 @@ const locksHeldInThisProcess = new Set<string>();
 
 export class FileSecretStore implements SecretStore {
   readonly kind = 'file';
+  /** One process holds the lock file, so nobody else writes behind this store's back. */
+  readonly shared = false;
 
   private readonly dataDir: string;
   private readonly recordsDir: string;
@@ -128,6 +130,13 @@ export class FileSecretStore implements SecretStore {
 
   list(query: ListQuery): Promise<ListPage> {
     return fromMemory(() => this.readPage(query));
+  }
+
+  listVersions(): Promise<Map<string, string>> {
+    return fromMemory(() => {
+      this.assertOpen();
+      return new Map([...this.records].map(([name, entry]) => [name, entry.record.version]));
+    });
   }
 
   private readRecord(name: string): StoredRecord | undefined {

@@ -25,6 +25,7 @@ const EXPECTED = new Set([
 /** Counts every store call and tracks whether the store is reachable, for /readyz and metrics. */
 export class InstrumentedSecretStore implements SecretStore {
   readonly kind: string;
+  readonly shared: boolean;
   readonly health: StoreHealth;
 
   constructor(
@@ -32,6 +33,7 @@ export class InstrumentedSecretStore implements SecretStore {
     private readonly metrics: Pick<BrokerMetrics, 'secretStoreOperations' | 'secretStoreHealthy'>,
   ) {
     this.kind = inner.kind;
+    this.shared = inner.shared;
     this.health = { kind: inner.kind, reachedSinceStart: false, healthy: false };
   }
 
@@ -72,6 +74,9 @@ export class InstrumentedSecretStore implements SecretStore {
   }
   list(query: ListQuery): Promise<ListPage> {
     return this.track('list', () => this.inner.list(query));
+  }
+  listVersions(): Promise<Map<string, string>> {
+    return this.track('listVersions', () => this.inner.listVersions());
   }
   create(name: string, secret: StoredSecret): Promise<StoredRecord> {
     return this.track('create', () => this.inner.create(name, secret));

@@ -25,6 +25,17 @@ export interface StoredToken {
   obtained_at: string;
 }
 
+/**
+ * A replica's claim to refresh one token generation, so a fleet sharing a store makes one token
+ * request per refresh. Expires on its own when the holder dies.
+ */
+export interface StoredRefreshLease {
+  holder: string;
+  generation: number;
+  /** ISO 8601. */
+  expires_at: string;
+}
+
 /** Broker-owned fields; EventBridge keeps these outside the secret, we keep one document. */
 export interface StoredBrokerFields {
   schema: 1;
@@ -40,6 +51,7 @@ export interface StoredBrokerFields {
   last_authorized_time?: string;
   generation: number;
   token?: StoredToken;
+  refresh_lease?: StoredRefreshLease;
 }
 
 export interface StoredSecret {
@@ -61,6 +73,8 @@ export interface StoredRecord {
   /** Opaque; changes on every write. Compare-and-swap writes name the version they read. */
   version: string;
   secret: StoredSecret;
+  /** The store's own identifier of the secret, when it has one (Secrets Manager's ARN). */
+  secretArn?: string;
 }
 
 export interface ListQuery {
@@ -79,10 +93,20 @@ export interface ListPage {
 export interface SecretStore {
   /** Short name for logs and metrics labels, e.g. `file`. */
   readonly kind: string;
+  /**
+   * True when other broker processes may write the same records (Secrets Manager): caches must
+   * then be revalidated, and token refreshes coordinated through the records.
+   */
+  readonly shared: boolean;
   /** Reaches the store once; readiness depends on it. */
   open(): Promise<void>;
   get(name: string): Promise<StoredRecord | undefined>;
   list(query: ListQuery): Promise<ListPage>;
+  /**
+   * Every record's name and current version, without reading secret values: what a replica
+   * compares its cache with. Must cost a small number of store calls per hundred records.
+   */
+  listVersions(): Promise<Map<string, string>>;
   /** Fails with ResourceAlreadyExistsException when the name is taken. */
   create(name: string, secret: StoredSecret): Promise<StoredRecord>;
   /** Compare-and-swap: fails with ConcurrentModificationException when the version moved on. */

@@ -38,6 +38,12 @@ export function sampleSecret(
   };
 }
 
+/** What the contract checks that differs between adapters. */
+export interface StoreExpectations {
+  /** Whether other broker processes may write the store's records. */
+  shared?: boolean;
+}
+
 export async function assertRejectsWithCode(
   promise: Promise<unknown>,
   code: ErrorCode,
@@ -52,6 +58,7 @@ export async function assertRejectsWithCode(
 export function runSecretStoreContract(
   label: string,
   makeStore: () => Promise<StoreUnderTest>,
+  expectations: StoreExpectations = {},
 ): void {
   describe(`${label} satisfies the SecretStore contract`, () => {
     let subject: StoreUnderTest;
@@ -260,5 +267,64 @@ export function runSecretStoreContract(
     it('when the store is empty, then list returns no records and no nextToken', async () => {
       assert.deepEqual(await store.list({ limit: 10 }), { records: [] });
     });
+
+    it('when the store is asked whether it is shared, then it answers with a boolean', () => {
+      assert.equal(typeof store.shared, 'boolean');
+      if (expectations.shared !== undefined) assert.equal(store.shared, expectations.shared);
+    });
+
+    it('when the store is empty, then listVersions returns an empty map', async () => {
+      const versions = await store.listVersions();
+      assert.ok(versions instanceof Map);
+      assert.equal(versions.size, 0);
+    });
+
+    it('when records are created, replaced and deleted, then listVersions maps exactly every live name to the version get returns', async () => {
+      await createAll(['v-one', 'v-two', 'v-three']);
+      await assertVersionsMatchGet(['v-one', 'v-three', 'v-two']);
+
+      const before = await store.listVersions();
+      const two = await store.get('v-two');
+      assert.ok(two !== undefined);
+      const replaced = await store.replace(
+        'v-two',
+        sampleSecret('v-two', { password: 'rotated' }),
+        two.version,
+      );
+      const afterReplace = await store.listVersions();
+      assert.equal(afterReplace.get('v-two'), replaced.version);
+      assert.notEqual(afterReplace.get('v-two'), before.get('v-two'));
+      assert.equal(afterReplace.get('v-one'), before.get('v-one'));
+      assert.equal(afterReplace.get('v-three'), before.get('v-three'));
+      await assertVersionsMatchGet(['v-one', 'v-three', 'v-two']);
+
+      await store.delete('v-three');
+      const afterDelete = await store.listVersions();
+      assert.equal(afterDelete.has('v-three'), false);
+      await assertVersionsMatchGet(['v-one', 'v-two']);
+
+      const recreated = await store.create('v-three', sampleSecret('v-three'));
+      assert.equal((await store.listVersions()).get('v-three'), recreated.version);
+      await assertVersionsMatchGet(['v-one', 'v-three', 'v-two']);
+    });
+
+    it('when a caller mutates the map listVersions returned, then the next listing is unaffected', async () => {
+      const created = await store.create('v-own', sampleSecret('v-own'));
+      const versions = await store.listVersions();
+      versions.set('v-own', 'tampered');
+      versions.set('v-ghost', 'ghost');
+      assert.deepEqual(await store.listVersions(), new Map([['v-own', created.version]]));
+    });
+
+    /** listVersions names exactly `names`, each under the version get() returns. */
+    async function assertVersionsMatchGet(names: string[]): Promise<void> {
+      const versions = await store.listVersions();
+      assert.deepEqual([...versions.keys()].sort(), [...names].sort());
+      for (const name of names) {
+        const record = await store.get(name);
+        assert.ok(record !== undefined, `get('${name}') finds the record`);
+        assert.equal(versions.get(name), record.version, `the version of ${name}`);
+      }
+    }
   });
 }
