@@ -465,10 +465,15 @@ export class ConnectionService {
     seenGeneration: number,
   ): Promise<{ outcome: 'claimed' | 'done elsewhere'; loaded: Loaded }> {
     let current = loaded;
+    // A lease outlives no holder, so waiting longer than two means the record keeps changing
+    // under us (a stream of updates): give up rather than spin.
+    const deadlineMs = this.now() + 2 * this.deps.refreshLeaseMs;
     for (;;) {
       const c = current.connection;
-      if (!this.mayRefresh(c, seenGeneration))
+      if (!this.mayRefresh(c, seenGeneration)) {
         return { outcome: 'done elsewhere', loaded: current };
+      }
+      if (this.now() > deadlineMs) throw this.unavailable(c.name);
       const lease = c.refreshLease;
       const nowMs = this.now();
       if (

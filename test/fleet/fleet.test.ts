@@ -1,0 +1,1207 @@
+/**
+ * Issue #4 end to end: three broker processes (A, B, C), started as `npm start` runs them, share
+ * one AWS Secrets Manager (a real moto server) and one loopback OAuth token endpoint that counts
+ * its requests. Checks shared state, the fleet-wide refresh storm (one token request), bounded
+ * propagation of rotation, deletion and out-of-band secret changes (cache max age 2 s), the
+ * behaviour during a store outage, and that no process ever logs a secret.
+ *
+ * moto cannot be reset between tests while the brokers cache, so every test uses its own
+ * connection names. The outage test stops moto: it runs last but for the log check.
+ */
+
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { createServer } from 'node:http';
+import { setTimeout as delay } from 'node:timers/promises';
+import { after, before, describe, it } from 'node:test';
+
+import {
+  DeleteSecretCommand,
+  ListSecretsCommand,
+  RestoreSecretCommand,
+  SecretsManagerClient,
+} from '@aws-sdk/client-secrets-manager';
+import type { Response as SupertestResponse } from 'supertest';
+
+import { awsStoreEnv, startBrokerProcess, waitFor } from '../support/broker-process.js';
+import type { BrokerProcess } from '../support/broker-process.js';
+import { cancellableDelays, listenOnLoopback } from '../support/loopback.js';
+import { startMotoServer } from '../support/moto-server.js';
+import type { MotoServer } from '../support/moto-server.js';
+import { assertMatchesSpec } from '../support/openapi-contract.js';
+import { readBodyText } from '../support/recorded-request.js';
+
+/** BROKER_CACHE_MAX_AGE_SECONDS as awsStoreEnv sets it. */
+const CACHE_MAX_AGE_MS = 2_000;
+/** What a change may take to be seen by every replica: the max age plus an allowance. */
+const PROPAGATION_BOUND_MS = CACHE_MAX_AGE_MS + 1_500;
+/** Polls go on this long past the bound, so a failure says how late the change was. */
+const OBSERVE_GRACE_MS = 4_000;
+const REQUEST_TIMEOUT_MS = 15_000;
+/** During the outage every answer must come within this. */
+const OUTAGE_ANSWER_MS = 10_000;
+/** Every replica's /readyz reports the store unhealthy this soon after it went down. */
+const UNHEALTHY_WITHIN_MS = 5_000;
+const STORM_REPORTS_PER_REPLICA = 100;
+/** Holds the storm's token answer back, so the 300 reports overlap the token request. */
+const STORM_TOKEN_DELAY_MS = 250;
+const SECRET_NAME_PREFIX = 'events!connection/';
+
+// ---------------------------------------------------------------------------------------------
+// Response shapes (openapi.yaml)
+
+interface StateResponse {
+  ConnectionArn: string;
+  ConnectionState: string;
+  CreationTime: string;
+  LastModifiedTime: string;
+}
+
+interface ConnectionDescription extends StateResponse {
+  Name: string;
+  Description?: string;
+  StateReason?: string;
+  AuthorizationType: string;
+  SecretArn: string;
+  AuthParameters: Record<string, unknown>;
+}
+
+interface ConnectionSummary extends StateResponse {
+  Name: string;
+  AuthorizationType: string;
+}
+
+interface AuthorizationParameters {
+  ConnectionArn: string;
+  AuthorizationType: string;
+  Headers: Record<string, string>;
+  QueryParameters: Record<string, string>;
+  BodyParameters: Record<string, string>;
+  TokenGeneration: number;
+  TokenExpiresAt?: string;
+}
+
+interface Problem {
+  status: number;
+  code: string;
+  detail: string;
+}
+
+interface Readiness {
+  status: string;
+  store: { kind: string; reachedSinceStart: boolean; healthy: boolean; lastError?: string };
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP helpers
+
+interface Answer {
+  status: number;
+  contentType: string;
+  text: string;
+  /** The parsed body when it is JSON, else undefined. */
+  json: unknown;
+  elapsedMs: number;
+  retryAfter: string | null;
+}
+
+/** One bounded request; a network failure or timeout throws. */
+async function call(
+  baseUrl: string,
+  method: string,
+  route: string,
+  body?: unknown,
+  timeoutMs = REQUEST_TIMEOUT_MS,
+): Promise<Answer> {
+  const started = performance.now();
+  const response = await fetch(`${baseUrl}${route}`, {
+    method,
+    ...(body !== undefined && {
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    }),
+    signal: AbortSignal.timeout(timeoutMs),
+  });
+  const text = await response.text();
+  const elapsedMs = performance.now() - started;
+  const contentType = response.headers.get('content-type') ?? '';
+  let json: unknown;
+  if (/json/.test(contentType)) {
+    try {
+      json = JSON.parse(text);
+    } catch {
+      json = undefined;
+    }
+  }
+  return {
+    status: response.status,
+    contentType,
+    text,
+    json,
+    elapsedMs,
+    retryAfter: response.headers.get('retry-after'),
+  };
+}
+
+/** Like call(), but a network failure becomes status 0 with the error as text. */
+async function callSafely(
+  baseUrl: string,
+  method: string,
+  route: string,
+  body?: unknown,
+  timeoutMs = REQUEST_TIMEOUT_MS,
+): Promise<Answer> {
+  const started = performance.now();
+  try {
+    return await call(baseUrl, method, route, body, timeoutMs);
+  } catch (error) {
+    return {
+      status: 0,
+      contentType: '',
+      text: error instanceof Error ? `${error.name}: ${error.message}` : String(error),
+      json: undefined,
+      elapsedMs: performance.now() - started,
+      retryAfter: null,
+    };
+  }
+}
+
+function conformsToSpec(operationId: string, answer: Answer): void {
+  // assertMatchesSpec reads only these members of a supertest response.
+  const asSupertest = {
+    status: answer.status,
+    headers: { 'content-type': answer.contentType },
+    body: answer.json,
+    text: answer.text,
+  } as unknown as SupertestResponse;
+  assertMatchesSpec(operationId, asSupertest);
+}
+
+function brief(answer: Answer): string {
+  return `${answer.status} ${answer.text.slice(0, 400)}`;
+}
+
+/** Asserts a JSON success answer that matches openapi.yaml, and answers its body. */
+function expectOk<T>(operationId: string, answer: Answer, status = 200): T {
+  assert.equal(answer.status, status, `${operationId}: expected ${status}, got ${brief(answer)}`);
+  assert.match(answer.contentType, /^application\/json/, `${operationId}: ${answer.contentType}`);
+  assert.ok(answer.json !== undefined, `${operationId}: the body is not JSON: ${answer.text}`);
+  conformsToSpec(operationId, answer);
+  return answer.json as T;
+}
+
+/** Asserts an RFC 9457 problem answer with the given status and code. */
+function expectProblem(operationId: string, answer: Answer, status: number, code: string): Problem {
+  assert.equal(
+    answer.status,
+    status,
+    `${operationId}: expected ${status} ${code}, got ${brief(answer)}`,
+  );
+  assert.match(
+    answer.contentType,
+    /^application\/problem\+json/,
+    `${operationId}: ${answer.contentType}`,
+  );
+  assert.ok(answer.json !== undefined, `${operationId}: the problem is not JSON: ${answer.text}`);
+  conformsToSpec(operationId, answer);
+  const problem = answer.json as Problem;
+  assert.equal(problem.code, code, `${operationId}: ${answer.text}`);
+  assert.equal(problem.status, status);
+  return problem;
+}
+
+const connectionPath = (name: string): string => `/v1/connections/${encodeURIComponent(name)}`;
+const authorizationPath = (name: string): string => `${connectionPath(name)}/authorization`;
+const refreshPath = (name: string): string => `${authorizationPath(name)}/refresh`;
+
+function isProblem(answer: Answer, status: number, code: string): boolean {
+  return (
+    answer.status === status &&
+    answer.contentType.startsWith('application/problem+json') &&
+    (answer.json as Partial<Problem> | undefined)?.code === code
+  );
+}
+
+function authorizationHeader(answer: Answer): string | undefined {
+  if (answer.status !== 200 || answer.json === undefined) return undefined;
+  return (answer.json as Partial<AuthorizationParameters>).Headers?.['Authorization'];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Secrets used, for the final check of the brokers' output
+
+const secretsUsed = new Map<string, string>();
+
+function newSecret(label: string): string {
+  const value = `${label}-${randomBytes(12).toString('hex')}`;
+  secretsUsed.set(label, value);
+  return value;
+}
+
+function basicHeaderValue(username: string, password: string): string {
+  return Buffer.from(`${username}:${password}`).toString('base64');
+}
+
+// ---------------------------------------------------------------------------------------------
+// A counting OAuth token endpoint: every request gets a new, random, distinctive token
+
+interface TokenRequest {
+  /** The request's Authorization header (client credentials as HTTP Basic). */
+  authorization: string;
+  body: string;
+  token: string;
+}
+
+interface CountingTokenEndpoint {
+  url: string;
+  requests(): TokenRequest[];
+  count(): number;
+  /** Delays every answer from now on (the request is counted on arrival). */
+  setDelay(ms: number): void;
+  close(): Promise<void>;
+}
+
+async function startCountingTokenEndpoint(): Promise<CountingTokenEndpoint> {
+  const received: TokenRequest[] = [];
+  const delays = cancellableDelays();
+  let answerDelayMs = 0;
+  const server = createServer((req, res) => {
+    const answer = async (): Promise<void> => {
+      const body = await readBodyText(req);
+      const token = `fleet-token-${received.length + 1}-${randomBytes(16).toString('hex')}`;
+      received.push({ authorization: req.headers.authorization ?? '', body, token });
+      if (answerDelayMs > 0) await delays.wait(answerDelayMs);
+      const payload = JSON.stringify({
+        access_token: token,
+        expires_in: 3600,
+        token_type: 'Bearer',
+      });
+      if (res.destroyed) return;
+      res.writeHead(200, {
+        'content-type': 'application/json',
+        'content-length': Buffer.byteLength(payload),
+        'cache-control': 'no-store',
+      });
+      res.end(payload);
+    };
+    answer().catch(() => {
+      if (!res.destroyed) res.destroy();
+    });
+  });
+  const port = await listenOnLoopback(server);
+  let closing: Promise<void> | undefined;
+  return {
+    url: `http://127.0.0.1:${port}/oauth/token`,
+    requests: () => received.map((request) => ({ ...request })),
+    count: () => received.length,
+    setDelay: (ms) => {
+      answerDelayMs = ms;
+    },
+    close: () => {
+      closing ??= new Promise<void>((resolve) => {
+        delays.cancelAll();
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
+      return closing;
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+
+interface Replica {
+  name: 'A' | 'B' | 'C';
+  url: string;
+  process: BrokerProcess;
+}
+
+describe('a fleet of three broker processes sharing Secrets Manager (moto) and one token endpoint (issue #4)', () => {
+  let moto: MotoServer | undefined;
+  let tokens: CountingTokenEndpoint | undefined;
+  let secretsManager: SecretsManagerClient | undefined;
+  const replicas: Replica[] = [];
+
+  const replica = (name: Replica['name']): Replica => {
+    const found = replicas.find((r) => r.name === name);
+    assert.ok(found, `replica ${name} did not start`);
+    return found;
+  };
+  const tokenEndpoint = (): CountingTokenEndpoint => {
+    assert.ok(tokens, 'the token endpoint did not start');
+    return tokens;
+  };
+  const sm = (): SecretsManagerClient => {
+    assert.ok(secretsManager, 'no Secrets Manager client');
+    return secretsManager;
+  };
+
+  before(
+    async () => {
+      moto = await startMotoServer();
+      tokens = await startCountingTokenEndpoint();
+      secretsManager = new SecretsManagerClient({
+        region: 'us-east-1',
+        endpoint: moto.endpoint,
+        credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' },
+        maxAttempts: 2,
+      });
+      const names = ['A', 'B', 'C'] as const;
+      const started = await Promise.allSettled(
+        names.map(() => startBrokerProcess(awsStoreEnv(moto!.endpoint))),
+      );
+      started.forEach((result, index) => {
+        if (result.status === 'fulfilled') {
+          replicas.push({ name: names[index]!, url: result.value.url, process: result.value });
+        }
+      });
+      const failed = started.find((result) => result.status === 'rejected');
+      if (failed !== undefined) throw failed.reason;
+    },
+    // Covers a first-time install of moto by scripts/ensure-moto.sh.
+    { timeout: 420_000 },
+  );
+
+  after(
+    async () => {
+      const stopped = await Promise.allSettled(replicas.map((r) => r.process.stop()));
+      await tokens?.close();
+      secretsManager?.destroy();
+      await moto?.stop();
+      const failure = stopped.find((result) => result.status === 'rejected');
+      if (failure !== undefined) throw failure.reason;
+    },
+    { timeout: 60_000 },
+  );
+
+  // ---- helpers that need the fleet ----
+
+  function oauthConnection(
+    name: string,
+    clientId: string,
+    clientSecret: string,
+    description?: string,
+  ): Record<string, unknown> {
+    return {
+      Name: name,
+      ...(description !== undefined && { Description: description }),
+      AuthorizationType: 'OAUTH_CLIENT_CREDENTIALS',
+      AuthParameters: {
+        OAuthParameters: {
+          AuthorizationEndpoint: tokenEndpoint().url,
+          HttpMethod: 'POST',
+          ClientParameters: { ClientID: clientId, ClientSecret: clientSecret },
+          OAuthHttpParameters: {
+            BodyParameters: [{ Key: 'scope', Value: 'fleet', IsValueSecret: false }],
+          },
+        },
+      },
+    };
+  }
+
+  /** Creates an OAuth connection through `via`; answers the token the endpoint issued for it. */
+  async function createOAuth(
+    via: Replica,
+    name: string,
+    clientId: string,
+    clientSecret: string,
+    description?: string,
+  ): Promise<{ created: StateResponse; token: string }> {
+    const before = tokenEndpoint().count();
+    const created = expectOk<StateResponse>(
+      'CreateConnection',
+      await call(
+        via.url,
+        'POST',
+        '/v1/connections',
+        oauthConnection(name, clientId, clientSecret, description),
+      ),
+      201,
+    );
+    assert.equal(created.ConnectionState, 'AUTHORIZED');
+    const issued = tokenEndpoint().requests().slice(before);
+    assert.equal(issued.length, 1, `create made ${issued.length} token requests`);
+    assert.equal(issued[0]!.authorization, `Basic ${basicHeaderValue(clientId, clientSecret)}`);
+    return { created, token: issued[0]!.token };
+  }
+
+  async function getAuthorization(on: Replica, name: string): Promise<AuthorizationParameters> {
+    return expectOk<AuthorizationParameters>(
+      'GetAuthorization',
+      await call(on.url, 'GET', authorizationPath(name)),
+    );
+  }
+
+  async function describeOn(on: Replica, name: string): Promise<ConnectionDescription> {
+    return expectOk<ConnectionDescription>(
+      'DescribeConnection',
+      await call(on.url, 'GET', connectionPath(name)),
+    );
+  }
+
+  /** The ARN of the one secret moto holds for the connection (ListSecrets, name prefix). */
+  async function secretArnInMoto(name: string): Promise<string> {
+    const prefix = `${SECRET_NAME_PREFIX}${name}/`;
+    const listed = await sm().send(
+      new ListSecretsCommand({ Filters: [{ Key: 'name', Values: [prefix] }], MaxResults: 100 }),
+    );
+    const matching = (listed.SecretList ?? []).filter(
+      (entry) => entry.Name?.startsWith(prefix) === true,
+    );
+    assert.equal(
+      matching.length,
+      1,
+      `moto holds ${matching.length} secrets named ${prefix}…: ${JSON.stringify(matching.map((e) => e.Name))}`,
+    );
+    const arn = matching[0]!.ARN;
+    assert.ok(arn !== undefined);
+    return arn;
+  }
+
+  /** Sum of broker_token_requests_total{outcome="issued"} over the three replicas. */
+  async function issuedTokensByReplica(): Promise<Record<string, number>> {
+    const counts: Record<string, number> = {};
+    for (const r of replicas) {
+      counts[r.name] =
+        metricValue(await metricsOf(r), 'broker_token_requests_total{outcome="issued"}') ?? 0;
+    }
+    return counts;
+  }
+
+  async function metricsOf(on: Replica): Promise<string> {
+    const answer = await call(on.url, 'GET', '/metrics');
+    assert.equal(answer.status, 200, `GET /metrics on ${on.name}: ${brief(answer)}`);
+    conformsToSpec('GetMetrics', answer);
+    return answer.text;
+  }
+
+  /**
+   * Polls `probe` (true when the change is seen, else a description of what was seen) until it
+   * sees the change, then asserts that happened within PROPAGATION_BOUND_MS of `since`.
+   */
+  async function observeWithinBound(
+    what: string,
+    since: number,
+    probe: () => Promise<true | string>,
+  ): Promise<number> {
+    let last = 'nothing yet';
+    await waitFor(
+      async () => {
+        const seen = await probe();
+        if (seen === true) return true;
+        last = seen;
+        return false;
+      },
+      {
+        timeoutMs: Math.max(0, since + PROPAGATION_BOUND_MS + OBSERVE_GRACE_MS - Date.now()),
+        intervalMs: 100,
+        message: () => `${what}; last seen: ${last}`,
+      },
+    );
+    const elapsed = Date.now() - since;
+    assert.ok(
+      elapsed <= PROPAGATION_BOUND_MS,
+      `${what}: seen after ${elapsed} ms, more than the ${PROPAGATION_BOUND_MS} ms bound`,
+    );
+    return elapsed;
+  }
+
+  // ---- the tests ----
+
+  it(
+    'when A creates an OAuth connection, then B and C describe it and serve its token without a token request, with the real SecretArn; a BASIC connection created on B is listed by C',
+    { timeout: 60_000 },
+    async () => {
+      const [a, b, c] = [replica('A'), replica('B'), replica('C')];
+      const name = 'fleet-shared-oauth';
+      const clientSecret = newSecret('shared-client-secret');
+      const requestsBefore = tokenEndpoint().count();
+      const { created, token } = await createOAuth(a, name, 'fleet-shared-client', clientSecret);
+      secretsUsed.set('shared-token-T1', token);
+      const secretArn = await secretArnInMoto(name);
+
+      const generations = new Set<number>();
+      for (const r of [a, b, c]) {
+        const described = await describeOn(r, name);
+        assert.equal(described.Name, name, r.name);
+        assert.equal(described.ConnectionArn, created.ConnectionArn, r.name);
+        assert.equal(
+          described.ConnectionState,
+          'AUTHORIZED',
+          `${r.name}: ${JSON.stringify(described)}`,
+        );
+        assert.equal(described.AuthorizationType, 'OAUTH_CLIENT_CREDENTIALS', r.name);
+        assert.equal(described.SecretArn, secretArn, `${r.name}'s SecretArn is not moto's ARN`);
+
+        const auth = await getAuthorization(r, name);
+        assert.equal(auth.ConnectionArn, created.ConnectionArn, r.name);
+        assert.equal(auth.AuthorizationType, 'OAUTH_CLIENT_CREDENTIALS', r.name);
+        assert.equal(
+          auth.Headers['Authorization'],
+          `Bearer ${token}`,
+          `${r.name} serves another token`,
+        );
+        generations.add(auth.TokenGeneration);
+      }
+      assert.equal(generations.size, 1, `generations differ: ${[...generations].join(', ')}`);
+      assert.equal(
+        tokenEndpoint().count() - requestsBefore,
+        1,
+        'the token endpoint saw exactly one request',
+      );
+
+      const basicName = 'fleet-shared-basic';
+      const password = newSecret('shared-basic-password');
+      const basic = basicHeaderValue('fleet-user', password);
+      secretsUsed.set('shared-basic-header', basic);
+      const createdOnB = expectOk<StateResponse>(
+        'CreateConnection',
+        await call(b.url, 'POST', '/v1/connections', {
+          Name: basicName,
+          AuthorizationType: 'BASIC',
+          AuthParameters: { BasicAuthParameters: { Username: 'fleet-user', Password: password } },
+        }),
+        201,
+      );
+      assert.equal(createdOnB.ConnectionState, 'AUTHORIZED');
+      const createdAt = Date.now();
+      const listPath = `/v1/connections?NamePrefix=${basicName}`;
+      await observeWithinBound('C lists the connection created on B', createdAt, async () => {
+        const answer = await call(c.url, 'GET', listPath);
+        const listed = (answer.json as { Connections?: ConnectionSummary[] } | undefined)
+          ?.Connections;
+        return answer.status === 200 && listed?.some((s) => s.Name === basicName) === true
+          ? true
+          : brief(answer);
+      });
+      const page = expectOk<{ Connections: ConnectionSummary[] }>(
+        'ListConnections',
+        await call(c.url, 'GET', listPath),
+      );
+      const summary = page.Connections.find((s) => s.Name === basicName);
+      assert.ok(summary, JSON.stringify(page));
+      assert.equal(summary.ConnectionArn, createdOnB.ConnectionArn);
+      assert.equal(summary.AuthorizationType, 'BASIC');
+      assert.equal(summary.ConnectionState, 'AUTHORIZED');
+      const basicAuth = await getAuthorization(c, basicName);
+      assert.equal(basicAuth.Headers['Authorization'], `Basic ${basic}`);
+    },
+  );
+
+  it(
+    'when 300 executors report the same generation to three replicas at once, then the fleet makes one token request and all get the same new token',
+    { timeout: 120_000 },
+    async (t) => {
+      const a = replica('A');
+      const name = 'fleet-storm-oauth';
+      const clientId = 'fleet-storm-client';
+      const clientSecret = newSecret('storm-client-secret');
+      const { token: firstToken } = await createOAuth(a, name, clientId, clientSecret);
+      secretsUsed.set('storm-token-1', firstToken);
+
+      const served = await Promise.all(replicas.map((r) => getAuthorization(r, name)));
+      const generation = served[0]!.TokenGeneration;
+      for (const [index, auth] of served.entries()) {
+        assert.equal(
+          auth.TokenGeneration,
+          generation,
+          `${replicas[index]!.name} serves another generation`,
+        );
+        assert.equal(auth.Headers['Authorization'], `Bearer ${firstToken}`);
+      }
+
+      const requestsBefore = tokenEndpoint().count();
+      const issuedBefore = await issuedTokensByReplica();
+      tokenEndpoint().setDelay(STORM_TOKEN_DELAY_MS);
+      const started = performance.now();
+      let reports: Array<{ replica: string; answer: Answer }>;
+      try {
+        reports = await Promise.all(
+          replicas.flatMap((r) =>
+            Array.from({ length: STORM_REPORTS_PER_REPLICA }, (_, i) =>
+              callSafely(
+                r.url,
+                'POST',
+                refreshPath(name),
+                { StatusCode: i % 2 === 0 ? 401 : 407, TokenGeneration: generation },
+                60_000,
+              ).then((answer) => ({ replica: r.name, answer })),
+            ),
+          ),
+        );
+      } finally {
+        tokenEndpoint().setDelay(0);
+      }
+      const stormMs = performance.now() - started;
+      const tokenRequests = tokenEndpoint().count() - requestsBefore;
+      const issuedAfter = await issuedTokensByReplica();
+      const issuedDelta = replicas.reduce(
+        (sum, r) => sum + (issuedAfter[r.name]! - issuedBefore[r.name]!),
+        0,
+      );
+
+      const statuses: Record<string, Record<number, number>> = {};
+      const tokensServed = new Set<string>();
+      const generationsServed = new Map<number, number>();
+      const latencies = reports.map((report) => report.answer.elapsedMs).sort((x, y) => x - y);
+      for (const { replica: from, answer } of reports) {
+        const byStatus = (statuses[from] ??= {});
+        byStatus[answer.status] = (byStatus[answer.status] ?? 0) + 1;
+        const header = authorizationHeader(answer);
+        if (header !== undefined) tokensServed.add(header);
+        const served = (answer.json as Partial<AuthorizationParameters> | undefined)
+          ?.TokenGeneration;
+        if (answer.status === 200 && served !== undefined) {
+          generationsServed.set(served, (generationsServed.get(served) ?? 0) + 1);
+        }
+      }
+      const newTokens = tokenEndpoint()
+        .requests()
+        .slice(requestsBefore)
+        .map((r) => r.token);
+      newTokens.forEach((token, index) => secretsUsed.set(`storm-token-new-${index}`, token));
+      const measured = {
+        reports: reports.length,
+        durationMs: Math.round(stormMs),
+        latencyMs: {
+          p50: Math.round(latencies[Math.floor(latencies.length / 2)] ?? 0),
+          max: Math.round(latencies[latencies.length - 1] ?? 0),
+        },
+        statusesByReplica: statuses,
+        reportedGeneration: generation,
+        generationsServed: Object.fromEntries(generationsServed),
+        distinctAuthorizationHeaders: tokensServed.size,
+        tokenEndpointRequests: tokenRequests,
+        issuedMetricDeltaByReplica: Object.fromEntries(
+          replicas.map((r) => [r.name, issuedAfter[r.name]! - issuedBefore[r.name]!]),
+        ),
+        issuedMetricDelta: issuedDelta,
+      };
+      t.diagnostic(`refresh storm: ${JSON.stringify(measured)}`);
+
+      const failures = reports.filter((report) => report.answer.status !== 200);
+      assert.equal(
+        failures.length,
+        0,
+        `${failures.length} of ${reports.length} reports did not answer 200: ${JSON.stringify(statuses)}; e.g. ${failures
+          .slice(0, 3)
+          .map((f) => `${f.replica}: ${brief(f.answer)}`)
+          .join(' | ')}`,
+      );
+      for (const { replica: from, answer } of reports) {
+        const auth = expectOk<AuthorizationParameters>('RefreshAuthorization', answer);
+        assert.ok(
+          auth.TokenGeneration > generation,
+          `${from} answered generation ${auth.TokenGeneration}, not newer than ${generation}`,
+        );
+        assert.notEqual(
+          auth.Headers['Authorization'],
+          `Bearer ${firstToken}`,
+          `${from} answered the old token`,
+        );
+      }
+      assert.equal(tokensServed.size, 1, `the reports got ${tokensServed.size} different tokens`);
+      assert.equal(
+        tokenRequests,
+        1,
+        `the token endpoint saw ${tokenRequests} requests during the storm`,
+      );
+      assert.equal(
+        [...tokensServed][0],
+        `Bearer ${newTokens[0]}`,
+        'the token served is the one the token endpoint issued',
+      );
+      assert.equal(
+        tokenEndpoint().requests()[requestsBefore]!.authorization,
+        `Basic ${basicHeaderValue(clientId, clientSecret)}`,
+      );
+      assert.equal(
+        issuedDelta,
+        1,
+        `broker_token_requests_total{outcome="issued"} rose by ${issuedDelta}`,
+      );
+
+      // Afterwards every replica serves that token.
+      const stormGeneration = [...generationsServed.keys()][0]!;
+      for (const r of replicas) {
+        const auth = await getAuthorization(r, name);
+        assert.equal(
+          auth.Headers['Authorization'],
+          `Bearer ${newTokens[0]}`,
+          `${r.name} after the storm`,
+        );
+        assert.equal(auth.TokenGeneration, stormGeneration, `${r.name} after the storm`);
+      }
+      assert.equal(tokenEndpoint().count() - requestsBefore, 1);
+    },
+  );
+
+  it(
+    'when A rotates the client credentials or the description, then B and C see it within the max age plus 1.5 s',
+    { timeout: 60_000 },
+    async (t) => {
+      const [a, b, c] = [replica('A'), replica('B'), replica('C')];
+      const name = 'fleet-rotated-oauth';
+      const firstSecret = newSecret('rotation-client-secret-1');
+      const { token: firstToken } = await createOAuth(
+        a,
+        name,
+        'fleet-rotation-client-1',
+        firstSecret,
+        'before rotation',
+      );
+      secretsUsed.set('rotation-token-1', firstToken);
+      for (const r of [b, c]) {
+        const auth = await getAuthorization(r, name);
+        assert.equal(auth.Headers['Authorization'], `Bearer ${firstToken}`, r.name);
+      }
+
+      const secondSecret = newSecret('rotation-client-secret-2');
+      const requestsBefore = tokenEndpoint().count();
+      const updated = expectOk<StateResponse>(
+        'UpdateConnection',
+        await call(a.url, 'PATCH', connectionPath(name), {
+          AuthParameters: {
+            OAuthParameters: {
+              ClientParameters: { ClientID: 'fleet-rotation-client-2', ClientSecret: secondSecret },
+            },
+          },
+        }),
+      );
+      const rotatedAt = Date.now();
+      assert.equal(updated.ConnectionState, 'AUTHORIZED');
+      const rotationRequests = tokenEndpoint().requests().slice(requestsBefore);
+      assert.equal(rotationRequests.length, 1, 'the rotation made one token request');
+      assert.equal(
+        rotationRequests[0]!.authorization,
+        `Basic ${basicHeaderValue('fleet-rotation-client-2', secondSecret)}`,
+      );
+      const secondToken = rotationRequests[0]!.token;
+      secretsUsed.set('rotation-token-2', secondToken);
+      const onA = await getAuthorization(a, name);
+      assert.equal(
+        onA.Headers['Authorization'],
+        `Bearer ${secondToken}`,
+        'A serves the new token at once',
+      );
+
+      const elapsed = await Promise.all(
+        [b, c].map((r) =>
+          observeWithinBound(`${r.name} serves the rotated token`, rotatedAt, async () => {
+            const answer = await call(r.url, 'GET', authorizationPath(name));
+            return authorizationHeader(answer) === `Bearer ${secondToken}` ? true : brief(answer);
+          }),
+        ),
+      );
+      for (const r of [b, c]) {
+        const auth = await getAuthorization(r, name);
+        assert.equal(auth.Headers['Authorization'], `Bearer ${secondToken}`, r.name);
+        assert.equal(auth.TokenGeneration, onA.TokenGeneration, r.name);
+      }
+      t.diagnostic(`rotation seen after B ${elapsed[0]} ms, C ${elapsed[1]} ms`);
+
+      const beforeChange = await describeOn(b, name);
+      assert.equal(beforeChange.Description, 'before rotation');
+      const changed = expectOk<StateResponse>(
+        'UpdateConnection',
+        await call(a.url, 'PATCH', connectionPath(name), { Description: 'after rotation' }),
+      );
+      const changedAt = Date.now();
+      assert.equal(changed.ConnectionArn, beforeChange.ConnectionArn);
+      const descriptionElapsed = await observeWithinBound(
+        "B's describe shows the new description",
+        changedAt,
+        async () => {
+          const answer = await call(b.url, 'GET', connectionPath(name));
+          const described = answer.json as Partial<ConnectionDescription> | undefined;
+          return answer.status === 200 && described?.Description === 'after rotation'
+            ? true
+            : brief(answer);
+        },
+      );
+      const described = await describeOn(b, name);
+      assert.equal(described.Description, 'after rotation');
+      assert.equal(described.ConnectionState, 'AUTHORIZED');
+      t.diagnostic(`description change seen by B after ${descriptionElapsed} ms`);
+    },
+  );
+
+  it(
+    'when A deletes a connection, then B and C answer 404 within the max age plus 1.5 s',
+    { timeout: 60_000 },
+    async (t) => {
+      const [a, b, c] = [replica('A'), replica('B'), replica('C')];
+      const name = 'fleet-deleted-oauth';
+      const { created, token } = await createOAuth(
+        a,
+        name,
+        'fleet-deleted-client',
+        newSecret('deletion-client-secret'),
+      );
+      secretsUsed.set('deletion-token', token);
+      for (const r of [b, c]) {
+        assert.equal((await describeOn(r, name)).ConnectionState, 'AUTHORIZED', r.name);
+        assert.equal((await getAuthorization(r, name)).Headers['Authorization'], `Bearer ${token}`);
+      }
+
+      const deleted = expectOk<StateResponse>(
+        'DeleteConnection',
+        await call(a.url, 'DELETE', connectionPath(name)),
+      );
+      const deletedAt = Date.now();
+      assert.equal(deleted.ConnectionState, 'DELETING');
+      assert.equal(deleted.ConnectionArn, created.ConnectionArn);
+      expectProblem(
+        'DescribeConnection',
+        await call(a.url, 'GET', connectionPath(name)),
+        404,
+        'ResourceNotFoundException',
+      );
+
+      const elapsed = await Promise.all(
+        [b, c].map((r) =>
+          observeWithinBound(
+            `${r.name} answers 404 for the deleted connection`,
+            deletedAt,
+            async () => {
+              const [described, auth] = await Promise.all([
+                call(r.url, 'GET', connectionPath(name)),
+                call(r.url, 'GET', authorizationPath(name)),
+              ]);
+              return isProblem(described, 404, 'ResourceNotFoundException') &&
+                isProblem(auth, 404, 'ResourceNotFoundException')
+                ? true
+                : `describe ${brief(described)}; authorization ${brief(auth)}`;
+            },
+          ),
+        ),
+      );
+      for (const r of [b, c]) {
+        expectProblem(
+          'DescribeConnection',
+          await call(r.url, 'GET', connectionPath(name)),
+          404,
+          'ResourceNotFoundException',
+        );
+        expectProblem(
+          'GetAuthorization',
+          await call(r.url, 'GET', authorizationPath(name)),
+          404,
+          'ResourceNotFoundException',
+        );
+      }
+      t.diagnostic(`deletion seen after B ${elapsed[0]} ms, C ${elapsed[1]} ms`);
+    },
+  );
+
+  it(
+    "when a connection's secret is deleted, restored and force-deleted in Secrets Manager directly, then every replica follows within the bound",
+    { timeout: 90_000 },
+    async (t) => {
+      const a = replica('A');
+      const name = 'fleet-vanishing-key';
+      const apiKey = newSecret('vanishing-api-key');
+      const created = expectOk<StateResponse>(
+        'CreateConnection',
+        await call(a.url, 'POST', '/v1/connections', {
+          Name: name,
+          AuthorizationType: 'API_KEY',
+          AuthParameters: {
+            ApiKeyAuthParameters: { ApiKeyName: 'x-api-key', ApiKeyValue: apiKey },
+          },
+        }),
+        201,
+      );
+      assert.equal(created.ConnectionState, 'AUTHORIZED');
+      const arn = await secretArnInMoto(name);
+      for (const r of replicas) {
+        const described = await describeOn(r, name);
+        assert.equal(described.ConnectionState, 'AUTHORIZED', r.name);
+        assert.equal((await getAuthorization(r, name)).Headers['x-api-key'], apiKey, r.name);
+      }
+
+      // 1. Scheduled for deletion (the default recovery window): deauthorized everywhere.
+      await sm().send(new DeleteSecretCommand({ SecretId: arn, RecoveryWindowInDays: 7 }));
+      const deletedAt = Date.now();
+      const deauthorizedAfter = await Promise.all(
+        replicas.map((r) =>
+          observeWithinBound(
+            `${r.name} shows the deleted secret as DEAUTHORIZED`,
+            deletedAt,
+            async () => {
+              const [described, auth] = await Promise.all([
+                call(r.url, 'GET', connectionPath(name)),
+                call(r.url, 'GET', authorizationPath(name)),
+              ]);
+              const view = described.json as Partial<ConnectionDescription> | undefined;
+              return described.status === 200 &&
+                view?.ConnectionState === 'DEAUTHORIZED' &&
+                /delet/i.test(view.StateReason ?? '') &&
+                isProblem(auth, 409, 'InvalidConnectionStateException')
+                ? true
+                : `describe ${brief(described)}; authorization ${brief(auth)}`;
+            },
+          ),
+        ),
+      );
+      for (const r of replicas) {
+        const described = await describeOn(r, name);
+        assert.equal(described.ConnectionState, 'DEAUTHORIZED', r.name);
+        assert.match(described.StateReason ?? '', /delet/i, r.name);
+        expectProblem(
+          'GetAuthorization',
+          await call(r.url, 'GET', authorizationPath(name)),
+          409,
+          'InvalidConnectionStateException',
+        );
+      }
+
+      // 2. Restored: authorized again, serving the same credentials.
+      await sm().send(new RestoreSecretCommand({ SecretId: arn }));
+      const restoredAt = Date.now();
+      const restoredAfter = await Promise.all(
+        replicas.map((r) =>
+          observeWithinBound(`${r.name} serves the restored secret`, restoredAt, async () => {
+            const [described, auth] = await Promise.all([
+              call(r.url, 'GET', connectionPath(name)),
+              call(r.url, 'GET', authorizationPath(name)),
+            ]);
+            const view = described.json as Partial<ConnectionDescription> | undefined;
+            const headers = (auth.json as Partial<AuthorizationParameters> | undefined)?.Headers;
+            return described.status === 200 &&
+              view?.ConnectionState === 'AUTHORIZED' &&
+              auth.status === 200 &&
+              headers?.['x-api-key'] === apiKey
+              ? true
+              : `describe ${brief(described)}; authorization ${auth.status}`;
+          }),
+        ),
+      );
+      for (const r of replicas) {
+        assert.equal((await describeOn(r, name)).ConnectionState, 'AUTHORIZED', r.name);
+        assert.equal((await getAuthorization(r, name)).Headers['x-api-key'], apiKey, r.name);
+      }
+
+      // 3. Force-deleted: gone everywhere.
+      await sm().send(new DeleteSecretCommand({ SecretId: arn, ForceDeleteWithoutRecovery: true }));
+      const goneAt = Date.now();
+      const goneAfter = await Promise.all(
+        replicas.map((r) =>
+          observeWithinBound(`${r.name} answers 404 after the force-delete`, goneAt, async () => {
+            const [described, auth] = await Promise.all([
+              call(r.url, 'GET', connectionPath(name)),
+              call(r.url, 'GET', authorizationPath(name)),
+            ]);
+            return isProblem(described, 404, 'ResourceNotFoundException') &&
+              isProblem(auth, 404, 'ResourceNotFoundException')
+              ? true
+              : `describe ${brief(described)}; authorization ${auth.status}`;
+          }),
+        ),
+      );
+      for (const r of replicas) {
+        expectProblem(
+          'DescribeConnection',
+          await call(r.url, 'GET', connectionPath(name)),
+          404,
+          'ResourceNotFoundException',
+        );
+        expectProblem(
+          'GetAuthorization',
+          await call(r.url, 'GET', authorizationPath(name)),
+          404,
+          'ResourceNotFoundException',
+        );
+      }
+      t.diagnostic(
+        `out-of-band secret changes seen after (A, B, C) ms: deleted ${deauthorizedAfter.join(', ')}; restored ${restoredAfter.join(', ')}; force-deleted ${goneAfter.join(', ')}`,
+      );
+    },
+  );
+
+  it(
+    'when Secrets Manager goes down, then cached credentials keep being served past the max age, readiness reports the store unhealthy, and uncached operations answer 503 in time',
+    { timeout: 90_000 },
+    async (t) => {
+      const a = replica('A');
+      const oauthName = 'fleet-outage-oauth';
+      const { token } = await createOAuth(
+        a,
+        oauthName,
+        'fleet-outage-client',
+        newSecret('outage-client-secret'),
+      );
+      secretsUsed.set('outage-token', token);
+      const basicName = 'fleet-outage-basic';
+      const password = newSecret('outage-basic-password');
+      secretsUsed.set('outage-basic-header', basicHeaderValue('fleet-outage-user', password));
+      expectOk<StateResponse>(
+        'CreateConnection',
+        await call(a.url, 'POST', '/v1/connections', {
+          Name: basicName,
+          AuthorizationType: 'BASIC',
+          AuthParameters: {
+            BasicAuthParameters: { Username: 'fleet-outage-user', Password: password },
+          },
+        }),
+        201,
+      );
+
+      const cached = new Map<string, AuthorizationParameters>();
+      for (const r of replicas) {
+        for (const name of [oauthName, basicName]) {
+          cached.set(`${r.name}/${name}`, await getAuthorization(r, name));
+        }
+        const readiness = expectOk<Readiness>('GetReadiness', await call(r.url, 'GET', '/readyz'));
+        assert.equal(readiness.store.healthy, true, `${r.name} before the outage`);
+      }
+      assert.equal(cached.get(`A/${oauthName}`)!.Headers['Authorization'], `Bearer ${token}`);
+      assert.equal(
+        cached.get(`A/${basicName}`)!.Headers['Authorization'],
+        `Basic ${basicHeaderValue('fleet-outage-user', password)}`,
+      );
+
+      assert.ok(moto, 'moto is not running');
+      await moto.stop();
+      const downAt = Date.now();
+
+      /** Every request during the outage answers within OUTAGE_ANSWER_MS. */
+      const timed = async (
+        on: Replica,
+        method: string,
+        route: string,
+        body?: unknown,
+      ): Promise<Answer> => {
+        const answer = await call(on.url, method, route, body, OUTAGE_ANSWER_MS + 5_000);
+        assert.ok(
+          answer.elapsedMs < OUTAGE_ANSWER_MS,
+          `${on.name} ${method} ${route} took ${Math.round(answer.elapsedMs)} ms during the outage`,
+        );
+        return answer;
+      };
+      const stillServes = async (phase: string): Promise<void> => {
+        for (const r of replicas) {
+          for (const name of [oauthName, basicName]) {
+            const answer = await timed(r, 'GET', authorizationPath(name));
+            const auth = expectOk<AuthorizationParameters>('GetAuthorization', answer);
+            const before = cached.get(`${r.name}/${name}`)!;
+            assert.deepEqual(auth.Headers, before.Headers, `${r.name} ${name} ${phase}`);
+            assert.equal(
+              auth.TokenGeneration,
+              before.TokenGeneration,
+              `${r.name} ${name} ${phase}`,
+            );
+          }
+        }
+      };
+
+      // Watched from the moment the store went down, while the checks below run.
+      const readyzSlowestMs: Record<string, number> = {};
+      const watchReadiness = async (r: Replica): Promise<number> => {
+        let last = 'nothing yet';
+        await waitFor(
+          async () => {
+            const answer = await call(r.url, 'GET', '/readyz', undefined, OUTAGE_ANSWER_MS + 5_000);
+            readyzSlowestMs[r.name] = Math.max(readyzSlowestMs[r.name] ?? 0, answer.elapsedMs);
+            const readiness = answer.json as Partial<Readiness> | undefined;
+            if (
+              answer.status === 200 &&
+              readiness?.store?.healthy === false &&
+              typeof readiness.store.lastError === 'string'
+            ) {
+              return true;
+            }
+            last = brief(answer);
+            return false;
+          },
+          {
+            timeoutMs: Math.max(0, downAt + UNHEALTHY_WITHIN_MS - Date.now()),
+            intervalMs: 100,
+            message: () => `${r.name}'s /readyz does not report the store unhealthy; last: ${last}`,
+          },
+        );
+        return Date.now() - downAt;
+      };
+      const readinessWatch = Promise.allSettled(replicas.map(watchReadiness));
+
+      await stillServes('right after the store went down');
+      // Past the max age: every cached entry is due for revalidation, which cannot succeed.
+      await delay(Math.max(0, downAt + CACHE_MAX_AGE_MS + 1_000 - Date.now()));
+      await stillServes('past the max age with the store down');
+
+      const watched = await readinessWatch;
+      const unhealthyAfter: Record<string, number> = {};
+      for (const [index, result] of watched.entries()) {
+        if (result.status === 'rejected') throw result.reason;
+        unhealthyAfter[replicas[index]!.name] = result.value;
+      }
+      for (const [name, slowest] of Object.entries(readyzSlowestMs)) {
+        assert.ok(slowest < OUTAGE_ANSWER_MS, `${name}'s /readyz took ${Math.round(slowest)} ms`);
+      }
+      for (const r of replicas) {
+        const readiness = expectOk<Readiness>('GetReadiness', await timed(r, 'GET', '/readyz'));
+        assert.equal(readiness.status, 'ready');
+        assert.equal(readiness.store.healthy, false);
+        assert.equal(typeof readiness.store.lastError, 'string');
+
+        const metricsAnswer = await timed(r, 'GET', '/metrics');
+        assert.equal(metricsAnswer.status, 200);
+        conformsToSpec('GetMetrics', metricsAnswer);
+        assert.equal(
+          metricValue(metricsAnswer.text, 'broker_secret_store_up'),
+          0,
+          `${r.name}: broker_secret_store_up`,
+        );
+      }
+
+      const createPassword = newSecret('outage-create-password');
+      for (const r of replicas) {
+        const create = await timed(r, 'POST', '/v1/connections', {
+          Name: `fleet-outage-new-${r.name.toLowerCase()}`,
+          AuthorizationType: 'BASIC',
+          AuthParameters: {
+            BasicAuthParameters: { Username: 'fleet-outage-user', Password: createPassword },
+          },
+        });
+        expectProblem('CreateConnection', create, 503, 'ServiceUnavailableException');
+        const neverSeen = `fleet-never-seen-${r.name.toLowerCase()}`;
+        expectProblem(
+          'DescribeConnection',
+          await timed(r, 'GET', connectionPath(neverSeen)),
+          503,
+          'ServiceUnavailableException',
+        );
+        expectProblem(
+          'GetAuthorization',
+          await timed(r, 'GET', authorizationPath(neverSeen)),
+          503,
+          'ServiceUnavailableException',
+        );
+      }
+      t.diagnostic(
+        `store reported unhealthy after (ms since moto stopped): ${JSON.stringify(unhealthyAfter)}`,
+      );
+    },
+  );
+
+  it('then no broker wrote a client secret, password or access token to its output', () => {
+    assert.equal(replicas.length, 3);
+    const output = replicas.map((r) => r.process.output()).join('\n');
+    assert.match(output, /listening on http:\/\/127\.0\.0\.1:/);
+    tokenEndpoint()
+      .requests()
+      .forEach((request, index) => secretsUsed.set(`issued token #${index + 1}`, request.token));
+    assert.ok(secretsUsed.size > 0);
+    const leaked = [...secretsUsed]
+      .filter(([, value]) => output.includes(value))
+      .map(([label]) => label);
+    assert.deepEqual(leaked, [], `the brokers' output contains: ${leaked.join(', ')}`);
+  });
+});
+
+/** The value of one sample (`name` or `name{labels}`) in a Prometheus exposition. */
+function metricValue(exposition: string, sample: string): number | undefined {
+  const escaped = sample.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  const match = new RegExp(`^${escaped} (\\S+)$`, 'm').exec(exposition);
+  return match?.[1] === undefined ? undefined : Number(match[1]);
+}
