@@ -96,6 +96,8 @@ export class ConnectionService {
   private readonly cache: ConnectionCache;
   private readonly now: () => number;
   private readonly inflight = new Map<string, Promise<Loaded>>();
+  /** Reads for the read path, shared: a burst for one connection costs the store one read. */
+  private readonly reads = new Map<string, Promise<Loaded>>();
   private readonly writes = new KeyedMutex();
   private readonly backoff = new RefreshBackoff();
   /** Names this process in refresh leases. */
@@ -322,12 +324,20 @@ export class ConnectionService {
     const stale = this.deps.storeHealthy() ? undefined : this.cache.getStale(name);
     if (stale !== undefined) return stale;
     try {
-      return await this.reload(name);
+      return await this.sharedReload(name);
     } catch (error) {
       const fallback = isUnavailable(error) ? this.cache.getStale(name) : undefined;
       if (fallback === undefined) throw error;
       return fallback;
     }
+  }
+
+  private sharedReload(name: string): Promise<Loaded> {
+    const running = this.reads.get(name);
+    if (running !== undefined) return running;
+    const started = this.reload(name).finally(() => this.reads.delete(name));
+    this.reads.set(name, started);
+    return started;
   }
 
   /** Reads the source of truth, bypassing the cache. */

@@ -4,6 +4,7 @@ import { after, before, describe, it } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import { encodeConnection } from '../../src/connections/connection-codec.js';
 import { FileSecretStore } from '../../src/secret-store/file-secret-store.js';
+import type { SecretStore } from '../../src/secret-store/secret-store.js';
 import { startBroker, type Harness } from '../support/broker-harness.js';
 import { assertMatchesSpec } from '../support/openapi-contract.js';
 import {
@@ -209,6 +210,54 @@ describe('an authorization interrupted by a restart', () => {
     } finally {
       await h.close();
       await tokens.close();
+    }
+  });
+});
+
+describe('a burst of reads for a connection not in the cache', () => {
+  it('when 50 requests arrive together after a restart, then the store is read once', async () => {
+    const first = await startBroker();
+    const created = await first.request.post('/v1/connections').send({
+      Name: 'burst',
+      AuthorizationType: 'API_KEY',
+      AuthParameters: { ApiKeyAuthParameters: { ApiKeyName: 'x-api-key', ApiKeyValue: 'k-1' } },
+    });
+    assert.equal(created.status, 201);
+    await first.stop();
+    // A store as slow as a remote one, so the requests overlap their reads.
+    const file = new FileSecretStore({ dataDir: first.dataDir, keys: [first.masterKey] });
+    let reads = 0;
+    const slow: SecretStore = {
+      kind: 'slow-file',
+      shared: false,
+      open: () => file.open(),
+      close: () => file.close(),
+      get: async (name) => {
+        reads += 1;
+        await delay(50);
+        return file.get(name);
+      },
+      list: (query) => file.list(query),
+      listVersions: () => file.listVersions(),
+      create: (name, secret) => file.create(name, secret),
+      replace: (name, secret, version) => file.replace(name, secret, version),
+      delete: (name) => file.delete(name),
+    };
+    const restarted = await startBroker({ dataDir: first.dataDir, store: slow });
+    try {
+      // The start-up sweep reads the record once for its state; let it finish.
+      for (let i = 0; i < 50 && reads < 1; i += 1) await delay(20);
+      await delay(100);
+      const before = reads;
+      const answers = await Promise.all(
+        Array.from({ length: 50 }, () =>
+          restarted.request.get('/v1/connections/burst/authorization'),
+        ),
+      );
+      for (const answer of answers) assert.equal(answer.status, 200);
+      assert.equal(reads - before, 1);
+    } finally {
+      await restarted.close();
     }
   });
 });

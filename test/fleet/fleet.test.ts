@@ -3,7 +3,11 @@
  * one AWS Secrets Manager (a real moto server) and one loopback OAuth token endpoint that counts
  * its requests. Checks shared state, the fleet-wide refresh storm (one token request), bounded
  * propagation of rotation, deletion and out-of-band secret changes (cache max age 2 s), the
- * behaviour during a store outage, and that no process ever logs a secret.
+ * Secrets Manager calls that 10,000 credential retrievals cost, the behaviour during a store
+ * outage, and that no process ever logs a secret.
+ *
+ * A fourth broker, D, reaches moto through a loopback TCP proxy that can swallow its traffic: a
+ * network partition, where requests get no answer at all, rather than a refused connection.
  *
  * moto cannot be reset between tests while the brokers cache, so every test uses its own
  * connection names. The outage test stops moto: it runs last but for the log check.
@@ -11,7 +15,7 @@
 
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { createServer } from 'node:http';
+import { Agent, createServer, request as httpRequest } from 'node:http';
 import { setTimeout as delay } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 
@@ -21,7 +25,6 @@ import {
   RestoreSecretCommand,
   SecretsManagerClient,
 } from '@aws-sdk/client-secrets-manager';
-import type { Response as SupertestResponse } from 'supertest';
 
 import { awsStoreEnv, startBrokerProcess, waitFor } from '../support/broker-process.js';
 import type { BrokerProcess } from '../support/broker-process.js';
@@ -30,6 +33,8 @@ import { startMotoServer } from '../support/moto-server.js';
 import type { MotoServer } from '../support/moto-server.js';
 import { assertMatchesSpec } from '../support/openapi-contract.js';
 import { readBodyText } from '../support/recorded-request.js';
+import { startTcpProxy } from '../support/tcp-proxy.js';
+import type { TcpProxy } from '../support/tcp-proxy.js';
 
 /** BROKER_CACHE_MAX_AGE_SECONDS as awsStoreEnv sets it. */
 const CACHE_MAX_AGE_MS = 2_000;
@@ -46,6 +51,23 @@ const STORM_REPORTS_PER_REPLICA = 100;
 /** Holds the storm's token answer back, so the 300 reports overlap the token request. */
 const STORM_TOKEN_DELAY_MS = 250;
 const SECRET_NAME_PREFIX = 'events!connection/';
+/** Credential retrievals spread over A, B and C to count the Secrets Manager calls they cost. */
+const RETRIEVALS = 10_000;
+const RETRIEVAL_CONCURRENCY = 32;
+/**
+ * Secrets Manager calls the retrievals may cost beyond the sweeps' ListSecrets: a few reads
+ * (DescribeSecret and GetSecretValue) of an entry whose sweep came late on a busy machine.
+ */
+const RETRIEVAL_CALL_ALLOWANCE = 6;
+/** D's first answers once its store traffic is swallowed: the SDK's 3 attempts of 2 s at most. */
+const PARTITION_FIRST_ANSWER_MS = 10_000;
+/** Once D knows its store is down, cached credentials come at once. */
+const PARTITION_FOLLOW_UP_MS = 1_000;
+const PARTITION_FOLLOW_UPS = 20;
+/** D's /readyz reports the store unhealthy this soon after its traffic is swallowed. */
+const PARTITION_UNHEALTHY_WITHIN_MS = 12_000;
+/** D's /readyz reports the store healthy again this soon after the traffic flows again. */
+const PARTITION_RECOVERY_MS = CACHE_MAX_AGE_MS + 8_000;
 
 // ---------------------------------------------------------------------------------------------
 // Response shapes (openapi.yaml)
@@ -166,15 +188,46 @@ async function callSafely(
   }
 }
 
+/**
+ * A GET over a keep-alive agent answering status and body text; a network failure or timeout
+ * becomes status 0. Far cheaper per request than fetch, so that the 10,000 retrievals measure
+ * the brokers more than the test's own client.
+ */
+function getOver(
+  agent: Agent,
+  url: string,
+  timeoutMs = REQUEST_TIMEOUT_MS,
+): Promise<{ status: number; text: string; elapsedMs: number }> {
+  const started = performance.now();
+  return new Promise((resolve) => {
+    const failed = (error: Error): void =>
+      resolve({
+        status: 0,
+        text: `${error.name}: ${error.message}`,
+        elapsedMs: performance.now() - started,
+      });
+    const req = httpRequest(url, { agent, timeout: timeoutMs }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => (text += chunk));
+      res.on('error', failed);
+      res.on('end', () =>
+        resolve({ status: res.statusCode ?? 0, text, elapsedMs: performance.now() - started }),
+      );
+    });
+    req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
+    req.on('error', failed);
+    req.end();
+  });
+}
+
 function conformsToSpec(operationId: string, answer: Answer): void {
-  // assertMatchesSpec reads only these members of a supertest response.
-  const asSupertest = {
+  assertMatchesSpec(operationId, {
     status: answer.status,
     headers: { 'content-type': answer.contentType },
     body: answer.json,
     text: answer.text,
-  } as unknown as SupertestResponse;
-  assertMatchesSpec(operationId, asSupertest);
+  });
 }
 
 function brief(answer: Answer): string {
@@ -311,7 +364,7 @@ async function startCountingTokenEndpoint(): Promise<CountingTokenEndpoint> {
 // ---------------------------------------------------------------------------------------------
 
 interface Replica {
-  name: 'A' | 'B' | 'C';
+  name: 'A' | 'B' | 'C' | 'D';
   url: string;
   process: BrokerProcess;
 }
@@ -473,6 +526,32 @@ describe('a fleet of three broker processes sharing Secrets Manager (moto) and o
     assert.equal(answer.status, 200, `GET /metrics on ${on.name}: ${brief(answer)}`);
     conformsToSpec('GetMetrics', answer);
     return answer.text;
+  }
+
+  /** broker_secretsmanager_api_calls_total by command, per replica. */
+  async function secretsManagerCallsByReplica(): Promise<Record<string, Record<string, number>>> {
+    const calls: Record<string, Record<string, number>> = {};
+    for (const r of replicas) {
+      calls[r.name] = samplesByLabel(
+        await metricsOf(r),
+        'broker_secretsmanager_api_calls_total',
+        'command',
+      );
+    }
+    return calls;
+  }
+
+  /** broker_connection_cache_total by result, per replica. */
+  async function cacheResultsByReplica(): Promise<Record<string, Record<string, number>>> {
+    const results: Record<string, Record<string, number>> = {};
+    for (const r of replicas) {
+      results[r.name] = samplesByLabel(
+        await metricsOf(r),
+        'broker_connection_cache_total',
+        'result',
+      );
+    }
+    return results;
   }
 
   /**
@@ -1020,6 +1099,417 @@ describe('a fleet of three broker processes sharing Secrets Manager (moto) and o
   );
 
   it(
+    'when executors make 10,000 credential retrievals spread over A, B and C, then Secrets Manager sees no calls but the sweeps’ ListSecrets (and a small allowance)',
+    { timeout: 120_000 },
+    async (t) => {
+      const [a, b, c] = [replica('A'), replica('B'), replica('C')];
+      const oauthName = 'fleet-quota-oauth';
+      const { token } = await createOAuth(
+        a,
+        oauthName,
+        'fleet-quota-client',
+        newSecret('quota-client-secret'),
+      );
+      secretsUsed.set('quota-token', token);
+      const basicName = 'fleet-quota-basic';
+      const password = newSecret('quota-basic-password');
+      const basic = basicHeaderValue('fleet-quota-user', password);
+      secretsUsed.set('quota-basic-header', basic);
+      expectOk<StateResponse>(
+        'CreateConnection',
+        await call(b.url, 'POST', '/v1/connections', {
+          Name: basicName,
+          AuthorizationType: 'BASIC',
+          AuthParameters: {
+            BasicAuthParameters: { Username: 'fleet-quota-user', Password: password },
+          },
+        }),
+        201,
+      );
+      const apiKeyName = 'fleet-quota-api-key';
+      const apiKey = newSecret('quota-api-key');
+      expectOk<StateResponse>(
+        'CreateConnection',
+        await call(c.url, 'POST', '/v1/connections', {
+          Name: apiKeyName,
+          AuthorizationType: 'API_KEY',
+          AuthParameters: {
+            ApiKeyAuthParameters: { ApiKeyName: 'x-api-key', ApiKeyValue: apiKey },
+          },
+        }),
+        201,
+      );
+      const names = [oauthName, basicName, apiKeyName];
+      const expectedHeader: Record<string, [string, string]> = {
+        [oauthName]: ['Authorization', `Bearer ${token}`],
+        [basicName]: ['Authorization', `Basic ${basic}`],
+        [apiKeyName]: ['x-api-key', apiKey],
+      };
+
+      // Every replica caches every connection; the retrievals must get what it serves now.
+      const served = new Map<string, string>();
+      for (const r of replicas) {
+        for (const name of names) {
+          const auth = await getAuthorization(r, name);
+          const [header, value] = expectedHeader[name]!;
+          assert.equal(auth.Headers[header], value, `${r.name} ${name}`);
+          served.set(`${r.name}/${name}`, JSON.stringify(auth.Headers));
+        }
+      }
+
+      // A sweep that began before the caching may still read the new secrets (another replica's
+      // creations). Sweeps never overlap, so once each replica has begun two more, it is done.
+      const cachedCalls = await secretsManagerCallsByReplica();
+      await waitFor(
+        async () => {
+          const now = await secretsManagerCallsByReplica();
+          return replicas.every(
+            (r) =>
+              (now[r.name]!['ListSecretsCommand'] ?? 0) -
+                (cachedCalls[r.name]!['ListSecretsCommand'] ?? 0) >=
+              2,
+          );
+        },
+        { timeoutMs: 15_000, intervalMs: 100, message: 'the replicas did not sweep twice' },
+      );
+
+      const callsBefore = await secretsManagerCallsByReplica();
+      const cacheBefore = await cacheResultsByReplica();
+      const latencies: number[] = [];
+      const statuses: Record<number, number> = {};
+      const failures: string[] = [];
+      const agent = new Agent({ keepAlive: true, maxSockets: RETRIEVAL_CONCURRENCY });
+      let next = 0;
+      const worker = async (): Promise<void> => {
+        while (next < RETRIEVALS) {
+          const index = next;
+          next += 1;
+          const r = replicas[index % replicas.length]!;
+          const name = names[Math.floor(index / replicas.length) % names.length]!;
+          const answer = await getOver(agent, `${r.url}${authorizationPath(name)}`);
+          latencies.push(answer.elapsedMs);
+          statuses[answer.status] = (statuses[answer.status] ?? 0) + 1;
+          let headers: string | undefined;
+          try {
+            headers = JSON.stringify((JSON.parse(answer.text) as AuthorizationParameters).Headers);
+          } catch {
+            headers = undefined;
+          }
+          if (answer.status !== 200 || headers !== served.get(`${r.name}/${name}`)) {
+            failures.push(`${r.name} ${name}: ${answer.status} ${answer.text.slice(0, 400)}`);
+          }
+        }
+      };
+      const started = performance.now();
+      const cpuBefore = process.cpuUsage();
+      try {
+        await Promise.all(Array.from({ length: RETRIEVAL_CONCURRENCY }, worker));
+      } finally {
+        agent.destroy();
+      }
+      const elapsedMs = performance.now() - started;
+      // The test process is one of the clients' costs on a small machine: report its share.
+      const cpu = process.cpuUsage(cpuBefore);
+      const callsAfter = await secretsManagerCallsByReplica();
+      const cacheAfter = await cacheResultsByReplica();
+
+      const callsDuringRun: Record<string, number> = {};
+      const callsByReplica: Record<string, Record<string, number>> = {};
+      for (const r of replicas) {
+        const before = callsBefore[r.name]!;
+        const after = callsAfter[r.name]!;
+        for (const command of new Set([...Object.keys(before), ...Object.keys(after)])) {
+          const delta = (after[command] ?? 0) - (before[command] ?? 0);
+          if (delta === 0) continue;
+          (callsByReplica[r.name] ??= {})[command] = delta;
+          callsDuringRun[command] = (callsDuringRun[command] ?? 0) + delta;
+        }
+      }
+      const cacheDuringRun: Record<string, number> = {};
+      for (const r of replicas) {
+        for (const [result, count] of Object.entries(cacheAfter[r.name]!)) {
+          const delta = count - (cacheBefore[r.name]![result] ?? 0);
+          if (delta !== 0) cacheDuringRun[result] = (cacheDuringRun[result] ?? 0) + delta;
+        }
+      }
+      const totalCalls = Object.values(callsDuringRun).reduce((sum, n) => sum + n, 0);
+      const listSecrets = callsDuringRun['ListSecretsCommand'] ?? 0;
+      latencies.sort((x, y) => x - y);
+      const percentile = (p: number): number =>
+        Math.round(
+          (latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * p))] ?? 0) * 10,
+        ) / 10;
+      const measured = {
+        retrievals: RETRIEVALS,
+        concurrency: RETRIEVAL_CONCURRENCY,
+        elapsedMs: Math.round(elapsedMs),
+        retrievalsPerSecond: Math.round(RETRIEVALS / (elapsedMs / 1000)),
+        latencyMs: { p50: percentile(0.5), p99: percentile(0.99), max: percentile(1) },
+        statuses,
+        secretsManagerCallsByCommand: callsDuringRun,
+        secretsManagerCallsByReplica: callsByReplica,
+        secretsManagerCallsTotal: totalCalls,
+        secretsManagerCallsPer10000Retrievals:
+          Math.round(((totalCalls * 10_000) / RETRIEVALS) * 10) / 10,
+        cacheResults: cacheDuringRun,
+        testProcessCpuMs: Math.round((cpu.user + cpu.system) / 1000),
+      };
+      t.diagnostic(`10,000 retrievals: ${JSON.stringify(measured)}`);
+
+      assert.equal(
+        failures.length,
+        0,
+        `${failures.length} of ${RETRIEVALS} retrievals did not answer 200 with the cached credentials: ${JSON.stringify(statuses)}; e.g. ${failures.slice(0, 3).join(' | ')}`,
+      );
+      assert.ok(
+        totalCalls <= listSecrets + RETRIEVAL_CALL_ALLOWANCE,
+        `the retrievals cost ${totalCalls} Secrets Manager calls, more than the ${listSecrets} ListSecrets of the sweeps plus ${RETRIEVAL_CALL_ALLOWANCE}: ${JSON.stringify(callsByReplica)}`,
+      );
+    },
+  );
+
+  describe('and a fourth broker, D, whose Secrets Manager traffic passes a TCP proxy that starts swallowing it (a partition, not a refused connection)', () => {
+    let proxy: TcpProxy | undefined;
+    let brokerD: Replica | undefined;
+    const partition = (): TcpProxy => {
+      assert.ok(proxy, 'the proxy did not start');
+      return proxy;
+    };
+    const replicaD = (): Replica => {
+      assert.ok(brokerD, 'broker D did not start');
+      return brokerD;
+    };
+
+    before(
+      async () => {
+        assert.ok(moto, 'moto is not running');
+        proxy = await startTcpProxy(moto.endpoint);
+        const started = await startBrokerProcess(awsStoreEnv(proxy.url));
+        brokerD = { name: 'D', url: started.url, process: started };
+      },
+      { timeout: 60_000 },
+    );
+
+    after(
+      async () => {
+        // Let D's store calls through, so it shuts down without waiting for their timeouts.
+        proxy?.setMode('forward');
+        try {
+          await brokerD?.process.stop();
+        } finally {
+          await proxy?.close();
+        }
+      },
+      { timeout: 30_000 },
+    );
+
+    it(
+      "when the proxy swallows D's Secrets Manager traffic, then D serves its cached connection within 10 s and at once after that, /readyz reports the store unhealthy within 12 s, uncached operations answer 503 within 10 s; when the traffic flows again, D is healthy within the max age plus 8 s",
+      { timeout: 120_000 },
+      async (t) => {
+        const d = replicaD();
+        const px = partition();
+        const name = 'fleet-partition-oauth';
+        const { token } = await createOAuth(
+          d,
+          name,
+          'fleet-partition-client',
+          newSecret('partition-client-secret'),
+        );
+        secretsUsed.set('partition-token', token);
+        const cached = await getAuthorization(d, name);
+        assert.equal(cached.Headers['Authorization'], `Bearer ${token}`);
+        const healthyBefore = expectOk<Readiness>(
+          'GetReadiness',
+          await call(d.url, 'GET', '/readyz'),
+        );
+        assert.equal(healthyBefore.store.healthy, true, 'D before the partition');
+        assert.ok(px.stats().accepted > 0, "D's Secrets Manager traffic does not pass the proxy");
+
+        px.setMode('swallow');
+        const swallowedAt = Date.now();
+
+        /** A request to D that must answer within `limitMs`. */
+        const timed = async (
+          limitMs: number,
+          method: string,
+          route: string,
+          body?: unknown,
+        ): Promise<Answer> => {
+          const answer = await call(d.url, method, route, body, limitMs + 10_000);
+          assert.ok(
+            answer.elapsedMs < limitMs,
+            `D ${method} ${route} took ${Math.round(answer.elapsedMs)} ms during the partition (limit ${limitMs} ms)`,
+          );
+          return answer;
+        };
+        const servesCached = (answer: Answer, phase: string): void => {
+          const auth = expectOk<AuthorizationParameters>('GetAuthorization', answer);
+          assert.deepEqual(auth.Headers, cached.Headers, phase);
+          assert.equal(auth.TokenGeneration, cached.TokenGeneration, phase);
+        };
+
+        // Watched from the moment the traffic is swallowed, while the checks below run.
+        let readyzSlowestMs = 0;
+        const watchReadiness = async (): Promise<number> => {
+          let last = 'nothing yet';
+          await waitFor(
+            async () => {
+              const answer = await call(d.url, 'GET', '/readyz', undefined, 15_000);
+              readyzSlowestMs = Math.max(readyzSlowestMs, answer.elapsedMs);
+              const readiness = answer.json as Partial<Readiness> | undefined;
+              if (
+                answer.status === 200 &&
+                readiness?.store?.healthy === false &&
+                typeof readiness.store.lastError === 'string'
+              ) {
+                return true;
+              }
+              last = brief(answer);
+              return false;
+            },
+            {
+              timeoutMs: Math.max(0, swallowedAt + PARTITION_UNHEALTHY_WITHIN_MS - Date.now()),
+              intervalMs: 100,
+              message: () => `D's /readyz does not report the store unhealthy; last: ${last}`,
+            },
+          );
+          return Date.now() - swallowedAt;
+        };
+        const readinessWatch = watchReadiness().then(
+          (value) => ({ ok: true as const, value }),
+          (error: unknown) => ({ ok: false as const, error }),
+        );
+
+        // Right away the entry may still be within its max age (the hot path answers).
+        const rightAway = await timed(PARTITION_FIRST_ANSWER_MS, 'GET', authorizationPath(name));
+        servesCached(rightAway, 'right after the partition began');
+        // Past the max age the entry must be revalidated, which cannot succeed: the first such
+        // call may wait for the SDK's timeouts, unless a failed sweep got there first.
+        await delay(Math.max(0, swallowedAt + CACHE_MAX_AGE_MS + 500 - Date.now()));
+        const firstPastMaxAge = await timed(
+          PARTITION_FIRST_ANSWER_MS,
+          'GET',
+          authorizationPath(name),
+        );
+        servesCached(firstPastMaxAge, 'first call past the max age');
+        const followUps: number[] = [];
+        for (let i = 0; i < PARTITION_FOLLOW_UPS; i += 1) {
+          const answer = await timed(PARTITION_FOLLOW_UP_MS, 'GET', authorizationPath(name));
+          servesCached(answer, `follow-up call ${i + 1}`);
+          followUps.push(answer.elapsedMs);
+        }
+
+        const watched = await readinessWatch;
+        if (!watched.ok) throw watched.error;
+        const unhealthyAfterMs = watched.value;
+        assert.ok(
+          readyzSlowestMs < PARTITION_FIRST_ANSWER_MS,
+          `D's /readyz took ${Math.round(readyzSlowestMs)} ms`,
+        );
+        const unhealthy = expectOk<Readiness>(
+          'GetReadiness',
+          await timed(PARTITION_FOLLOW_UP_MS, 'GET', '/readyz'),
+        );
+        assert.equal(unhealthy.status, 'ready');
+        assert.equal(unhealthy.store.healthy, false);
+
+        const createdName = 'fleet-partition-new';
+        const createBody = {
+          Name: createdName,
+          AuthorizationType: 'BASIC',
+          AuthParameters: {
+            BasicAuthParameters: {
+              Username: 'fleet-partition-user',
+              Password: newSecret('partition-basic-password'),
+            },
+          },
+        };
+        const create = await timed(
+          PARTITION_FIRST_ANSWER_MS,
+          'POST',
+          '/v1/connections',
+          createBody,
+        );
+        expectProblem('CreateConnection', create, 503, 'ServiceUnavailableException');
+        assert.ok(create.retryAfter !== null, 'the 503 to create has no Retry-After');
+        const neverSeen = await timed(
+          PARTITION_FIRST_ANSWER_MS,
+          'GET',
+          connectionPath('fleet-partition-never-seen'),
+        );
+        expectProblem('DescribeConnection', neverSeen, 503, 'ServiceUnavailableException');
+        assert.ok(neverSeen.retryAfter !== null, 'the 503 to describe has no Retry-After');
+        const swallowed = px.stats();
+        assert.ok(swallowed.swallowedBytes > 0, 'the proxy swallowed nothing');
+
+        px.setMode('forward');
+        const forwardedAt = Date.now();
+        let last = 'nothing yet';
+        await waitFor(
+          async () => {
+            const answer = await call(d.url, 'GET', '/readyz');
+            if (answer.status === 200 && (answer.json as Partial<Readiness>).store?.healthy) {
+              return true;
+            }
+            last = brief(answer);
+            return false;
+          },
+          {
+            timeoutMs: PARTITION_RECOVERY_MS,
+            intervalMs: 100,
+            message: () => `D's /readyz does not report the store healthy again; last: ${last}`,
+          },
+        );
+        const healthyAfterMs = Date.now() - forwardedAt;
+        const recovered = expectOk<Readiness>('GetReadiness', await call(d.url, 'GET', '/readyz'));
+        assert.equal(recovered.store.healthy, true);
+        assert.equal(recovered.store.lastError, undefined);
+        // The create refused during the partition left nothing behind: the name is free.
+        const createAfter = await call(d.url, 'POST', '/v1/connections', createBody);
+        const created = expectOk<StateResponse>('CreateConnection', createAfter, 201);
+        assert.equal(created.ConnectionState, 'AUTHORIZED');
+        servesCached(
+          await call(d.url, 'GET', authorizationPath(name)),
+          'after the partition healed',
+        );
+
+        const round = (ms: number): number => Math.round(ms);
+        t.diagnostic(
+          `partition (ms): ${JSON.stringify({
+            firstCallRightAway: round(rightAway.elapsedMs),
+            firstCallPastMaxAge: round(firstPastMaxAge.elapsedMs),
+            followUps: {
+              max: round(Math.max(...followUps)),
+              mean: Math.round((followUps.reduce((s, n) => s + n, 0) / followUps.length) * 10) / 10,
+            },
+            readyzUnhealthyAfter: unhealthyAfterMs,
+            readyzSlowest: round(readyzSlowestMs),
+            create503: round(create.elapsedMs),
+            describeNeverSeen503: round(neverSeen.elapsedMs),
+            healthyAgainAfter: healthyAfterMs,
+            createAfterHealing: round(createAfter.elapsedMs),
+            proxy: swallowed,
+          })}`,
+        );
+      },
+    );
+
+    it('then D wrote no client secret, password or access token to its output', () => {
+      const output = replicaD().process.output();
+      assert.match(output, /listening on http:\/\/127\.0\.0\.1:/);
+      const secrets = new Map(secretsUsed);
+      tokenEndpoint()
+        .requests()
+        .forEach((request, index) => secrets.set(`issued token #${index + 1}`, request.token));
+      const leaked = [...secrets]
+        .filter(([, value]) => output.includes(value))
+        .map(([label]) => label);
+      assert.deepEqual(leaked, [], `D's output contains: ${leaked.join(', ')}`);
+    });
+  });
+
+  it(
     'when Secrets Manager goes down, then cached credentials keep being served past the max age, readiness reports the store unhealthy, and uncached operations answer 503 in time',
     { timeout: 90_000 },
     async (t) => {
@@ -1204,4 +1694,14 @@ function metricValue(exposition: string, sample: string): number | undefined {
   const escaped = sample.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
   const match = new RegExp(`^${escaped} (\\S+)$`, 'm').exec(exposition);
   return match?.[1] === undefined ? undefined : Number(match[1]);
+}
+
+/** A counter's samples with exactly one label, summed by that label's value. */
+function samplesByLabel(exposition: string, metric: string, label: string): Record<string, number> {
+  const sums: Record<string, number> = {};
+  const pattern = new RegExp(`^${metric}\\{${label}="([^"]*)"\\} (\\S+)$`, 'gm');
+  for (const [, value, count] of exposition.matchAll(pattern)) {
+    sums[value!] = (sums[value!] ?? 0) + Number(count);
+  }
+  return sums;
 }

@@ -8,6 +8,7 @@ import { createBroker, type Broker } from '../../src/broker.js';
 import { loadConfig, type BrokerConfig } from '../../src/config.js';
 import { createLogger } from '../../src/logger.js';
 import { masterKeyFromBytes, type MasterKey } from '../../src/secret-store/master-key.js';
+import type { SecretStore } from '../../src/secret-store/secret-store.js';
 
 /** Every log line any harness wrote in this process, for the "no secret in logs" checks. */
 export const allLogLines: string[] = [];
@@ -29,6 +30,8 @@ export interface HarnessOptions {
   dataDir?: string;
   masterKey?: MasterKey;
   now?: () => number;
+  /** Instead of the file store in dataDir. */
+  store?: SecretStore;
 }
 
 /** A real broker (file store in a temp dir, real token client) behind supertest. */
@@ -56,6 +59,7 @@ export async function startBroker(options: HarnessOptions = {}): Promise<Harness
     logger: createLogger(config.logLevel, sink),
     masterKeys: [masterKey],
     ...(options.now !== undefined && { now: options.now }),
+    ...(options.store !== undefined && { store: options.store }),
   });
   let stopped = false;
   const stop = async (): Promise<void> => {

@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { Ajv2020, type ValidateFunction } from 'ajv/dist/2020.js';
 import addFormatsModule from 'ajv-formats';
-import type { Response } from 'supertest';
 import { listOperations, loadOpenApiDocument } from '../../src/http/openapi-document.js';
 
 const addFormats = addFormatsModule as unknown as typeof addFormatsModule.default;
@@ -32,10 +31,36 @@ function responseSpec(operationId: string, status: number): ResponseSpec {
   );
 }
 
+/**
+ * What assertMatchesSpec reads of a response. A supertest response is one; a fetch-based test
+ * passes `{ status, headers: { 'content-type': … }, body: parsedJson, text }` or the fetch
+ * Headers themselves.
+ */
+export interface ContractResponse {
+  status: number;
+  /** Lower-case header names (node:http, supertest), or a fetch `Headers`. */
+  headers:
+    | Readonly<Record<string, string | readonly string[] | undefined>>
+    | { get(name: string): string | null | undefined };
+  /** The parsed JSON body; checked for every media type but text/plain. */
+  body?: unknown;
+  /** The body as text; checked for text/plain. */
+  text?: string;
+}
+
+function contentTypeOf(headers: ContractResponse['headers']): string {
+  const value: unknown =
+    typeof headers.get === 'function'
+      ? (headers as { get(name: string): unknown }).get('content-type')
+      : (headers as Readonly<Record<string, unknown>>)['content-type'];
+  if (Array.isArray(value)) return String(value[0] ?? '');
+  return typeof value === 'string' ? value : '';
+}
+
 /** Asserts that a response's status, media type and body are what openapi.yaml documents. */
-export function assertMatchesSpec(operationId: string, res: Response): void {
+export function assertMatchesSpec(operationId: string, res: ContractResponse): void {
   const spec = responseSpec(operationId, res.status);
-  const mediaType = String(res.headers['content-type'] ?? '').split(';')[0] ?? '';
+  const mediaType = contentTypeOf(res.headers).split(';')[0] ?? '';
   const content = spec.content?.[mediaType];
   assert.ok(content, `${operationId} ${res.status}: undocumented media type '${mediaType}'`);
   const key = `${operationId} ${res.status} ${mediaType}`;
