@@ -50,6 +50,8 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
         ? new AwsSecretsManagerStore({
             region: config.region,
             secretNamePrefix: config.secretNamePrefix,
+            // ListConnections reuses the sweeps' listing: no ListSecrets scan per request.
+            listingMaxAgeMs: config.cacheMaxAgeSeconds * 1000,
             onApiCall: (command) => metrics.secretsManagerCalls.inc({ command }),
             ...(config.kmsKeyId !== undefined && { kmsKeyId: config.kmsKeyId }),
           })
@@ -60,7 +62,12 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
   const arn = { region: config.region, accountId: config.accountId };
   // A store nobody else writes needs no revalidation: the cache sees every change.
   const maxAgeMs = store.shared ? config.cacheMaxAgeSeconds * 1000 : Infinity;
-  const cache = new ConnectionCache({ maxEntries: config.cacheMaxEntries, maxAgeMs, metrics });
+  const cache = new ConnectionCache({
+    maxEntries: config.cacheMaxEntries,
+    maxAgeMs,
+    staleIfErrorMs: config.staleIfErrorSeconds * 1000,
+    metrics,
+  });
   const states = new ConnectionStates();
   const now = options.now ?? Date.now;
   const service = new ConnectionService({
@@ -93,10 +100,11 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
     logger,
     now,
   });
-  sweeper.start();
-  // In the background: a slow token endpoint must not hold back start-up.
-  service
-    .resumeInterruptedAuthorizations()
+  // In the background: a slow store or token endpoint must not hold back start-up. The first
+  // sweep reads every connection's state once; resuming needs nothing more.
+  sweeper
+    .start()
+    .then(() => service.resumeInterruptedAuthorizations(states.namesIn('AUTHORIZING')))
     .then((resumed) => {
       if (resumed > 0) logger.info({ resumed }, 'resumed authorizations interrupted by a restart');
     })

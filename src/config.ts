@@ -17,6 +17,8 @@ export interface BrokerConfig {
   cacheMaxEntries: number;
   /** How stale a cached connection may be when other brokers share the store. */
   cacheMaxAgeSeconds: number;
+  /** How long past that a cached connection is still served while the store is unreachable. */
+  staleIfErrorSeconds: number;
   bodyLimitBytes: number;
   secretStore: 'file' | 'aws';
   kmsKeyId?: string;
@@ -46,6 +48,7 @@ const envSchema = {
     BROKER_TOKEN_TIMEOUT_MS: { type: 'integer', minimum: 100, maximum: 60000, default: 10000 },
     BROKER_CACHE_MAX_ENTRIES: { type: 'integer', minimum: 1, maximum: 1000000, default: 10000 },
     BROKER_CACHE_MAX_AGE_SECONDS: { type: 'integer', minimum: 1, maximum: 3600, default: 30 },
+    BROKER_STALE_IF_ERROR_SECONDS: { type: 'integer', minimum: 0, maximum: 86400, default: 900 },
     BROKER_BODY_LIMIT_BYTES: { type: 'integer', minimum: 1024, maximum: 10485760, default: 262144 },
     BROKER_SECRET_STORE: { type: 'string', enum: ['file', 'aws'], default: 'file' },
     BROKER_KMS_KEY_ID: { type: 'string', minLength: 1, maxLength: 2048 },
@@ -71,6 +74,7 @@ interface ParsedEnv {
   BROKER_TOKEN_TIMEOUT_MS: number;
   BROKER_CACHE_MAX_ENTRIES: number;
   BROKER_CACHE_MAX_AGE_SECONDS: number;
+  BROKER_STALE_IF_ERROR_SECONDS: number;
   BROKER_BODY_LIMIT_BYTES: number;
   BROKER_SECRET_STORE: 'file' | 'aws';
   BROKER_KMS_KEY_ID?: string;
@@ -117,6 +121,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Broke
     tokenTimeoutMs: parsed.BROKER_TOKEN_TIMEOUT_MS,
     cacheMaxEntries: parsed.BROKER_CACHE_MAX_ENTRIES,
     cacheMaxAgeSeconds: parsed.BROKER_CACHE_MAX_AGE_SECONDS,
+    staleIfErrorSeconds: parsed.BROKER_STALE_IF_ERROR_SECONDS,
     bodyLimitBytes: parsed.BROKER_BODY_LIMIT_BYTES,
     secretStore: parsed.BROKER_SECRET_STORE,
     secretNamePrefix: parsed.BROKER_SECRET_NAME_PREFIX,

@@ -69,13 +69,20 @@ async function cacheCounts(metrics: BrokerMetrics): Promise<Record<string, numbe
   return counts;
 }
 
+const STALE_MS = 60_000;
+
 describe('ConnectionCache', () => {
   let metrics: BrokerMetrics;
   let cache: ConnectionCache;
 
   beforeEach(() => {
     metrics = createMetrics();
-    cache = new ConnectionCache({ maxEntries: 100, maxAgeMs: MAX_AGE_MS, metrics });
+    cache = new ConnectionCache({
+      maxEntries: 100,
+      maxAgeMs: MAX_AGE_MS,
+      staleIfErrorMs: STALE_MS,
+      metrics,
+    });
   });
 
   describe('get', () => {
@@ -100,7 +107,12 @@ describe('ConnectionCache', () => {
     });
 
     it('when maxEntries is reached, then the least recently used entry is evicted', () => {
-      const small = new ConnectionCache({ maxEntries: 2, maxAgeMs: MAX_AGE_MS, metrics });
+      const small = new ConnectionCache({
+        maxEntries: 2,
+        maxAgeMs: MAX_AGE_MS,
+        staleIfErrorMs: STALE_MS,
+        metrics,
+      });
       const [a, b, c] = ['a', 'b', 'c'].map((name) => entryFor(basicConnection(name)));
       small.set(a!);
       small.set(b!);
@@ -113,16 +125,23 @@ describe('ConnectionCache', () => {
   });
 
   describe('getStale', () => {
+    it('when the entry is older than maxAgeMs plus staleIfErrorMs, then getStale refuses it', () => {
+      const entry = entryFor(basicConnection('too-old'));
+      cache.set(entry);
+      assert.equal(cache.getStale('too-old', T0 + MAX_AGE_MS + STALE_MS - 1), entry);
+      assert.equal(cache.getStale('too-old', T0 + MAX_AGE_MS + STALE_MS), undefined);
+    });
+
     it('when the entry is past maxAgeMs, then getStale still returns it and counts stale', async () => {
       const entry = entryFor(basicConnection('stale'));
       cache.set(entry);
       assert.equal(cache.get('stale', T0 + MAX_AGE_MS), undefined);
-      assert.equal(cache.getStale('stale'), entry);
+      assert.equal(cache.getStale('stale', T0), entry);
       assert.deepEqual(await cacheCounts(metrics), { miss: 1, stale: 1 });
     });
 
     it('when the name is not cached, then getStale returns undefined and counts nothing', async () => {
-      assert.equal(cache.getStale('absent'), undefined);
+      assert.equal(cache.getStale('absent', T0), undefined);
       assert.deepEqual(await cacheCounts(metrics), {});
     });
   });
@@ -147,7 +166,7 @@ describe('ConnectionCache', () => {
         undefined,
       );
       // Still there for stale-while-error.
-      assert.equal(cache.getStale('expired'), entry);
+      assert.equal(cache.getStale('expired', T0), entry);
     });
 
     it('when the entry is not AUTHORIZED, has no authorization, names another uuid or its token needs a refresh, then it refuses it', () => {
@@ -201,7 +220,7 @@ describe('ConnectionCache', () => {
       cache.set(entry);
       assert.equal(cache.confirm('moved', 'v2', T0 + 5 * MAX_AGE_MS), undefined);
       assert.equal(entry.validatedAtMs, T0);
-      assert.equal(cache.getStale('moved'), entry);
+      assert.equal(cache.getStale('moved', T0), entry);
     });
 
     it('when the name is not cached, then confirm returns undefined', () => {
@@ -243,17 +262,17 @@ describe('ConnectionCache', () => {
         listedAtMs,
       );
 
-      assert.equal(cache.getStale('matching'), matching);
+      assert.equal(cache.getStale('matching', T0), matching);
       assert.equal(matching.validatedAtMs, listedAtMs);
-      assert.equal(cache.getStale('changed'), undefined);
-      assert.equal(cache.getStale('missing'), undefined);
-      assert.equal(cache.getStale('newer'), newer);
+      assert.equal(cache.getStale('changed', T0), undefined);
+      assert.equal(cache.getStale('missing', T0), undefined);
+      assert.equal(cache.getStale('newer', T0), newer);
       assert.equal(newer.validatedAtMs, listedAtMs + 1);
-      assert.equal(cache.getStale('unlisted'), unlisted);
+      assert.equal(cache.getStale('unlisted', T0), unlisted);
       assert.equal(unlisted.validatedAtMs, listedAtMs + 1);
-      assert.equal(cache.getStale('at-listing'), atListing);
+      assert.equal(cache.getStale('at-listing', T0), atListing);
       assert.equal(atListing.validatedAtMs, listedAtMs);
-      assert.equal(cache.getStale('never-cached'), undefined);
+      assert.equal(cache.getStale('never-cached', T0), undefined);
       // Only the getStale calls that found an entry were counted: revalidate counts nothing.
       assert.deepEqual(await cacheCounts(metrics), { stale: 4 });
     });
@@ -272,14 +291,19 @@ describe('ConnectionCache', () => {
       cache.set(entryFor(basicConnection('one')));
       cache.set(entryFor(basicConnection('two')));
       cache.revalidate(new Map(), T0 + 1);
-      assert.equal(cache.getStale('one'), undefined);
-      assert.equal(cache.getStale('two'), undefined);
+      assert.equal(cache.getStale('one', T0), undefined);
+      assert.equal(cache.getStale('two', T0), undefined);
     });
   });
 
   describe('with an infinite maxAgeMs', () => {
     it('when any time passes, then entries never expire', async () => {
-      const forever = new ConnectionCache({ maxEntries: 10, maxAgeMs: Infinity, metrics });
+      const forever = new ConnectionCache({
+        maxEntries: 10,
+        maxAgeMs: Infinity,
+        staleIfErrorMs: 0,
+        metrics,
+      });
       assert.equal(forever.maxAgeMs, Infinity);
       const entry = entryFor(basicConnection('forever'));
       forever.set(entry);

@@ -20,18 +20,25 @@ export interface ConnectionCacheOptions {
    * store may have changed it. Infinity when nobody else writes the store.
    */
   maxAgeMs: number;
+  /**
+   * How much longer than maxAgeMs an entry may be served while the store cannot be reached:
+   * a change made elsewhere during an outage (a deauthorization) is not seen until it ends.
+   */
+  staleIfErrorMs: number;
   metrics: Pick<BrokerMetrics, 'connectionCache'>;
 }
 
 /** Decrypted connections by name, so the credential hot path does no I/O and no decryption. */
 export class ConnectionCache {
   readonly maxAgeMs: number;
+  private readonly staleIfErrorMs: number;
   private readonly entries: LRUCache<string, CachedConnection>;
   private readonly metrics: Pick<BrokerMetrics, 'connectionCache'>;
 
   constructor(options: ConnectionCacheOptions) {
     this.entries = new LRUCache({ max: options.maxEntries });
     this.maxAgeMs = options.maxAgeMs;
+    this.staleIfErrorMs = options.staleIfErrorMs;
     this.metrics = options.metrics;
   }
 
@@ -44,12 +51,14 @@ export class ConnectionCache {
   }
 
   /**
-   * The entry however old: what the broker serves while the store cannot be reached
-   * (stale-while-error). Counted as `stale`.
+   * The entry past its max age, within the stale-if-error allowance: what the broker serves
+   * while the store cannot be reached. Counted as `stale`.
    */
-  getStale(name: string): CachedConnection | undefined {
+  getStale(name: string, nowMs: number): CachedConnection | undefined {
     const entry = this.entries.peek(name);
-    if (entry !== undefined) this.metrics.connectionCache.inc({ result: 'stale' });
+    if (entry === undefined) return undefined;
+    if (nowMs - entry.validatedAtMs >= this.maxAgeMs + this.staleIfErrorMs) return undefined;
+    this.metrics.connectionCache.inc({ result: 'stale' });
     return entry;
   }
 

@@ -12,7 +12,12 @@ import {
   refreshAtMs,
   type PreparedAuthorization,
 } from './authorization-parameters.js';
-import type { Connection, ConnectionState, OAuthConnection } from './connection.js';
+import {
+  isOAuth,
+  type Connection,
+  type ConnectionState,
+  type OAuthConnection,
+} from './connection.js';
 import type { CachedConnection, ConnectionCache } from './connection-cache.js';
 import type { ConnectionStates } from './connection-states.js';
 import { decodeConnection, encodeConnection } from './connection-codec.js';
@@ -215,24 +220,23 @@ export class ConnectionService {
    * Finishes authorizations that a crash interrupted (state AUTHORIZING at start-up). An
    * unreachable token endpoint leaves them AUTHORIZING, to be tried again on use.
    */
-  async resumeInterruptedAuthorizations(): Promise<number> {
+  async resumeInterruptedAuthorizations(names: readonly string[]): Promise<number> {
     let resumed = 0;
-    let nextToken: string | undefined;
-    do {
-      const page = await this.store.list({
-        state: 'AUTHORIZING',
-        limit: 100,
-        ...(nextToken !== undefined && { nextToken }),
-      });
-      for (const record of page.records) {
-        const loaded = this.remember(record);
-        await this.singleFlight(authorizeKey(record.name), record.name, () =>
+    for (const name of names) {
+      try {
+        const loaded = await this.reload(name);
+        await this.singleFlight(authorizeKey(name), name, () =>
           this.authorize(loaded, 'retry-later'),
         );
         resumed += 1;
+      } catch (error) {
+        // Deleted since, or the store failed: it resumes on first use.
+        this.deps.logger.debug(
+          { connection: name, error: error instanceof Error ? error.message : 'unknown error' },
+          'could not resume the authorization',
+        );
       }
-      nextToken = page.nextToken;
-    } while (nextToken !== undefined);
+    }
     return resumed;
   }
 
@@ -259,13 +263,13 @@ export class ConnectionService {
       connection.authorizationType === 'OAUTH_CLIENT_CREDENTIALS' &&
       this.needsRefresh(connection)
     ) {
-      try {
-        loaded = await this.refreshToken(connection.name, connection.generation);
-      } catch (error) {
-        // A refresh ahead of expiry can wait for the store to come back.
-        if (!isUnavailable(error) || !this.isUsable(connection)) throw error;
+      if (this.isUsable(connection)) {
+        // Ahead of expiry the caller need not wait for the token endpoint, the store, or
+        // another broker's refresh: it gets the token that is still valid.
+        this.refreshInBackground(connection.name, connection.generation);
         return this.prepared(loaded);
       }
+      loaded = await this.refreshToken(connection.name, connection.generation);
       const refreshed = loaded.connection;
       if (refreshed.state !== 'AUTHORIZED') throw notAuthorized(refreshed);
       if (refreshed.generation === connection.generation && !this.isUsable(refreshed)) {
@@ -321,12 +325,12 @@ export class ConnectionService {
 
   private async reloadOrStale(name: string): Promise<Loaded> {
     // Known down: answer from the cache at once rather than wait for the store's timeouts.
-    const stale = this.deps.storeHealthy() ? undefined : this.cache.getStale(name);
+    const stale = this.deps.storeHealthy() ? undefined : this.cache.getStale(name, this.now());
     if (stale !== undefined) return stale;
     try {
       return await this.sharedReload(name);
     } catch (error) {
-      const fallback = isUnavailable(error) ? this.cache.getStale(name) : undefined;
+      const fallback = isUnavailable(error) ? this.cache.getStale(name, this.now()) : undefined;
       if (fallback === undefined) throw error;
       return fallback;
     }
@@ -434,14 +438,19 @@ export class ConnectionService {
    */
   private refreshToken(name: string, seenGeneration: number): Promise<Loaded> {
     return this.singleFlight(generationKey(name, seenGeneration), name, async () => {
+      const needed = (c: Connection): c is OAuthConnection =>
+        isOAuth(c) &&
+        c.state === 'AUTHORIZED' &&
+        c.generation === seenGeneration &&
+        this.backoff.mayAttempt(c.name, this.now());
       let current = await this.reload(name);
       if (this.store.shared) {
-        const claim = await this.claimRefresh(current, seenGeneration);
+        const claim = await this.claimLease(current, needed);
         if (claim.outcome === 'done elsewhere') return claim.loaded;
         current = claim.loaded;
       }
       const c = current.connection;
-      if (!this.mayRefresh(c, seenGeneration)) return current;
+      if (!needed(c)) return current;
       const result = await this.requestToken(c);
       if (result.outcome === 'unavailable') {
         this.backoff.recordFailure(name, this.now());
@@ -452,17 +461,50 @@ export class ConnectionService {
         return c.refreshLease === undefined ? current : this.releaseLease(c, current.version);
       }
       this.backoff.clear(name);
-      return this.saveOrAdopt(this.applyTokenResult(c, result), current.version);
+      return this.saveTokenResult(c, result, current.version);
     });
   }
 
-  private mayRefresh(c: Connection, seenGeneration: number): c is OAuthConnection {
-    return (
-      c.authorizationType === 'OAUTH_CLIENT_CREDENTIALS' &&
-      c.state === 'AUTHORIZED' &&
-      c.generation === seenGeneration &&
-      this.backoff.mayAttempt(c.name, this.now())
-    );
+  private refreshInBackground(name: string, generation: number): void {
+    this.refreshToken(name, generation).catch((error: unknown) => {
+      this.deps.logger.warn(
+        { connection: name, error: error instanceof Error ? error.message : 'unknown error' },
+        'token refresh ahead of expiry failed; the current token is served until it expires',
+      );
+    });
+  }
+
+  /**
+   * Writes what the token endpoint answered. A compare-and-swap lost to a change that left the
+   * credentials and generation alone (a description, another broker's lease) is tried again on
+   * the new record, so the token is not thrown away; a lost race to new credentials or another
+   * token adopts the winner.
+   */
+  private async saveTokenResult(
+    c: OAuthConnection,
+    result: TokenResult,
+    version: string,
+  ): Promise<Loaded> {
+    let base = c;
+    let expected = version;
+    for (let attempt = 0; attempt < 3; attempt += 1) {
+      try {
+        return await this.save(this.applyTokenResult(base, result), expected);
+      } catch (error) {
+        if (!isConflict(error)) throw error;
+        const current = await this.reload(c.name);
+        const n = current.connection;
+        const unchanged =
+          isOAuth(n) &&
+          n.state === c.state &&
+          n.generation === c.generation &&
+          JSON.stringify(n.oauth) === JSON.stringify(c.oauth);
+        if (!unchanged) return current;
+        base = n;
+        expected = current.version;
+      }
+    }
+    return this.reload(c.name);
   }
 
   /**
@@ -470,9 +512,9 @@ export class ConnectionService {
    * lease into the record (compare-and-swap); the others read the record until the new generation
    * appears, or until the lease expires and they may claim it themselves.
    */
-  private async claimRefresh(
+  private async claimLease(
     loaded: Loaded,
-    seenGeneration: number,
+    needed: (c: Connection) => c is OAuthConnection,
   ): Promise<{ outcome: 'claimed' | 'done elsewhere'; loaded: Loaded }> {
     let current = loaded;
     // A lease outlives no holder, so waiting longer than two means the record keeps changing
@@ -480,16 +522,14 @@ export class ConnectionService {
     const deadlineMs = this.now() + 2 * this.deps.refreshLeaseMs;
     for (;;) {
       const c = current.connection;
-      if (!this.mayRefresh(c, seenGeneration)) {
-        return { outcome: 'done elsewhere', loaded: current };
-      }
+      if (!needed(c)) return { outcome: 'done elsewhere', loaded: current };
       if (this.now() > deadlineMs) throw this.unavailable(c.name);
       const lease = c.refreshLease;
       const nowMs = this.now();
       if (
         lease !== undefined &&
         lease.holder !== this.instanceId &&
-        lease.generation === seenGeneration &&
+        lease.generation === c.generation &&
         lease.expiresAtMs > nowMs
       ) {
         await delay(Math.min(LEASE_POLL_MS, lease.expiresAtMs - nowMs));
@@ -500,7 +540,7 @@ export class ConnectionService {
         ...c,
         refreshLease: {
           holder: this.instanceId,
-          generation: seenGeneration,
+          generation: c.generation,
           expiresAtMs: nowMs + this.deps.refreshLeaseMs,
         },
       };
@@ -532,24 +572,33 @@ export class ConnectionService {
     if (c.state !== 'AUTHORIZING' || c.authorizationType !== 'OAUTH_CLIENT_CREDENTIALS') {
       return loaded;
     }
+    let current = loaded;
     if (onUnavailable === 'retry-later') {
       if (!this.backoff.mayAttempt(c.name, this.now())) return loaded;
       // On a shared store, a recent change is most likely still being authorized by the broker
       // that made it; its result will be in the store shortly.
       const recent = this.now() - c.lastModifiedTimeMs < this.deps.refreshLeaseMs;
       if (this.store.shared && recent) return loaded;
+      if (this.store.shared) {
+        const needed = (n: Connection): n is OAuthConnection =>
+          isOAuth(n) && n.state === 'AUTHORIZING' && n.generation === c.generation;
+        const claim = await this.claimLease(loaded, needed);
+        if (claim.outcome === 'done elsewhere') return claim.loaded;
+        current = claim.loaded;
+      }
     }
-    const result = await this.requestToken(c);
+    const claimed = current.connection as OAuthConnection;
+    const result = await this.requestToken(claimed);
     if (result.outcome === 'unavailable' && onUnavailable === 'retry-later') {
       this.backoff.recordFailure(c.name, this.now());
-      return loaded;
+      return claimed.refreshLease === undefined
+        ? current
+        : this.releaseLease(claimed, current.version);
     }
     this.backoff.clear(c.name);
-    const next =
-      result.outcome === 'issued'
-        ? this.applyTokenResult(c, result)
-        : this.deauthorized(c, `Authorization failed: ${result.reason}.`);
-    return this.saveOrAdopt(next, loaded.version);
+    if (result.outcome === 'issued') return this.saveTokenResult(claimed, result, current.version);
+    const reason = `Authorization failed: ${result.reason}.`;
+    return this.saveOrAdopt(this.deauthorized(claimed, reason), current.version);
   }
 
   private async requestToken(connection: OAuthConnection): Promise<TokenResult> {

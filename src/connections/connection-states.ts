@@ -38,6 +38,10 @@ export class ConnectionStates {
       .map(([name]) => name);
   }
 
+  namesIn(state: ConnectionState): string[] {
+    return [...this.seen].filter(([, seen]) => seen.state === state).map(([name]) => name);
+  }
+
   counts(): Map<ConnectionState, number> {
     const counts = new Map<ConnectionState, number>();
     for (const { state } of this.seen.values()) counts.set(state, (counts.get(state) ?? 0) + 1);

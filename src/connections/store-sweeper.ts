@@ -28,12 +28,14 @@ export class StoreSweeper {
 
   constructor(private readonly deps: StoreSweeperDeps) {}
 
-  start(): void {
-    void this.sweep();
+  /** Resolves when the first sweep is over, whether it worked or not. */
+  start(): Promise<void> {
+    const first = this.sweep();
     if (this.deps.intervalMs > 0) {
       this.timer = setInterval(() => void this.sweep(), this.deps.intervalMs);
       this.timer.unref();
     }
+    return first;
   }
 
   async stop(): Promise<void> {
@@ -45,8 +47,13 @@ export class StoreSweeper {
   sweep(): Promise<void> {
     this.running ??= this.sweepOnce()
       .catch((error: unknown) => {
+        const cause =
+          error instanceof Error && error.cause instanceof Error ? error.cause : undefined;
         this.deps.logger.warn(
-          { error: error instanceof Error ? error.message : 'unknown error' },
+          {
+            error: error instanceof Error ? error.message : 'unknown error',
+            ...(cause !== undefined && { cause: `${cause.name}: ${cause.message}` }),
+          },
           'secret store sweep failed; cached connections are served until it recovers',
         );
       })

@@ -104,6 +104,11 @@ export interface AwsSecretsManagerStoreOptions {
    * services' own secrets, so production sets one in the alphabet customers may use.
    */
   secretNamePrefix?: string;
+  /**
+   * How long list() may reuse the last full listing (listVersions' or its own) instead of
+   * listing again: 0 lists on every call. Changes made through this store show at once.
+   */
+  listingMaxAgeMs?: number;
   /** Called once per HTTP attempt to Secrets Manager (retries included), for quota metrics. */
   onApiCall?: (command: string) => void;
 }
@@ -127,6 +132,9 @@ export class AwsSecretsManagerStore implements SecretStore {
   private readonly ownsClient: boolean;
   private readonly kmsKeyId: string | undefined;
   private readonly prefix: string;
+  private readonly listingMaxAgeMs: number;
+  /** The last full listing, canonical secret per connection, sorted by connection name. */
+  private listing: { refs: SecretRef[]; takenAtMs: number } | undefined;
   readonly shared = true;
 
   /** Connection name → secret ARN. Only a hint: every use is checked against AWS. */
@@ -147,6 +155,7 @@ export class AwsSecretsManagerStore implements SecretStore {
       });
     this.kmsKeyId = options.kmsKeyId;
     this.prefix = options.secretNamePrefix ?? SECRET_NAME_PREFIX;
+    this.listingMaxAgeMs = options.listingMaxAgeMs ?? 0;
     const onApiCall = options.onApiCall;
     if (onApiCall !== undefined) {
       // The deserialize step runs inside the retry loop: once per attempt.
@@ -207,7 +216,7 @@ export class AwsSecretsManagerStore implements SecretStore {
     // No connection name can start with such a prefix, and ListSecrets would reject it.
     if (!NAME_PREFIX_PATTERN.test(prefix)) return { records: [] };
     return translated(undefined, async () => {
-      const candidates = (await this.scan(`${this.prefix}${prefix}`)).filter(
+      const candidates = (await this.recentListing()).filter(
         (ref) => ref.name.startsWith(prefix) && (after === undefined || ref.name > after),
       );
       const budget = Math.max(limit, MIN_READ_BUDGET);
@@ -244,7 +253,7 @@ export class AwsSecretsManagerStore implements SecretStore {
   async listVersions(): Promise<Map<string, string>> {
     return translated(undefined, async () => {
       const versions = new Map<string, string>();
-      for (const ref of await this.scan(this.prefix)) {
+      for (const ref of await this.fullListing()) {
         if (ref.currentVersion === undefined) continue;
         versions.set(
           ref.name,
@@ -297,6 +306,14 @@ export class AwsSecretsManagerStore implements SecretStore {
         throw alreadyExists(name);
       }
       this.arns.set(name, arn);
+      this.noteInListing(name, {
+        name,
+        arn,
+        secretName: `${this.prefix}${name}/${secretUuid}`,
+        createdMs: Date.now(),
+        deleted: false,
+        currentVersion: version,
+      });
       return { name, version, secret: structuredClone(copy), secretArn: arn };
     });
   }
@@ -349,6 +366,7 @@ export class AwsSecretsManagerStore implements SecretStore {
       const cached = this.arns.get(name);
       if (cached !== undefined) arns.add(cached);
       this.arns.delete(name);
+      this.noteInListing(name, undefined);
       let deleted = 0;
       // Normally one; more only after two brokers created the name at once.
       for (const arn of arns) {
@@ -411,6 +429,13 @@ export class AwsSecretsManagerStore implements SecretStore {
         }),
       );
     } catch (error) {
+      // The move may have been applied before its answer was lost (a timeout, then the SDK's
+      // retry is refused because AWSCURRENT already left expectedVersion): then it succeeded.
+      if (await this.holdsCurrent(arn, version).catch(() => false)) {
+        await this.removePendingStage(arn, version);
+        this.arns.set(name, arn);
+        return { name, version, secret: structuredClone(secret), secretArn: arn };
+      }
       // Nothing half-written stays labelled; the unlabelled version is left for AWS to expire.
       await this.removePendingStage(arn, version);
       // The rejection of a stale RemoveFromVersionId is an InvalidParameterException; so are
@@ -478,6 +503,33 @@ export class AwsSecretsManagerStore implements SecretStore {
   }
 
   /** One secret per connection name (the canonical one), sorted by connection name. */
+  private async recentListing(): Promise<SecretRef[]> {
+    const listing = this.listing;
+    if (listing !== undefined && Date.now() - listing.takenAtMs < this.listingMaxAgeMs) {
+      return listing.refs;
+    }
+    return this.fullListing();
+  }
+
+  /** Also teaches the ARN map every secret, so reads need no lookup. */
+  private async fullListing(): Promise<SecretRef[]> {
+    const takenAtMs = Date.now();
+    const refs = await this.scan(this.prefix);
+    this.listing = { refs, takenAtMs };
+    for (const ref of refs) this.arns.set(ref.name, ref.arn);
+    return refs;
+  }
+
+  /** Keeps the reused listing in step with this store's own creates and deletes. */
+  private noteInListing(name: string, ref: SecretRef | undefined): void {
+    const listing = this.listing;
+    if (listing === undefined) return;
+    const refs = listing.refs.filter((existing) => existing.name !== name);
+    if (ref !== undefined) refs.push(ref);
+    refs.sort((left, right) => compareStrings(left.name, right.name));
+    this.listing = { refs, takenAtMs: listing.takenAtMs };
+  }
+
   private async scan(secretNamePrefix: string): Promise<SecretRef[]> {
     const byName = new Map<string, SecretRef>();
     for (const ref of await this.scanAll(secretNamePrefix)) {

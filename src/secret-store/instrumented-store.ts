@@ -15,12 +15,16 @@ export interface StoreHealth {
   lastError?: string;
 }
 
+/** Domain answers: the call worked, the answer is no. */
 const EXPECTED = new Set([
   'ResourceNotFoundException',
   'ResourceAlreadyExistsException',
   'ConcurrentModificationException',
   'ValidationException',
+  'InvalidConnectionStateException',
 ]);
+/** Only this says the store could not be used; any other error came from a reachable store. */
+const UNREACHABLE = 'ServiceUnavailableException';
 
 /** Counts every store call and tracks whether the store is reachable, for /readyz and metrics. */
 export class InstrumentedSecretStore implements SecretStore {
@@ -44,16 +48,16 @@ export class InstrumentedSecretStore implements SecretStore {
       this.metrics.secretStoreOperations.inc({ op, outcome: 'ok' });
       return result;
     } catch (error) {
-      // A domain answer (not found, conflict) still proves the store is reachable.
       const code = (error as { code?: unknown }).code;
-      if (typeof code === 'string' && EXPECTED.has(code)) {
-        this.markReachable();
-        this.metrics.secretStoreOperations.inc({ op, outcome: 'ok' });
-      } else {
+      const expected = typeof code === 'string' && EXPECTED.has(code);
+      this.metrics.secretStoreOperations.inc({ op, outcome: expected ? 'ok' : 'error' });
+      if (code === UNREACHABLE) {
         this.health.healthy = false;
         this.health.lastError = `${op} failed: ${error instanceof Error ? error.message : 'unknown error'}`;
         this.metrics.secretStoreHealthy.set(0);
-        this.metrics.secretStoreOperations.inc({ op, outcome: 'error' });
+      } else {
+        // Not found, a conflict, one malformed record, a quota: the store answered.
+        this.markReachable();
       }
       throw error;
     }

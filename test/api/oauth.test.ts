@@ -822,7 +822,7 @@ describe('proactive refresh of a token with under 60 s left', () => {
   after(() => open.closeAll());
 
   it(
-    'when the token endpoint gave expires_in 30, then GET authorization serves it for half its life and refreshes once after that',
+    'when the token endpoint gave expires_in 30, then GET authorization serves it for half its life, then refreshes once in the background while still serving it',
     BOUNDED,
     async () => {
       const clock = new FakeClock();
@@ -845,6 +845,11 @@ describe('proactive refresh of a token with under 60 s left', () => {
 
       clock.advanceSeconds(2);
       endpoint.script({ kind: 'token', accessToken: 'short-2', expiresIn: HOUR_S });
+      // Still valid: served at once, while the refresh runs in the background.
+      const during = await getAuthorization(h, name);
+      assert.equal(during.body.Headers.Authorization, 'Bearer short-1');
+      await h.broker.service.idle();
+      assert.equal(endpoint.requestCount(), requestsBefore + 2, 'one refresh');
       const res = await getAuthorization(h, name);
       assertAuthorization(res, {
         arn,
@@ -852,7 +857,6 @@ describe('proactive refresh of a token with under 60 s left', () => {
         generation: generation + 1,
         expiresAt: expiryWindow(clock.now(), clock.now(), HOUR_S),
       });
-      assert.equal(endpoint.requestCount(), requestsBefore + 2, 'one refresh before answering');
 
       const again = await getAuthorization(h, name);
       assert.deepEqual(again.body, res.body);
@@ -865,7 +869,7 @@ describe('proactive refresh of a token with under 60 s left', () => {
   );
 
   it(
-    'when the broker clock advances 3550 s on a 3600 s token, then GET authorization refreshes once and serves the new token with the next generation and TokenExpiresAt one hour from the broker clock',
+    'when the broker clock advances 3550 s on a 3600 s token, then GET authorization serves it and refreshes once, and then serves the new token with the next generation and TokenExpiresAt one hour from the broker clock',
     BOUNDED,
     async () => {
       const clock = new FakeClock();
@@ -881,6 +885,9 @@ describe('proactive refresh of a token with under 60 s left', () => {
 
       clock.advanceSeconds(3550);
       endpoint.script({ kind: 'token', accessToken: 'hour-2', expiresIn: HOUR_S });
+      const during = await getAuthorization(h, name);
+      assert.equal(during.body.Headers.Authorization, 'Bearer hour-1');
+      await h.broker.service.idle();
       const res = await getAuthorization(h, name);
       assertAuthorization(res, {
         arn,
@@ -901,7 +908,7 @@ describe('proactive refresh of a token with under 60 s left', () => {
   );
 
   it(
-    'when the token was served and the broker clock then advances 3550 s, then GET authorization refreshes once and serves the new token with the next generation',
+    'when the token was served and the broker clock then advances 3550 s, then GET authorization refreshes once and the next GET serves the new token with the next generation',
     BOUNDED,
     async () => {
       const clock = new FakeClock();
@@ -925,6 +932,9 @@ describe('proactive refresh of a token with under 60 s left', () => {
 
       clock.advanceSeconds(3550);
       endpoint.script({ kind: 'token', accessToken: 'served-2', expiresIn: HOUR_S });
+      const during = await getAuthorization(h, name);
+      assert.equal(during.body.Headers.Authorization, 'Bearer served-1');
+      await h.broker.service.idle();
       const res = await getAuthorization(h, name);
       assertAuthorization(res, {
         arn,
@@ -987,6 +997,7 @@ describe('a token endpoint that is unavailable after create', () => {
         generation,
         expiresAt: expiryWindow(createdMs, createdMs, HOUR_S, FAKE_CLOCK_SLACK_MS),
       });
+      await h.broker.service.idle();
       assert.equal(endpoint.requestCount(), requestsBefore + 1, 'one refresh attempt');
       await assertStillAuthorized(h, name);
     },
@@ -1003,6 +1014,7 @@ describe('a token endpoint that is unavailable after create', () => {
 
       const res = await getAuthorization(h, name);
       assertAuthorization(res, { arn, token: 'valid-hang', generation, expiresAt: 'present' });
+      await h.broker.service.idle();
       assert.equal(endpoint.requestCount(), requestsBefore + 1, 'one refresh attempt');
       await assertStillAuthorized(h, name);
     },
@@ -1101,7 +1113,7 @@ describe('a token endpoint that rejects a refresh', () => {
   }
 
   it(
-    'when a proactive refresh is answered 400 invalid_grant, then GET authorization answers 409 and describe shows DEAUTHORIZED with a StateReason',
+    'when a refresh ahead of expiry is answered 400 invalid_grant, then the still-valid token is served once, then GET authorization answers 409 and describe shows DEAUTHORIZED with a StateReason',
     BOUNDED,
     async () => {
       const name = uniqueName('reject-400');
@@ -1114,6 +1126,9 @@ describe('a token endpoint that rejects a refresh', () => {
         body: JSON.stringify({ error: 'invalid_grant' }),
       });
 
+      const during = await getAuthorization(h, name);
+      assert.equal(during.status, 200);
+      await h.broker.service.idle();
       const res = await getAuthorization(h, name);
       assertProblem(res, 409, 'InvalidConnectionStateException', /HTTP 400.*invalid_grant/);
       await assertDeauthorizedBy(name, /HTTP 400.*invalid_grant/);
