@@ -56,7 +56,12 @@ async function main(): Promise<void> {
     const address = server.address();
     const port = typeof address === 'object' && address !== null ? address.port : config.port;
     logger.info(
-      { host: config.host, port, dataDir: config.dataDir, store: broker.store.kind },
+      {
+        host: config.host,
+        port,
+        store: broker.store.kind,
+        ...(broker.store.kind === 'file' && { dataDir: config.dataDir }),
+      },
       `connection broker listening on http://${config.host}:${port}`,
     );
   });

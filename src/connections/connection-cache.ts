@@ -82,6 +82,11 @@ export class ConnectionCache {
     return authorization.body;
   }
 
+  /** The entry however old, without counting or touching recency. */
+  peek(name: string): CachedConnection | undefined {
+    return this.entries.peek(name);
+  }
+
   set(entry: CachedConnection): void {
     this.entries.set(entry.connection.name, entry);
   }

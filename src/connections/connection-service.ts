@@ -346,7 +346,17 @@ export class ConnectionService {
 
   /** Reads the source of truth, bypassing the cache. */
   private async reload(name: string): Promise<Loaded> {
+    const startedMs = this.now();
     const record = await this.store.get(name);
+    // A write or read that finished while this read was on its way knows at least as much.
+    const newer = this.cache.peek(name);
+    if (
+      newer !== undefined &&
+      newer.validatedAtMs > startedMs &&
+      newer.version !== record?.version
+    ) {
+      return newer;
+    }
     if (record === undefined) {
       this.cache.delete(name);
       this.deps.states.forget(name);

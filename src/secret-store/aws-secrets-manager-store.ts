@@ -569,7 +569,11 @@ export class AwsSecretsManagerStore implements SecretStore {
    * returning the first version after UpdateSecretVersionStage moved AWSCURRENT, and asking for
    * the id also keeps the returned version and content consistent on AWS. Undefined when gone.
    */
-  private async readIfPresent(name: string, arn: string): Promise<StoredRecord | undefined> {
+  private async readIfPresent(
+    name: string,
+    arn: string,
+    rereading = false,
+  ): Promise<StoredRecord | undefined> {
     try {
       const described = await this.client.send(new DescribeSecretCommand({ SecretId: arn }));
       const version = currentVersionOf(described.VersionIdsToStages);
@@ -584,9 +588,18 @@ export class AwsSecretsManagerStore implements SecretStore {
           `the secret of connection '${name}' has no ${CURRENT_STAGE} version`,
         );
       }
-      const value = await this.client.send(
-        new GetSecretValueCommand({ SecretId: arn, VersionId: version }),
-      );
+      let value;
+      try {
+        value = await this.client.send(
+          new GetSecretValueCommand({ SecretId: arn, VersionId: version }),
+        );
+      } catch (error) {
+        // Scheduled for deletion between the two calls: read it again as such.
+        if (errorName(error) === 'InvalidRequestException' && !rereading) {
+          return this.readIfPresent(name, arn, true);
+        }
+        throw error;
+      }
       return {
         name,
         version,
