@@ -476,6 +476,8 @@ export class ConnectionService {
   }
 
   private refreshInBackground(name: string, generation: number): void {
+    // While the token endpoint is failing, a call in the window need not even read the store.
+    if (!this.backoff.mayAttempt(name, this.now())) return;
     this.refreshToken(name, generation).catch((error: unknown) => {
       this.deps.logger.warn(
         { connection: name, error: error instanceof Error ? error.message : 'unknown error' },

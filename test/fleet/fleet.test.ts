@@ -31,10 +31,35 @@ import type { BrokerProcess } from '../support/broker-process.js';
 import { cancellableDelays, listenOnLoopback } from '../support/loopback.js';
 import { startMotoServer } from '../support/moto-server.js';
 import type { MotoServer } from '../support/moto-server.js';
-import { assertMatchesSpec } from '../support/openapi-contract.js';
 import { readBodyText } from '../support/recorded-request.js';
 import { startTcpProxy } from '../support/tcp-proxy.js';
 import type { TcpProxy } from '../support/tcp-proxy.js';
+
+import {
+  REQUEST_TIMEOUT_MS,
+  authorizationHeader,
+  authorizationPath,
+  basicHeaderValue,
+  brief,
+  call,
+  callSafely,
+  conformsToSpec,
+  connectionPath,
+  expectOk,
+  expectProblem,
+  isProblem,
+  metricValue,
+  refreshPath,
+  samplesByLabel,
+} from './fleet-http.js';
+import type {
+  Answer,
+  AuthorizationParameters,
+  ConnectionDescription,
+  ConnectionSummary,
+  Readiness,
+  StateResponse,
+} from './fleet-http.js';
 
 /** BROKER_CACHE_MAX_AGE_SECONDS as awsStoreEnv sets it. */
 const CACHE_MAX_AGE_MS = 2_000;
@@ -42,7 +67,6 @@ const CACHE_MAX_AGE_MS = 2_000;
 const PROPAGATION_BOUND_MS = CACHE_MAX_AGE_MS + 1_500;
 /** Polls go on this long past the bound, so a failure says how late the change was. */
 const OBSERVE_GRACE_MS = 4_000;
-const REQUEST_TIMEOUT_MS = 15_000;
 /** During the outage every answer must come within this. */
 const OUTAGE_ANSWER_MS = 10_000;
 /** Every replica's /readyz reports the store unhealthy this soon after it went down. */
@@ -68,125 +92,6 @@ const PARTITION_FOLLOW_UPS = 20;
 const PARTITION_UNHEALTHY_WITHIN_MS = 12_000;
 /** D's /readyz reports the store healthy again this soon after the traffic flows again. */
 const PARTITION_RECOVERY_MS = CACHE_MAX_AGE_MS + 8_000;
-
-// ---------------------------------------------------------------------------------------------
-// Response shapes (openapi.yaml)
-
-interface StateResponse {
-  ConnectionArn: string;
-  ConnectionState: string;
-  CreationTime: string;
-  LastModifiedTime: string;
-}
-
-interface ConnectionDescription extends StateResponse {
-  Name: string;
-  Description?: string;
-  StateReason?: string;
-  AuthorizationType: string;
-  SecretArn: string;
-  AuthParameters: Record<string, unknown>;
-}
-
-interface ConnectionSummary extends StateResponse {
-  Name: string;
-  AuthorizationType: string;
-}
-
-interface AuthorizationParameters {
-  ConnectionArn: string;
-  AuthorizationType: string;
-  Headers: Record<string, string>;
-  QueryParameters: Record<string, string>;
-  BodyParameters: Record<string, string>;
-  TokenGeneration: number;
-  TokenExpiresAt?: string;
-}
-
-interface Problem {
-  status: number;
-  code: string;
-  detail: string;
-}
-
-interface Readiness {
-  status: string;
-  store: { kind: string; reachedSinceStart: boolean; healthy: boolean; lastError?: string };
-}
-
-// ---------------------------------------------------------------------------------------------
-// HTTP helpers
-
-interface Answer {
-  status: number;
-  contentType: string;
-  text: string;
-  /** The parsed body when it is JSON, else undefined. */
-  json: unknown;
-  elapsedMs: number;
-  retryAfter: string | null;
-}
-
-/** One bounded request; a network failure or timeout throws. */
-async function call(
-  baseUrl: string,
-  method: string,
-  route: string,
-  body?: unknown,
-  timeoutMs = REQUEST_TIMEOUT_MS,
-): Promise<Answer> {
-  const started = performance.now();
-  const response = await fetch(`${baseUrl}${route}`, {
-    method,
-    ...(body !== undefined && {
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify(body),
-    }),
-    signal: AbortSignal.timeout(timeoutMs),
-  });
-  const text = await response.text();
-  const elapsedMs = performance.now() - started;
-  const contentType = response.headers.get('content-type') ?? '';
-  let json: unknown;
-  if (/json/.test(contentType)) {
-    try {
-      json = JSON.parse(text);
-    } catch {
-      json = undefined;
-    }
-  }
-  return {
-    status: response.status,
-    contentType,
-    text,
-    json,
-    elapsedMs,
-    retryAfter: response.headers.get('retry-after'),
-  };
-}
-
-/** Like call(), but a network failure becomes status 0 with the error as text. */
-async function callSafely(
-  baseUrl: string,
-  method: string,
-  route: string,
-  body?: unknown,
-  timeoutMs = REQUEST_TIMEOUT_MS,
-): Promise<Answer> {
-  const started = performance.now();
-  try {
-    return await call(baseUrl, method, route, body, timeoutMs);
-  } catch (error) {
-    return {
-      status: 0,
-      contentType: '',
-      text: error instanceof Error ? `${error.name}: ${error.message}` : String(error),
-      json: undefined,
-      elapsedMs: performance.now() - started,
-      retryAfter: null,
-    };
-  }
-}
 
 /**
  * A GET over a keep-alive agent answering status and body text; a network failure or timeout
@@ -221,65 +126,6 @@ function getOver(
   });
 }
 
-function conformsToSpec(operationId: string, answer: Answer): void {
-  assertMatchesSpec(operationId, {
-    status: answer.status,
-    headers: { 'content-type': answer.contentType },
-    body: answer.json,
-    text: answer.text,
-  });
-}
-
-function brief(answer: Answer): string {
-  return `${answer.status} ${answer.text.slice(0, 400)}`;
-}
-
-/** Asserts a JSON success answer that matches openapi.yaml, and answers its body. */
-function expectOk<T>(operationId: string, answer: Answer, status = 200): T {
-  assert.equal(answer.status, status, `${operationId}: expected ${status}, got ${brief(answer)}`);
-  assert.match(answer.contentType, /^application\/json/, `${operationId}: ${answer.contentType}`);
-  assert.ok(answer.json !== undefined, `${operationId}: the body is not JSON: ${answer.text}`);
-  conformsToSpec(operationId, answer);
-  return answer.json as T;
-}
-
-/** Asserts an RFC 9457 problem answer with the given status and code. */
-function expectProblem(operationId: string, answer: Answer, status: number, code: string): Problem {
-  assert.equal(
-    answer.status,
-    status,
-    `${operationId}: expected ${status} ${code}, got ${brief(answer)}`,
-  );
-  assert.match(
-    answer.contentType,
-    /^application\/problem\+json/,
-    `${operationId}: ${answer.contentType}`,
-  );
-  assert.ok(answer.json !== undefined, `${operationId}: the problem is not JSON: ${answer.text}`);
-  conformsToSpec(operationId, answer);
-  const problem = answer.json as Problem;
-  assert.equal(problem.code, code, `${operationId}: ${answer.text}`);
-  assert.equal(problem.status, status);
-  return problem;
-}
-
-const connectionPath = (name: string): string => `/v1/connections/${encodeURIComponent(name)}`;
-const authorizationPath = (name: string): string => `${connectionPath(name)}/authorization`;
-const refreshPath = (name: string): string => `${authorizationPath(name)}/refresh`;
-
-function isProblem(answer: Answer, status: number, code: string): boolean {
-  return (
-    answer.status === status &&
-    answer.contentType.startsWith('application/problem+json') &&
-    (answer.json as Partial<Problem> | undefined)?.code === code
-  );
-}
-
-function authorizationHeader(answer: Answer): string | undefined {
-  if (answer.status !== 200 || answer.json === undefined) return undefined;
-  return (answer.json as Partial<AuthorizationParameters>).Headers?.['Authorization'];
-}
-
 // ---------------------------------------------------------------------------------------------
 // Secrets used, for the final check of the brokers' output
 
@@ -289,10 +135,6 @@ function newSecret(label: string): string {
   const value = `${label}-${randomBytes(12).toString('hex')}`;
   secretsUsed.set(label, value);
   return value;
-}
-
-function basicHeaderValue(username: string, password: string): string {
-  return Buffer.from(`${username}:${password}`).toString('base64');
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1688,20 +1530,3 @@ describe('a fleet of three broker processes sharing Secrets Manager (moto) and o
     assert.deepEqual(leaked, [], `the brokers' output contains: ${leaked.join(', ')}`);
   });
 });
-
-/** The value of one sample (`name` or `name{labels}`) in a Prometheus exposition. */
-function metricValue(exposition: string, sample: string): number | undefined {
-  const escaped = sample.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-  const match = new RegExp(`^${escaped} (\\S+)$`, 'm').exec(exposition);
-  return match?.[1] === undefined ? undefined : Number(match[1]);
-}
-
-/** A counter's samples with exactly one label, summed by that label's value. */
-function samplesByLabel(exposition: string, metric: string, label: string): Record<string, number> {
-  const sums: Record<string, number> = {};
-  const pattern = new RegExp(`^${metric}\\{${label}="([^"]*)"\\} (\\S+)$`, 'gm');
-  for (const [, value, count] of exposition.matchAll(pattern)) {
-    sums[value!] = (sums[value!] ?? 0) + Number(count);
-  }
-  return sums;
-}
