@@ -1,5 +1,6 @@
 /**
- * The real broker (file store in a temp dir removed on exit, silent logs) on 127.0.0.1:0.
+ * The real broker (file store in a temp dir removed on exit) on 127.0.0.1:0, logging at info
+ * level into /dev/null: each credential retrieval's audit line is part of what is measured.
  * Prints `{"port"}` once listening; bench/run.ts creates the connection it loads.
  * BROKER_ALLOW_INSECURE_ENDPOINTS is passed on (default false): the HTTP Task part sets it for
  * its broker only, whose upstream is http://127.0.0.1.
@@ -11,6 +12,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createBroker } from '../src/broker.js';
 import { loadConfig } from '../src/config.js';
+import { pino } from 'pino';
 import { createLogger } from '../src/logger.js';
 import { masterKeyFromBytes } from '../src/secret-store/master-key.js';
 import { announceReady, exitOnStop, listenOnLoopback } from './server-lifecycle.js';
@@ -21,10 +23,10 @@ try {
   const broker = await createBroker({
     config: loadConfig({
       BROKER_DATA_DIR: dataDir,
-      LOG_LEVEL: 'silent',
+      LOG_LEVEL: 'info',
       BROKER_ALLOW_INSECURE_ENDPOINTS: process.env['BROKER_ALLOW_INSECURE_ENDPOINTS'] ?? 'false',
     }),
-    logger: createLogger('silent'),
+    logger: createLogger('info', pino.destination({ dest: '/dev/null', sync: true })),
     masterKeys: [masterKeyFromBytes(randomBytes(32))],
   });
   const server = createServer(broker.handler);

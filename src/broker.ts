@@ -1,6 +1,10 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { BrokerConfig } from './config.js';
+import { createAuditLog } from './auth/audit.js';
+import { Authenticator } from './auth/authenticator.js';
+import { JwtVerifier } from './auth/jwt-verifier.js';
+import { PolicySource } from './auth/policy-source.js';
 import { ConnectionCache } from './connections/connection-cache.js';
 import { ConnectionService } from './connections/connection-service.js';
 import { ConnectionStates } from './connections/connection-states.js';
@@ -10,6 +14,7 @@ import { HttpTaskService } from './http-task/http-task-service.js';
 import { loadOpenApiDocument } from './http/openapi-document.js';
 import { RequestValidator } from './http/request-validator.js';
 import { createMetrics, type BrokerMetrics } from './metrics.js';
+import { OutboundPolicy } from './net/outbound-policy.js';
 import { createTokenClient, type TokenClient } from './oauth/token-client.js';
 import { AwsSecretsManagerStore } from './secret-store/aws-secrets-manager-store.js';
 import { FileSecretStore } from './secret-store/file-secret-store.js';
@@ -35,6 +40,8 @@ export interface Broker {
   service: ConnectionService;
   metrics: BrokerMetrics;
   store: InstrumentedSecretStore;
+  /** Undefined when the broker runs open (no policy file). */
+  policy: PolicySource | undefined;
   /** Fails readiness and lets the server drain. */
   beginShutdown(): void;
   close(): Promise<void>;
@@ -44,6 +51,20 @@ export interface Broker {
 export async function createBroker(options: BrokerOptions): Promise<Broker> {
   const { config, logger } = options;
   const metrics = createMetrics({ collectDefaults: options.collectDefaultMetrics ?? false });
+  // First: a broken policy must stop start-up before anything else is opened.
+  const policy =
+    config.policyFile === undefined
+      ? undefined
+      : await PolicySource.open(config.policyFile, logger);
+  policy?.watch();
+  const jwt =
+    config.jwtIssuer === undefined || config.jwtAudience === undefined
+      ? undefined
+      : new JwtVerifier({
+          issuer: config.jwtIssuer,
+          audience: config.jwtAudience,
+          ...(config.jwtJwksUrl !== undefined && { jwksUrl: config.jwtJwksUrl }),
+        });
   const store = new InstrumentedSecretStore(
     options.store ??
       (config.secretStore === 'aws'
@@ -70,6 +91,11 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
   });
   const states = new ConnectionStates();
   const now = options.now ?? Date.now;
+  // Issue 5's SSRF rules, for token requests and HTTP Tasks alike.
+  const outboundPolicy = new OutboundPolicy({
+    allowInsecure: config.allowInsecureEndpoints,
+    allowed: config.allowedEndpoints,
+  });
   const service = new ConnectionService({
     store,
     cache,
@@ -81,11 +107,13 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
     logger,
     metrics,
     allowInsecureEndpoints: config.allowInsecureEndpoints,
+    outboundPolicy,
     tokenClient:
       options.tokenClient ??
       createTokenClient({
         timeoutMs: config.tokenTimeoutMs,
         allowInsecureEndpoints: config.allowInsecureEndpoints,
+        outboundPolicy,
         userAgent: USER_AGENT,
         ...(options.now !== undefined && { now: options.now }),
       }),
@@ -118,6 +146,7 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
     connections: service,
     userAgent: `${USER_AGENT}|HttpInvoke|${config.region}`,
     allowInsecureEndpoints: config.allowInsecureEndpoints,
+    outboundPolicy,
     metrics,
     logger,
   });
@@ -133,6 +162,9 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
     arn,
     bodyLimitBytes: config.bodyLimitBytes,
     isShuttingDown: () => shuttingDown,
+    authenticator: new Authenticator(policy, jwt),
+    audit: createAuditLog(logger),
+    metricsAuth: config.metricsAuth,
     ...(options.now !== undefined && { now: options.now }),
   });
   return {
@@ -140,11 +172,13 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
     service,
     metrics,
     store,
+    policy,
     beginShutdown: () => {
       shuttingDown = true;
     },
     close: async () => {
       shuttingDown = true;
+      policy?.close();
       await sweeper.stop();
       await service.idle();
       await store.close();

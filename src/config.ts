@@ -23,6 +23,18 @@ export interface BrokerConfig {
   secretStore: 'file' | 'aws';
   kmsKeyId?: string;
   secretNamePrefix: string;
+  /** Callers and their permissions (JSON); without it the broker runs open on loopback only. */
+  policyFile?: string;
+  /** `none` runs open on any address, deliberately. */
+  auth: 'policy' | 'none';
+  /** Whether GET /metrics needs an authenticated caller. */
+  metricsAuth: boolean;
+  jwtIssuer?: string;
+  jwtAudience?: string;
+  /** Defaults to the issuer's discovery document's jwks_uri. */
+  jwtJwksUrl?: string;
+  /** Host globs and CIDRs that outbound requests may reach despite the private-address rule. */
+  allowedEndpoints: string[];
 }
 
 const envSchema = {
@@ -52,6 +64,13 @@ const envSchema = {
     BROKER_BODY_LIMIT_BYTES: { type: 'integer', minimum: 1024, maximum: 10485760, default: 262144 },
     BROKER_SECRET_STORE: { type: 'string', enum: ['file', 'aws'], default: 'file' },
     BROKER_KMS_KEY_ID: { type: 'string', minLength: 1, maxLength: 2048 },
+    BROKER_POLICY_FILE: { type: 'string', minLength: 1 },
+    BROKER_AUTH: { type: 'string', enum: ['policy', 'none'], default: 'policy' },
+    BROKER_METRICS_AUTH: { type: 'string', enum: ['none', 'policy'], default: 'none' },
+    BROKER_JWT_ISSUER: { type: 'string', pattern: '^https?://' },
+    BROKER_JWT_AUDIENCE: { type: 'string', minLength: 1 },
+    BROKER_JWT_JWKS_URL: { type: 'string', pattern: '^https?://' },
+    BROKER_ALLOWED_ENDPOINTS: { type: 'string', default: '' },
     // Secrets Manager's name alphabet, plus the `!` of EventBridge's own (service-owned) names.
     BROKER_SECRET_NAME_PREFIX: {
       type: 'string',
@@ -79,6 +98,13 @@ interface ParsedEnv {
   BROKER_SECRET_STORE: 'file' | 'aws';
   BROKER_KMS_KEY_ID?: string;
   BROKER_SECRET_NAME_PREFIX: string;
+  BROKER_POLICY_FILE?: string;
+  BROKER_AUTH: 'policy' | 'none';
+  BROKER_METRICS_AUTH: 'none' | 'policy';
+  BROKER_JWT_ISSUER?: string;
+  BROKER_JWT_AUDIENCE?: string;
+  BROKER_JWT_JWKS_URL?: string;
+  BROKER_ALLOWED_ENDPOINTS: string;
 }
 
 export class ConfigError extends Error {
@@ -125,7 +151,23 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Broke
     bodyLimitBytes: parsed.BROKER_BODY_LIMIT_BYTES,
     secretStore: parsed.BROKER_SECRET_STORE,
     secretNamePrefix: parsed.BROKER_SECRET_NAME_PREFIX,
+    auth: parsed.BROKER_AUTH,
+    metricsAuth: parsed.BROKER_METRICS_AUTH === 'policy',
+    allowedEndpoints: parsed.BROKER_ALLOWED_ENDPOINTS.split(',')
+      .map((entry) => entry.trim())
+      .filter((entry) => entry !== ''),
   };
+  if (parsed.BROKER_POLICY_FILE !== undefined) {
+    config.policyFile = path.resolve(parsed.BROKER_POLICY_FILE);
+  }
+  if (parsed.BROKER_JWT_ISSUER !== undefined) config.jwtIssuer = parsed.BROKER_JWT_ISSUER;
+  if (parsed.BROKER_JWT_AUDIENCE !== undefined) config.jwtAudience = parsed.BROKER_JWT_AUDIENCE;
+  if (parsed.BROKER_JWT_JWKS_URL !== undefined) config.jwtJwksUrl = parsed.BROKER_JWT_JWKS_URL;
+  if ((config.jwtIssuer === undefined) !== (config.jwtAudience === undefined)) {
+    throw new ConfigError(
+      'invalid configuration: set BROKER_JWT_ISSUER and BROKER_JWT_AUDIENCE together',
+    );
+  }
   if (parsed.BROKER_KMS_KEY_ID !== undefined) config.kmsKeyId = parsed.BROKER_KMS_KEY_ID;
   if (parsed.BROKER_MASTER_KEY !== undefined) config.masterKeyBase64 = parsed.BROKER_MASTER_KEY;
   if (parsed.BROKER_MASTER_KEY_FILE !== undefined) {

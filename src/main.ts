@@ -36,6 +36,13 @@ async function main(): Promise<void> {
     process.exit(2);
   }
   const logger = createLogger(config.logLevel);
+  const loopback = LOOPBACK_HOSTS.has(config.host);
+  if (config.policyFile === undefined && config.auth === 'policy' && !loopback) {
+    process.stderr.write(
+      `connection-broker: refusing to listen on ${config.host} without callers' authentication: set BROKER_POLICY_FILE (see README, Security), or BROKER_AUTH=none to run open deliberately\n`,
+    );
+    process.exit(2);
+  }
   // Secrets Manager encrypts with KMS; the master key is the file store's.
   const masterKeys = config.secretStore === 'file' ? [await resolveMasterKey(config, logger)] : [];
   const broker = await createBroker({
@@ -44,11 +51,15 @@ async function main(): Promise<void> {
     masterKeys,
     collectDefaultMetrics: true,
   });
-  if (!LOOPBACK_HOSTS.has(config.host)) {
+  if (broker.policy === undefined) {
     logger.warn(
-      { host: config.host },
-      'listening beyond loopback: this version has no caller authentication, so anyone who reaches this port can read credentials; restrict access with a network policy',
+      { host: config.host, auth: config.auth },
+      loopback
+        ? 'RUNNING OPEN: no BROKER_POLICY_FILE, so every local process can read every credential; set a policy before anything else shares this machine'
+        : 'RUNNING OPEN (BROKER_AUTH=none): anyone who reaches this port can read every credential',
     );
+  } else {
+    process.on('SIGHUP', () => void broker.policy?.reload());
   }
   const server = createServer(broker.handler);
   server.keepAliveTimeout = 65_000;

@@ -214,7 +214,10 @@ export interface paths {
       path?: never;
       cookie?: never;
     };
-    /** Prometheus metrics; every name starts with `broker_`. */
+    /**
+     * Prometheus metrics; every name starts with `broker_`.
+     * @description Needs a caller only with `BROKER_METRICS_AUTH=policy`.
+     */
     get: operations['GetMetrics'];
     put?: never;
     post?: never;
@@ -580,6 +583,8 @@ export interface operations {
         };
       };
       400: components['responses']['Problem'];
+      401: components['responses']['Problem'];
+      403: components['responses']['Problem'];
       503: components['responses']['Problem'];
     };
   };
@@ -608,6 +613,8 @@ export interface operations {
         };
       };
       400: components['responses']['Problem'];
+      401: components['responses']['Problem'];
+      403: components['responses']['Problem'];
       409: components['responses']['Problem'];
       415: components['responses']['Problem'];
       503: components['responses']['Problem'];
@@ -635,6 +642,8 @@ export interface operations {
         };
       };
       400: components['responses']['Problem'];
+      401: components['responses']['Problem'];
+      403: components['responses']['Problem'];
       404: components['responses']['Problem'];
       503: components['responses']['Problem'];
     };
@@ -661,6 +670,8 @@ export interface operations {
         };
       };
       400: components['responses']['Problem'];
+      401: components['responses']['Problem'];
+      403: components['responses']['Problem'];
       404: components['responses']['Problem'];
       503: components['responses']['Problem'];
     };
@@ -691,6 +702,8 @@ export interface operations {
         };
       };
       400: components['responses']['Problem'];
+      401: components['responses']['Problem'];
+      403: components['responses']['Problem'];
       404: components['responses']['Problem'];
       409: components['responses']['Problem'];
       415: components['responses']['Problem'];
@@ -719,6 +732,8 @@ export interface operations {
         };
       };
       400: components['responses']['Problem'];
+      401: components['responses']['Problem'];
+      403: components['responses']['Problem'];
       404: components['responses']['Problem'];
       503: components['responses']['Problem'];
     };
@@ -747,6 +762,8 @@ export interface operations {
         };
       };
       400: components['responses']['Problem'];
+      401: components['responses']['Problem'];
+      403: components['responses']['Problem'];
       404: components['responses']['Problem'];
       409: components['responses']['Problem'];
       503: components['responses']['Problem'];
@@ -780,6 +797,8 @@ export interface operations {
         };
       };
       400: components['responses']['Problem'];
+      401: components['responses']['Problem'];
+      403: components['responses']['Problem'];
       404: components['responses']['Problem'];
       409: components['responses']['Problem'];
       415: components['responses']['Problem'];
@@ -814,6 +833,8 @@ export interface operations {
         };
       };
       400: components['responses']['Problem'];
+      401: components['responses']['Problem'];
+      403: components['responses']['Problem'];
       404: components['responses']['Problem'];
       415: components['responses']['Problem'];
       503: components['responses']['Problem'];
@@ -847,6 +868,8 @@ export interface operations {
         };
       };
       400: components['responses']['Problem'];
+      401: components['responses']['Problem'];
+      403: components['responses']['Problem'];
       404: components['responses']['Problem'];
       415: components['responses']['Problem'];
       503: components['responses']['Problem'];
@@ -919,6 +942,7 @@ export interface operations {
           'text/plain': string;
         };
       };
+      401: components['responses']['Problem'];
     };
   };
 }

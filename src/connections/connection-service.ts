@@ -3,7 +3,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { BrokerError, connectionNotFound, isBrokerError } from '../errors.js';
 import type { BrokerMetrics } from '../metrics.js';
-import { assertEndpointAllowed } from '../oauth/endpoint-policy.js';
+import { OutboundPolicy } from '../net/outbound-policy.js';
 import type { TokenClient, TokenResult } from '../oauth/token-client.js';
 import type { SecretStore, StoredRecord } from '../secret-store/secret-store.js';
 import { parseConnectionReference, type ArnContext } from './arn.js';
@@ -48,6 +48,8 @@ export interface ConnectionServiceDeps {
   refreshLeaseMs: number;
   arn: ArnContext;
   allowInsecureEndpoints: boolean;
+  /** Where token requests may go; defaults to allowInsecureEndpoints' rules, no allowlist. */
+  outboundPolicy?: OutboundPolicy;
   logger: Logger;
   metrics: Pick<BrokerMetrics, 'tokenRequests' | 'tokenRequestDuration' | 'connections'>;
   now?: () => number;
@@ -159,6 +161,7 @@ export class ConnectionService {
     state?: string;
     limit: number;
     nextToken?: string;
+    nameFilter?: (name: string) => boolean;
   }): Promise<{ connections: Connection[]; nextToken?: string }> {
     const page = await this.store.list(query);
     return {
@@ -667,11 +670,10 @@ export class ConnectionService {
 
   private assertEndpoint(credentials: Credentials): void {
     if (credentials.authorizationType !== 'OAUTH_CLIENT_CREDENTIALS') return;
-    assertEndpointAllowed(
-      'AuthorizationEndpoint',
-      credentials.oauth.authorizationEndpoint,
-      this.deps.allowInsecureEndpoints,
-    );
+    const policy =
+      this.deps.outboundPolicy ??
+      new OutboundPolicy({ allowInsecure: this.deps.allowInsecureEndpoints });
+    policy.assertEndpointAllowed('AuthorizationEndpoint', credentials.oauth.authorizationEndpoint);
   }
 
   private applyUpdate(

@@ -1,5 +1,6 @@
 import http from 'node:http';
 import https from 'node:https';
+import { findOutboundRefusal, type OutboundPolicy } from '../net/outbound-policy.js';
 import { MAX_RESPONSE_BYTES, type PreparedRequest } from './http-task-request.js';
 import { TaskFailure } from './task-failure.js';
 
@@ -35,17 +36,45 @@ function headersOf(response: http.IncomingMessage): Record<string, string[]> {
   return headers;
 }
 
+interface Agents {
+  http: http.Agent;
+  https: https.Agent;
+}
+
+const agentsByPolicy = new WeakMap<OutboundPolicy, Agents>();
+
+/** Keep-alive agents like Node's global ones, whose sockets connect through the policy's lookup. */
+function agentsFor(policy: OutboundPolicy): Agents {
+  let agents = agentsByPolicy.get(policy);
+  if (agents === undefined) {
+    const options = { keepAlive: true, timeout: 5_000, lookup: policy.lookup };
+    agents = { http: new http.Agent(options), https: new https.Agent(options) };
+    agentsByPolicy.set(policy, agents);
+  }
+  return agents;
+}
+
+export interface SendOptions {
+  /** Where the request may go: checked on the URL, and on every resolved address. */
+  outboundPolicy: OutboundPolicy;
+  /** Defaults to the 60-second cap. */
+  timeoutMs?: number | undefined;
+}
+
 /**
  * Sends the request once. Redirects are not followed (a 3xx is the task's answer), the body is
- * read up to the Range the request asked for, and socket errors and the 60 s cap fail the task
- * with States.Http.Socket.
+ * read up to the Range the request asked for, and socket errors, the 60 s cap and an address the
+ * outbound policy refuses fail the task with States.Http.Socket.
  */
 export function sendHttpTaskRequest(
   request: PreparedRequest,
-  timeoutMs: number = INVOKE_TIMEOUT_MS,
+  options: SendOptions,
 ): Promise<RawResponse> {
+  const timeoutMs = options.timeoutMs ?? INVOKE_TIMEOUT_MS;
   const url = new URL(request.Url);
-  const transport = url.protocol === 'https:' ? https : http;
+  const secure = url.protocol === 'https:';
+  const transport = secure ? https : http;
+  const agents = agentsFor(options.outboundPolicy);
   const body = request.Body === null ? undefined : Buffer.from(request.Body, 'utf8');
   const headers: Record<string, string | number> = { ...request.Headers };
   if (body !== undefined) headers['Content-Length'] = body.length;
@@ -53,9 +82,20 @@ export function sendHttpTaskRequest(
     const socketFailure = (message: string): void => {
       reject(new TaskFailure('States.Http.Socket', message));
     };
+    // Literal addresses never reach the lookup: checked here, whoever built the request.
+    const refusal = options.outboundPolicy.refusalOf(url);
+    if (refusal !== undefined) {
+      socketFailure(`The connection to the API was refused: ApiEndpoint ${refusal}.`);
+      return;
+    }
     const outgoing = transport.request(
       url,
-      { method: request.Method, headers, signal: AbortSignal.timeout(timeoutMs) },
+      {
+        method: request.Method,
+        headers,
+        agent: secure ? agents.https : agents.http,
+        signal: AbortSignal.timeout(timeoutMs),
+      },
       (response) => {
         const chunks: Buffer[] = [];
         let size = 0;
@@ -88,7 +128,10 @@ export function sendHttpTaskRequest(
       },
     );
     outgoing.on('error', (error: Error & { code?: string }) => {
-      if (error.name === 'AbortError' || error.name === 'TimeoutError') {
+      const refused = findOutboundRefusal(error);
+      if (refused !== undefined) {
+        socketFailure(`The connection to the API was refused: ${refused.message}.`);
+      } else if (error.name === 'AbortError' || error.name === 'TimeoutError') {
         socketFailure(`The API did not answer within ${timeoutMs / 1000} seconds.`);
       } else {
         socketFailure(`The connection to the API failed${error.code ? ` (${error.code})` : ''}.`);

@@ -3,7 +3,7 @@ import type { PreparedAuthorization } from '../connections/authorization-paramet
 import type { ConnectionService } from '../connections/connection-service.js';
 import { BrokerError } from '../errors.js';
 import type { BrokerMetrics } from '../metrics.js';
-import { assertEndpointAllowed } from '../oauth/endpoint-policy.js';
+import { OutboundPolicy } from '../net/outbound-policy.js';
 import {
   sendHttpTaskRequest,
   toTaskOutput,
@@ -47,6 +47,8 @@ export interface HttpTaskServiceDeps {
   connections: Pick<ConnectionService, 'getAuthorization' | 'reportRejection'>;
   userAgent: string;
   allowInsecureEndpoints: boolean;
+  /** Where tasks may send requests; defaults to allowInsecureEndpoints' rules, no allowlist. */
+  outboundPolicy?: OutboundPolicy;
   metrics: Pick<BrokerMetrics, 'httpTaskInvocations' | 'httpTaskDuration'>;
   logger: Logger;
   invokeTimeoutMs?: number;
@@ -66,7 +68,12 @@ function redacted(parameters: ConnectionParameters): ConnectionParameters {
 
 /** Runs HTTP Tasks with Step Functions' semantics for executors that are not Step Functions. */
 export class HttpTaskService {
-  constructor(private readonly deps: HttpTaskServiceDeps) {}
+  private readonly outboundPolicy: OutboundPolicy;
+
+  constructor(private readonly deps: HttpTaskServiceDeps) {
+    this.outboundPolicy =
+      deps.outboundPolicy ?? new OutboundPolicy({ allowInsecure: deps.allowInsecureEndpoints });
+  }
 
   async prepare(parameters: HttpTaskParameters, inspection: Inspection): Promise<PrepareResult> {
     const inspectionData = this.inspectionBase(parameters, inspection);
@@ -87,7 +94,10 @@ export class HttpTaskService {
     try {
       const { request, shown, authorization } = await this.buildRequest(parameters, inspection);
       if (inspection.level === 'TRACE') inspectionData.Request = shown;
-      const response = await sendHttpTaskRequest(request, this.deps.invokeTimeoutMs);
+      const response = await sendHttpTaskRequest(request, {
+        outboundPolicy: this.outboundPolicy,
+        timeoutMs: this.deps.invokeTimeoutMs,
+      });
       if (inspection.level === 'TRACE') inspectionData.Response = this.traceResponse(response);
       if (response.statusCode === 401 || response.statusCode === 407) {
         await this.reportRejection(parameters, response.statusCode, authorization.generation);
@@ -120,7 +130,7 @@ export class HttpTaskService {
     shown: PreparedRequest;
     authorization: PreparedAuthorization;
   }> {
-    assertEndpointAllowed('ApiEndpoint', parameters.ApiEndpoint, this.deps.allowInsecureEndpoints);
+    this.outboundPolicy.assertEndpointAllowed('ApiEndpoint', parameters.ApiEndpoint);
     const authorization = await this.authorizationFor(parameters.Authentication.ConnectionArn);
     const options = { userAgent: this.deps.userAgent };
     const request = buildHttpTaskRequest(parameters, authorization.parameters, options);

@@ -8,6 +8,9 @@ import type { HttpTaskService } from '../http-task/http-task-service.js';
 import { BrokerError } from '../errors.js';
 import type { BrokerMetrics } from '../metrics.js';
 import type { StoreHealth } from '../secret-store/instrumented-store.js';
+import type { Authenticator } from '../auth/authenticator.js';
+import type { AuditLog } from '../auth/audit.js';
+import { auditFinished, authenticate } from './access.js';
 import { connectionsRoutes } from './connections.routes.js';
 import { httpTaskRoutes } from './http-task.routes.js';
 import { createHotPath } from './hot-path.js';
@@ -27,11 +30,15 @@ export interface AppDeps {
   arn: ArnContext;
   bodyLimitBytes: number;
   isShuttingDown: () => boolean;
+  authenticator: Authenticator;
+  audit: AuditLog;
+  /** Whether /metrics needs an authenticated caller. */
+  metricsAuth: boolean;
   now?: () => number;
 }
 
 const requestContext =
-  (deps: Pick<AppDeps, 'metrics'>): RequestHandler =>
+  (deps: Pick<AppDeps, 'metrics' | 'audit'>): RequestHandler =>
   (req, res, next) => {
     const startedMs = performance.now();
     const requestId = requestIdOf(req);
@@ -40,6 +47,7 @@ const requestContext =
     res.on('finish', () => {
       const route = (req.route as { path?: string } | undefined)?.path ?? 'unmatched';
       observeRequest(deps.metrics, route, req.method, res.statusCode, startedMs);
+      auditFinished(res, deps.audit, requestId);
     });
     next();
   };
@@ -49,6 +57,7 @@ const errorHandler =
   (error: unknown, req, res, _next) => {
     const brokerError = toBrokerError(error);
     const requestId = String(res.locals['requestId']);
+    res.locals['errorCode'] = brokerError.code;
     if (brokerError.status >= 500) {
       // Log picked fields only: foreign errors carry upstream bodies.
       const cause = brokerError.cause instanceof Error ? brokerError.cause : undefined;
@@ -73,6 +82,7 @@ export function createApp(deps: AppDeps): express.Express {
   app.disable('x-powered-by');
   app.disable('etag');
   app.use(requestContext(deps));
+  app.use(authenticate(deps));
   app.use(express.json({ limit: deps.bodyLimitBytes, type: 'application/json' }));
   app.use(operationsRoutes(deps));
   app.use(connectionsRoutes(deps));

@@ -9,6 +9,7 @@ import type {
 import type { components, operations } from '../openapi-types.js';
 import type { RequestValidator } from './request-validator.js';
 import { sendAuthorization } from './request-context.js';
+import { authorize, authorizeSome } from './access.js';
 
 export interface ConnectionsRoutesDeps {
   service: ConnectionService;
@@ -26,6 +27,7 @@ export function connectionsRoutes({ service, validator, arn }: ConnectionsRoutes
 
   router.post('/v1/connections', async (req, res) => {
     const { body } = validator.validate<CreateConnectionInput>('CreateConnection', req);
+    authorize(res, 'CreateConnection', body.Name);
     const connection = await service.create(body);
     res
       .status(201)
@@ -35,11 +37,13 @@ export function connectionsRoutes({ service, validator, arn }: ConnectionsRoutes
 
   router.get('/v1/connections', async (req, res) => {
     const query = validator.validate('ListConnections', req).query as ListQuery;
+    const permitted = authorizeSome(res, 'ListConnections');
     const page = await service.list({
       limit: query.Limit ?? 100,
       ...(query.NamePrefix !== undefined && { namePrefix: query.NamePrefix }),
       ...(query.ConnectionState !== undefined && { state: query.ConnectionState }),
       ...(query.NextToken !== undefined && { nextToken: query.NextToken }),
+      nameFilter: permitted,
     });
     res.json({
       Connections: page.connections.map((c) => summaryView(arn, c, isoTime)),
@@ -49,32 +53,38 @@ export function connectionsRoutes({ service, validator, arn }: ConnectionsRoutes
 
   router.get('/v1/connections/:name', async (req, res) => {
     const { params } = validator.validate('DescribeConnection', req);
+    authorize(res, 'DescribeConnection', nameOf(params));
     res.json(describeView(arn, await service.describe(nameOf(params)), isoTime));
   });
 
   router.patch('/v1/connections/:name', async (req, res) => {
     const { params, body } = validator.validate<UpdateConnectionInput>('UpdateConnection', req);
+    authorize(res, 'UpdateConnection', nameOf(params));
     res.json(stateView(arn, await service.update(nameOf(params), body), isoTime));
   });
 
   router.delete('/v1/connections/:name', async (req, res) => {
     const { params } = validator.validate('DeleteConnection', req);
+    authorize(res, 'DeleteConnection', nameOf(params));
     res.json(stateView(arn, await service.delete(nameOf(params)), isoTime));
   });
 
   router.post('/v1/connections/:name/deauthorize', async (req, res) => {
     const { params } = validator.validate('DeauthorizeConnection', req);
+    authorize(res, 'DeauthorizeConnection', nameOf(params));
     res.json(stateView(arn, await service.deauthorize(nameOf(params)), isoTime));
   });
 
   router.get('/v1/connections/:name/authorization', async (req, res) => {
     const { params } = validator.validate('GetAuthorization', req);
+    authorize(res, 'RetrieveConnectionCredentials', nameOf(params));
     const prepared = await service.getAuthorization(nameOf(params));
     sendAuthorization(res, prepared.body, String(res.locals['requestId']));
   });
 
   router.post('/v1/connections/:name/authorization/refresh', async (req, res) => {
     const { params, body } = validator.validate<RefreshInput>('RefreshAuthorization', req);
+    authorize(res, 'RetrieveConnectionCredentials', nameOf(params));
     const prepared = await service.reportRejection(
       nameOf(params),
       body.StatusCode,

@@ -2,6 +2,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { parseConnectionReference } from '../connections/arn.js';
 import type { ConnectionCache } from '../connections/connection-cache.js';
 import type { BrokerMetrics } from '../metrics.js';
+import type { Authenticator } from '../auth/authenticator.js';
+import type { AuditLog } from '../auth/audit.js';
 import { AUTHORIZATION_ROUTE, requestIdOf, sendAuthorization } from './request-context.js';
 
 const PREFIX = '/v1/connections/';
@@ -10,6 +12,8 @@ const SUFFIX = '/authorization';
 export interface HotPathDeps {
   cache: ConnectionCache;
   metrics: Pick<BrokerMetrics, 'httpRequestDuration' | 'connectionCache'>;
+  authenticator: Authenticator;
+  audit: AuditLog;
   now?: () => number;
 }
 
@@ -45,10 +49,23 @@ export function createHotPath(
     const nameOrArn = referenceFromUrl(req.url);
     if (nameOrArn === undefined) return false;
     const reference = parseConnectionReference(nameOrArn);
+    // Anyone not plainly allowed (no key, a JWT, a denial) gets express's answer and audit line.
+    const caller = deps.authenticator.callerNow(req.headers.authorization);
+    if (caller?.principal.can('RetrieveConnectionCredentials', reference.name) !== true) {
+      return false;
+    }
     const body = deps.cache.freshAuthorization(reference.name, reference.uuid, now());
     if (body === undefined) return false;
     hits.inc();
-    sendAuthorization(res, body, requestIdOf(req));
+    const requestId = requestIdOf(req);
+    sendAuthorization(res, body, requestId);
+    deps.audit({
+      requestId,
+      principal: caller.principal.name,
+      action: 'RetrieveConnectionCredentials',
+      connection: reference.name,
+      outcome: 'success',
+    });
     duration.observe((performance.now() - startedMs) / 1000);
     return true;
   };

@@ -6,6 +6,8 @@ import type {
   InspectionLevel,
 } from '../http-task/http-task-service.js';
 import type { RequestValidator } from './request-validator.js';
+import { authorize } from './access.js';
+import type { Response } from 'express';
 
 export interface HttpTaskRoutesDeps {
   httpTasks: HttpTaskService;
@@ -19,18 +21,34 @@ function inspectionOf(query: Record<string, unknown>): Inspection {
   };
 }
 
+/** Prepare needs the credentials; invoke needs to invoke; seeing them in a trace needs RevealSecrets. */
+function authorizeTask(
+  res: Response,
+  action: 'RetrieveConnectionCredentials' | 'InvokeHttpTask',
+  body: HttpTaskParameters,
+  inspection: Inspection,
+): void {
+  const connection = body.Authentication.ConnectionArn;
+  if (inspection.revealSecrets) authorize(res, 'RevealSecrets', connection);
+  authorize(res, action, connection);
+}
+
 /** A task failure is a 200 answer `{Status: "FAILED", …}`; only broker problems are errors. */
 export function httpTaskRoutes({ httpTasks, validator }: HttpTaskRoutesDeps): Router {
   const router = Router();
 
   router.post('/v1/http-task/prepare', async (req, res) => {
     const { body, query } = validator.validate<HttpTaskParameters>('PrepareHttpTask', req);
-    res.set('cache-control', 'no-store').json(await httpTasks.prepare(body, inspectionOf(query)));
+    const inspection = inspectionOf(query);
+    authorizeTask(res, 'RetrieveConnectionCredentials', body, inspection);
+    res.set('cache-control', 'no-store').json(await httpTasks.prepare(body, inspection));
   });
 
   router.post('/v1/http-task/invoke', async (req, res) => {
     const { body, query } = validator.validate<HttpTaskParameters>('InvokeHttpTask', req);
-    res.set('cache-control', 'no-store').json(await httpTasks.invoke(body, inspectionOf(query)));
+    const inspection = inspectionOf(query);
+    authorizeTask(res, 'InvokeHttpTask', body, inspection);
+    res.set('cache-control', 'no-store').json(await httpTasks.invoke(body, inspection));
   });
 
   return router;

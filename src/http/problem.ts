@@ -97,6 +97,7 @@ export function sendProblem(
     'cache-control': 'no-store',
   };
   if (error.retryAfterSeconds !== undefined) headers['retry-after'] = error.retryAfterSeconds;
+  if (error.code === 'UnauthorizedException') headers['www-authenticate'] = 'Bearer';
   res.writeHead(error.status, headers);
   res.end(body);
 }

@@ -1,5 +1,7 @@
 import * as client from 'openid-client';
+import { Agent, fetch as undiciFetch, type Dispatcher } from 'undici';
 import type { HttpParameter, OAuthAuth, OAuthToken } from '../connections/connection.js';
+import { findOutboundRefusal, OutboundPolicy } from '../net/outbound-policy.js';
 
 /**
  * One client-credentials token request. The outcome separates a definitive rejection (which
@@ -18,6 +20,12 @@ export interface TokenClientOptions {
   timeoutMs: number;
   allowInsecureEndpoints: boolean;
   userAgent: string;
+  /**
+   * Where token requests may go (issue 5's SSRF rules); checked on the URL before each request
+   * and on every resolved address before connecting. Defaults to allowInsecureEndpoints' rules
+   * with no BROKER_ALLOWED_ENDPOINTS.
+   */
+  outboundPolicy?: OutboundPolicy;
   now?: () => number;
 }
 
@@ -56,6 +64,8 @@ function isTimeout(error: unknown): boolean {
 
 function networkReason(error: unknown): string {
   if (isTimeout(error)) return 'the token endpoint did not answer in time';
+  const refusal = findOutboundRefusal(error);
+  if (refusal !== undefined) return `the token endpoint's host ${refusal.message}`;
   const cause =
     error instanceof Error ? (error.cause as { code?: unknown } | undefined) : undefined;
   const code = typeof cause?.code === 'string' ? ` (${cause.code})` : '';
@@ -80,7 +90,12 @@ async function defaultTokenType(response: Response): Promise<Response> {
   return new Response(text, response);
 }
 
-function methodFetch(oauth: OAuthAuth, options: TokenClientOptions, observed: Observed) {
+function methodFetch(
+  oauth: OAuthAuth,
+  options: TokenClientOptions,
+  observed: Observed,
+  dispatcher: Dispatcher,
+) {
   // openid-client always POSTs; EventBridge lets the connection choose GET, POST or PUT.
   return async (url: string, init: client.CustomFetchOptions): Promise<Response> => {
     const headers: Record<string, string> = { ...init.headers, 'user-agent': options.userAgent };
@@ -97,13 +112,16 @@ function methodFetch(oauth: OAuthAuth, options: TokenClientOptions, observed: Ob
       body = undefined;
       delete headers['content-type'];
     }
-    const response = await fetch(target, {
+    // undici's own fetch, for its dispatcher: the policy's lookup checks every address before
+    // connecting. A redirect is not followed: a 3xx is the token endpoint's (rejected) answer.
+    const response = (await undiciFetch(target, {
       method: oauth.httpMethod,
       headers,
       redirect: 'manual',
+      dispatcher,
       ...(body !== undefined && { body }),
       ...(init.signal !== undefined && { signal: init.signal }),
-    });
+    })) as unknown as Response;
     observed.status = response.status;
     if (!response.ok) {
       const oauthError = await oauthErrorOf(response);
@@ -140,6 +158,9 @@ function rawClientSecretBasic(clientId: string, clientSecret: string): client.Cl
 
 export function createTokenClient(options: TokenClientOptions): TokenClient {
   const now = options.now ?? Date.now;
+  const policy =
+    options.outboundPolicy ?? new OutboundPolicy({ allowInsecure: options.allowInsecureEndpoints });
+  const dispatcher = new Agent({ connect: { lookup: policy.lookup } });
   return {
     async requestToken(oauth) {
       const startedMs = now();
@@ -156,15 +177,20 @@ export function createTokenClient(options: TokenClientOptions): TokenClient {
           durationMs: 0,
         };
       }
+      // Stored before the policy changed (or written by another broker): refused, not sent.
+      const refusal = policy.refusalOf(tokenEndpoint);
+      if (refusal !== undefined) {
+        return { outcome: 'rejected', reason: `AuthorizationEndpoint ${refusal}`, durationMs: 0 };
+      }
       const config = new client.Configuration(
         { issuer: new URL(tokenEndpoint).origin, token_endpoint: tokenEndpoint },
         oauth.clientId,
         undefined,
         rawClientSecretBasic(oauth.clientId, oauth.clientSecret),
       );
-      if (options.allowInsecureEndpoints) client.allowInsecureRequests(config);
+      if (policy.allowInsecure) client.allowInsecureRequests(config);
       config.timeout = options.timeoutMs / 1000;
-      config[client.customFetch] = methodFetch(oauth, options, observed);
+      config[client.customFetch] = methodFetch(oauth, options, observed, dispatcher);
       const body: Record<string, string> = {};
       for (const p of oauth.oauthHttpParameters?.bodyParameters ?? []) body[p.key] = p.value;
       const grantType = body['grant_type'] ?? 'client_credentials';
@@ -185,6 +211,10 @@ export function createTokenClient(options: TokenClientOptions): TokenClient {
           },
         };
       } catch (error) {
+        if (observed.status === undefined && findOutboundRefusal(error) !== undefined) {
+          // A policy refusal is definitive: retrying reaches the same address.
+          return { outcome: 'rejected', reason: networkReason(error), durationMs: elapsed() };
+        }
         if (observed.status === undefined) {
           return { outcome: 'unavailable', reason: networkReason(error), durationMs: elapsed() };
         }

@@ -217,7 +217,10 @@ export class AwsSecretsManagerStore implements SecretStore {
     if (!NAME_PREFIX_PATTERN.test(prefix)) return { records: [] };
     return translated(undefined, async () => {
       const candidates = (await this.recentListing()).filter(
-        (ref) => ref.name.startsWith(prefix) && (after === undefined || ref.name > after),
+        (ref) =>
+          ref.name.startsWith(prefix) &&
+          (after === undefined || ref.name > after) &&
+          (query.nameFilter === undefined || query.nameFilter(ref.name)),
       );
       const budget = Math.max(limit, MIN_READ_BUDGET);
       const records: StoredRecord[] = [];

@@ -449,6 +449,7 @@ function nextVersion(version: string): string {
 
 function matchesQuery(record: StoredRecord, query: ListQuery): boolean {
   if (query.namePrefix !== undefined && !record.name.startsWith(query.namePrefix)) return false;
+  if (query.nameFilter !== undefined && !query.nameFilter(record.name)) return false;
   return query.state === undefined || record.secret.broker.state === query.state;
 }
 

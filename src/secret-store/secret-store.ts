@@ -83,6 +83,11 @@ export interface ListQuery {
   limit: number;
   /** Opaque token from a previous page. */
   nextToken?: string;
+  /**
+   * Names the caller may see. Applied before paging, so pages fill with visible records and a
+   * NextToken never carries a hidden name.
+   */
+  nameFilter?: (name: string) => boolean;
 }
 
 export interface ListPage {

@@ -1,0 +1,192 @@
+/**
+ * The broker's IAM: principals (an API key's hash or a JWT subject) and what they may do to which
+ * connections. Parsed once per policy file version; lookups are constant-time in the key.
+ */
+
+import { Ajv } from 'ajv';
+import { createHash, timingSafeEqual } from 'node:crypto';
+import picomatch from 'picomatch';
+
+export const ACTIONS = [
+  'CreateConnection',
+  'DescribeConnection',
+  'ListConnections',
+  'UpdateConnection',
+  'DeleteConnection',
+  'DeauthorizeConnection',
+  'RetrieveConnectionCredentials',
+  'InvokeHttpTask',
+  'RevealSecrets',
+] as const;
+export type Action = (typeof ACTIONS)[number];
+
+interface StatementDocument {
+  actions: string[];
+  resources: string[];
+}
+
+interface PrincipalDocument {
+  name: string;
+  apiKeySha256?: string;
+  subject?: string;
+  statements: StatementDocument[];
+}
+
+interface PolicyDocument {
+  principals: PrincipalDocument[];
+}
+
+const policySchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['principals'],
+  properties: {
+    principals: {
+      type: 'array',
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['name', 'statements'],
+        oneOf: [{ required: ['apiKeySha256'] }, { required: ['subject'] }],
+        properties: {
+          name: { type: 'string', pattern: '^[A-Za-z0-9._:@/-]{1,128}$' },
+          apiKeySha256: { type: 'string', pattern: '^[0-9a-f]{64}$' },
+          subject: { type: 'string', minLength: 1, maxLength: 512 },
+          statements: {
+            type: 'array',
+            items: {
+              type: 'object',
+              additionalProperties: false,
+              required: ['actions', 'resources'],
+              properties: {
+                actions: {
+                  type: 'array',
+                  minItems: 1,
+                  items: { type: 'string', enum: ['*', ...ACTIONS] },
+                },
+                resources: {
+                  type: 'array',
+                  minItems: 1,
+                  items: { type: 'string', pattern: '^[.\\-_A-Za-z0-9*?]{1,64}$' },
+                },
+              },
+            },
+          },
+        },
+      },
+    },
+  },
+} as const;
+
+const validatePolicy = new Ajv({ allErrors: true }).compile<PolicyDocument>(policySchema);
+
+export interface Principal {
+  readonly name: string;
+  /** Whether this principal may do `action` to the connection `resource`. */
+  can(action: Action, resource: string): boolean;
+  /** Whether some statement grants `action` at all (listing filters by resource afterwards). */
+  hasAction(action: Action): boolean;
+}
+
+interface CompiledStatement {
+  actions: ReadonlySet<string>;
+  matches: (resource: string) => boolean;
+}
+
+class PolicyPrincipal implements Principal {
+  private readonly statements: CompiledStatement[];
+
+  constructor(
+    readonly name: string,
+    statements: StatementDocument[],
+  ) {
+    this.statements = statements.map((statement) => ({
+      actions: new Set(statement.actions),
+      // Connection names may start with a dot; `*` must cover them.
+      matches: picomatch(statement.resources, { dot: true, nobrace: true, noextglob: true }),
+    }));
+  }
+
+  can(action: Action, resource: string): boolean {
+    return this.statements.some(
+      (s) => (s.actions.has('*') || s.actions.has(action)) && s.matches(resource),
+    );
+  }
+
+  hasAction(action: Action): boolean {
+    return this.statements.some((s) => s.actions.has('*') || s.actions.has(action));
+  }
+}
+
+/** Everyone may do everything: the broker without a policy, on loopback or BROKER_AUTH=none. */
+export const OPEN_PRINCIPAL: Principal = {
+  name: 'anonymous',
+  can: () => true,
+  hasAction: () => true,
+};
+
+export class PolicyError extends Error {
+  override name = 'PolicyError';
+}
+
+export function sha256Hex(text: string): string {
+  return createHash('sha256').update(text, 'utf8').digest('hex');
+}
+
+export class Policy {
+  private constructor(
+    private readonly keyed: ReadonlyArray<{ hash: Buffer; principal: Principal }>,
+    private readonly bySubject: ReadonlyMap<string, Principal>,
+  ) {}
+
+  /** Never echoes the document: a policy file holds only hashes, but it is still not ours to print. */
+  static parse(text: string, source: string): Policy {
+    let document: unknown;
+    try {
+      document = JSON.parse(text);
+    } catch {
+      throw new PolicyError(`${source} is not JSON`);
+    }
+    if (!validatePolicy(document)) {
+      const problems = (validatePolicy.errors ?? [])
+        .map((error) => `${error.instancePath || '/'} ${error.message ?? 'is invalid'}`)
+        .join('; ');
+      throw new PolicyError(`${source} is not a valid policy: ${problems}`);
+    }
+    const names = new Set<string>();
+    const keyed: Array<{ hash: Buffer; principal: Principal }> = [];
+    const bySubject = new Map<string, Principal>();
+    for (const p of document.principals) {
+      if (names.has(p.name)) throw new PolicyError(`${source} names principal ${p.name} twice`);
+      names.add(p.name);
+      const principal = new PolicyPrincipal(p.name, p.statements);
+      if (p.apiKeySha256 !== undefined) {
+        keyed.push({ hash: Buffer.from(p.apiKeySha256, 'hex'), principal });
+      }
+      if (p.subject !== undefined) {
+        if (bySubject.has(p.subject)) {
+          throw new PolicyError(`${source} maps subject ${p.subject} to two principals`);
+        }
+        bySubject.set(p.subject, principal);
+      }
+    }
+    return new Policy(keyed, bySubject);
+  }
+
+  /**
+   * The principal holding this API key. Every stored hash is compared, in constant time, so
+   * neither the key nor which principal matched shows in the timing.
+   */
+  principalForKey(apiKey: string): Principal | undefined {
+    const presented = createHash('sha256').update(apiKey, 'utf8').digest();
+    let found: Principal | undefined;
+    for (const { hash, principal } of this.keyed) {
+      if (timingSafeEqual(hash, presented) && found === undefined) found = principal;
+    }
+    return found;
+  }
+
+  principalForSubject(subject: string): Principal | undefined {
+    return this.bySubject.get(subject);
+  }
+}

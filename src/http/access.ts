@@ -1,0 +1,92 @@
+import type { RequestHandler, Response } from 'express';
+import { parseConnectionReference } from '../connections/arn.js';
+import { accessDenied, type Authenticator, type Caller } from '../auth/authenticator.js';
+import type { AuditLog } from '../auth/audit.js';
+import type { Action } from '../auth/policy.js';
+
+/** Routes anyone may call: probes, and metrics unless configured otherwise. */
+const PUBLIC_PATHS = new Set(['/healthz', '/readyz']);
+
+interface AuditNote {
+  action: Action | 'Authenticate';
+  connection?: string;
+}
+
+/** Authenticates every request but the probes; a failure answers 401 (and is audited). */
+export function authenticate(deps: {
+  authenticator: Authenticator;
+  metricsAuth: boolean;
+}): RequestHandler {
+  return (req, res, next) => {
+    if (PUBLIC_PATHS.has(req.path) || (req.path === '/metrics' && !deps.metricsAuth)) {
+      next();
+      return;
+    }
+    deps.authenticator.caller(req.headers.authorization).then(
+      (caller) => {
+        res.locals['caller'] = caller;
+        next();
+      },
+      (error: unknown) => {
+        next(error);
+      },
+    );
+  };
+}
+
+function callerOf(res: Response): Caller {
+  const caller = res.locals['caller'] as Caller | undefined;
+  // authenticate() runs before every route that calls this.
+  if (caller === undefined) throw new Error('no authenticated caller on this request');
+  return caller;
+}
+
+/**
+ * Checks that the caller may do `action` to the connection named (or ARN'd) by `nameOrArn`,
+ * and records the decision for the audit line written when the response ends.
+ */
+export function authorize(res: Response, action: Action, nameOrArn: string): void {
+  const caller = callerOf(res);
+  const connection = parseConnectionReference(nameOrArn).name;
+  note(res, { action, connection });
+  if (!caller.principal.can(action, connection)) throw accessDenied(caller, action, connection);
+}
+
+/** For listings: the caller needs the action somewhere; each connection is then filtered. */
+export function authorizeSome(res: Response, action: Action): (connection: string) => boolean {
+  const caller = callerOf(res);
+  note(res, { action });
+  if (!caller.principal.hasAction(action)) throw accessDenied(caller, action, '*');
+  return (connection) => caller.principal.can(action, connection);
+}
+
+/** Decisions of one request, in order: an invoke that reveals secrets makes two. */
+function note(res: Response, decision: AuditNote): void {
+  const notes = (res.locals['audit'] as AuditNote[] | undefined) ?? [];
+  notes.push(decision);
+  res.locals['audit'] = notes;
+}
+
+/**
+ * The audit lines of a finished request: one per access decision it made, or one for a failed
+ * authentication. Every decision shares the request's outcome; a denial ends the request, so it
+ * is the last decision.
+ */
+export function auditFinished(res: Response, audit: AuditLog, requestId: string): void {
+  const notes = (res.locals['audit'] as AuditNote[] | undefined) ?? [];
+  const errorCode = res.locals['errorCode'] as string | undefined;
+  const caller = res.locals['caller'] as Caller | undefined;
+  if (notes.length === 0 && errorCode === 'UnauthorizedException') {
+    notes.push({ action: 'Authenticate' });
+  }
+  const outcome = res.statusCode < 400 ? 'success' : (errorCode ?? String(res.statusCode));
+  for (const decision of notes) {
+    audit({
+      requestId,
+      principal: caller?.principal.name,
+      action: decision.action,
+      ...(decision.connection !== undefined && { connection: decision.connection }),
+      outcome,
+    });
+  }
+}
