@@ -13,6 +13,7 @@ const WATCH_INTERVAL_MS = 2_000;
  */
 export class PolicySource {
   private watching = false;
+  private queue: Promise<void> = Promise.resolve();
 
   private constructor(
     private readonly path: string,
@@ -29,7 +30,14 @@ export class PolicySource {
     return this.current;
   }
 
-  async reload(): Promise<boolean> {
+  /** Reloads run one after another, so an older read never replaces a newer one. */
+  reload(): Promise<boolean> {
+    const next = this.queue.then(() => this.reloadNow());
+    this.queue = next.then(() => undefined);
+    return next;
+  }
+
+  private async reloadNow(): Promise<boolean> {
     try {
       this.current = await readPolicy(this.path);
       this.logger.info({ policyFile: this.path }, 'policy reloaded');

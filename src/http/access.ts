@@ -45,11 +45,17 @@ function callerOf(res: Response): Caller {
  * Checks that the caller may do `action` to the connection named (or ARN'd) by `nameOrArn`,
  * and records the decision for the audit line written when the response ends.
  */
-export function authorize(res: Response, action: Action, nameOrArn: string): void {
+export function authorize(
+  res: Response,
+  action: Action,
+  nameOrArn: string,
+  { audit = 'always' }: { audit?: 'always' | 'denial' } = {},
+): void {
   const caller = callerOf(res);
   const connection = parseConnectionReference(nameOrArn).name;
-  note(res, { action, connection });
-  if (!caller.principal.can(action, connection)) throw accessDenied(caller, action, connection);
+  const allowed = caller.principal.can(action, connection);
+  if (audit === 'always' || !allowed) note(res, { action, connection });
+  if (!allowed) throw accessDenied(caller, action, connection);
 }
 
 /** For listings: the caller needs the action somewhere; each connection is then filtered. */
@@ -79,7 +85,11 @@ export function auditFinished(res: Response, audit: AuditLog, requestId: string)
   if (notes.length === 0 && errorCode === 'UnauthorizedException') {
     notes.push({ action: 'Authenticate' });
   }
-  const outcome = res.statusCode < 400 ? 'success' : (errorCode ?? String(res.statusCode));
+  const outcome = !res.writableFinished
+    ? 'ClientDisconnected'
+    : res.statusCode < 400
+      ? 'success'
+      : (errorCode ?? String(res.statusCode));
   for (const decision of notes) {
     audit({
       requestId,

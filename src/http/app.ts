@@ -47,8 +47,9 @@ const requestContext =
     res.on('finish', () => {
       const route = (req.route as { path?: string } | undefined)?.path ?? 'unmatched';
       observeRequest(deps.metrics, route, req.method, res.statusCode, startedMs);
-      auditFinished(res, deps.audit, requestId);
     });
+    // 'close' also fires when the caller hangs up before the answer: the work may be done.
+    res.on('close', () => auditFinished(res, deps.audit, requestId));
     next();
   };
 

@@ -21,7 +21,7 @@ function inspectionOf(query: Record<string, unknown>): Inspection {
   };
 }
 
-/** Prepare needs the credentials; invoke needs to invoke; seeing them in a trace needs RevealSecrets. */
+/** Prepare needs the credentials, invoke needs them and to invoke, a trace showing them needs RevealSecrets. */
 function authorizeTask(
   res: Response,
   action: 'RetrieveConnectionCredentials' | 'InvokeHttpTask',
@@ -31,6 +31,11 @@ function authorizeTask(
   const connection = body.Authentication.ConnectionArn;
   if (inspection.revealSecrets) authorize(res, 'RevealSecrets', connection);
   authorize(res, action, connection);
+  // The caller picks ApiEndpoint, so invoking sends the credentials wherever it likes: as on
+  // AWS, it needs the right to retrieve them too (a denial is audited as such).
+  if (action === 'InvokeHttpTask') {
+    authorize(res, 'RetrieveConnectionCredentials', connection, { audit: 'denial' });
+  }
 }
 
 /** A task failure is a 200 answer `{Status: "FAILED", …}`; only broker problems are errors. */

@@ -157,3 +157,25 @@ describe('IPv6 helpers', () => {
     );
   });
 });
+
+describe('classifyAddress, special-purpose ranges that can relay or go nowhere public', () => {
+  it('classifies 6to4, Teredo, local-use NAT64, IPv4-translated, discard, documentation and the IPv4 special ranges as reserved', () => {
+    for (const [address, range] of [
+      ['2002:a9fe:a9fe::1', '2002::/16'],
+      ['2001:0:4136:e378::1', '2001::/32'],
+      ['64:ff9b:1::a9fe:a9fe', '64:ff9b:1::/48'],
+      ['::ffff:0:a9fe:a9fe', '::ffff:0:0:0/96'],
+      ['100::1', '100::/64'],
+      ['2001:db8::1', '2001:db8::/32'],
+      ['192.0.0.170', '192.0.0.0/24'],
+      ['198.18.0.1', '198.18.0.0/15'],
+      ['192.0.2.1', '192.0.2.0/24'],
+      ['198.51.100.7', '198.51.100.0/24'],
+      ['203.0.113.9', '203.0.113.0/24'],
+    ] as const) {
+      assert.deepEqual(classifyAddress(address), { kind: 'reserved', range }, address);
+    }
+    assert.equal(classifyAddress('2001:4860:4860::8888'), undefined, 'a public IPv6 address');
+    assert.equal(classifyAddress('198.20.0.1'), undefined, 'the neighbour of 198.18/15');
+  });
+});

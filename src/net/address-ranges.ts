@@ -36,6 +36,12 @@ const IPV4_RANGES: Range[] = [
   { network: '224.0.0.0', prefix: 4, kind: 'multicast' },
   // Class E and the limited broadcast address 255.255.255.255.
   { network: '240.0.0.0', prefix: 4, kind: 'reserved' },
+  // IETF protocol assignments (192.0.0.170 is NAT64 discovery), benchmarking, documentation.
+  { network: '192.0.0.0', prefix: 24, kind: 'reserved' },
+  { network: '198.18.0.0', prefix: 15, kind: 'reserved' },
+  { network: '192.0.2.0', prefix: 24, kind: 'reserved' },
+  { network: '198.51.100.0', prefix: 24, kind: 'reserved' },
+  { network: '203.0.113.0', prefix: 24, kind: 'reserved' },
 ];
 
 const IPV6_RANGES: Range[] = [
@@ -46,6 +52,14 @@ const IPV6_RANGES: Range[] = [
   { network: 'fec0::', prefix: 10, kind: 'private' },
   { network: 'fe80::', prefix: 10, kind: 'link-local' },
   { network: 'ff00::', prefix: 8, kind: 'multicast' },
+  // Transition and special-purpose ranges that can relay to IPv4 or go nowhere public: 6to4,
+  // Teredo, local-use NAT64, IPv4-translated, discard-only, documentation.
+  { network: '2002::', prefix: 16, kind: 'reserved' },
+  { network: '2001::', prefix: 32, kind: 'reserved' },
+  { network: '64:ff9b:1::', prefix: 48, kind: 'reserved' },
+  { network: '::ffff:0:0:0', prefix: 96, kind: 'reserved' },
+  { network: '100::', prefix: 64, kind: 'reserved' },
+  { network: '2001:db8::', prefix: 32, kind: 'reserved' },
 ];
 
 interface CompiledRange extends Range {

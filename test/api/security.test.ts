@@ -45,7 +45,7 @@ const SECRETS = {
 const oauthToken = (n: number): string => `oauth-token-${n}-s3cr3t-${RUN}`;
 const used = new Set<string>([...Object.values(SECRETS)]);
 
-type Who = 'ops' | 'billing' | 'reader' | 'revealer' | 'nobody';
+type Who = 'ops' | 'billing' | 'reader' | 'revealer' | 'nobody' | 'invoker';
 type Keys = Record<Who, string>;
 
 /** A random API key; the policy file holds only its SHA-256. */
@@ -62,6 +62,7 @@ function newKeys(): Keys {
     reader: newKey(),
     revealer: newKey(),
     nobody: newKey(),
+    invoker: newKey(),
   };
 }
 
@@ -99,6 +100,8 @@ function policyDocument(keys: Keys, extra: Partial<Record<Who, Statement[]>> = {
       ]),
       // Authenticated, allowed nothing.
       principal('nobody', []),
+      // May invoke but not retrieve: not enough, since invoke sends the credentials anywhere.
+      principal('invoker', [{ actions: ['InvokeHttpTask'], resources: ['stripe-*'] }]),
       {
         name: 'k8s-executor',
         subject: SUBJECT,
@@ -958,6 +961,58 @@ describe('caller security', () => {
   });
 
   // ---- audit ---------------------------------------------------------------------------------
+
+  it(
+    'when a caller may invoke but not retrieve credentials, then invoke answers 403 naming RetrieveConnectionCredentials, sends nothing upstream, and the denial is audited',
+    BOUNDED,
+    async () => {
+      const before = upstream.requestCount();
+      const res = await send(h, 'post', '/v1/http-task/invoke', {
+        auth: keyOf('invoker'),
+        body: taskBody('stripe-live'),
+      });
+      assert.equal(res.status, 403);
+      assert.equal(res.body.code, 'AccessDeniedException');
+      assert.match(
+        String(res.body.detail ?? res.body.message ?? res.text),
+        /RetrieveConnectionCredentials on resource: stripe-live/,
+      );
+      assert.equal(upstream.requestCount(), before);
+      const lines = await auditOf(h, res);
+      assert.deepEqual(
+        lines.map((line) => [line.principal, line.action, line.outcome]),
+        [
+          ['invoker', 'InvokeHttpTask', 'AccessDeniedException'],
+          ['invoker', 'RetrieveConnectionCredentials', 'AccessDeniedException'],
+        ],
+      );
+    },
+  );
+
+  it(
+    'when the caller hangs up before an invoke answers, then the invoke is still audited, as ClientDisconnected',
+    BOUNDED,
+    async () => {
+      upstream.script({ kind: 'respond', status: 200, body: '{}', delayMs: 1_000 });
+      const requestId = `hang-up-${Date.now()}`;
+      await assert.rejects(
+        h.request
+          .post('/v1/http-task/invoke')
+          .set('authorization', keyOf('billing'))
+          .set('x-request-id', requestId)
+          .send(taskBody('stripe-live'))
+          .timeout(200),
+      );
+      await waitFor(() => auditLines(h).some((line) => line.requestId === requestId), {
+        timeoutMs: 5_000,
+      });
+      const lines = auditLines(h).filter((line) => line.requestId === requestId);
+      assert.deepEqual(
+        lines.map((line) => [line.principal, line.action, line.connection, line.outcome]),
+        [['billing', 'InvokeHttpTask', 'stripe-live', 'ClientDisconnected']],
+      );
+    },
+  );
 
   describe('audit', () => {
     it(

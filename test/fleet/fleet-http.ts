@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 
 import { assertMatchesSpec } from '../support/openapi-contract.js';
+import { waitFor } from '../support/broker-process.js';
 
 export const REQUEST_TIMEOUT_MS = 15_000;
 
@@ -219,4 +220,37 @@ export function samplesByLabel(
     sums[value!] = (sums[value!] ?? 0) + Number(count);
   }
   return sums;
+}
+
+/**
+ * Polls `probe` (true when the change is seen, else a description of what was seen) until it
+ * sees the change, then asserts that happened within `boundMs` of `since`; polling goes on
+ * `graceMs` longer so a late change reports how late it was.
+ */
+export async function observeWithin(
+  what: string,
+  since: number,
+  probe: () => Promise<true | string>,
+  { boundMs, graceMs }: { boundMs: number; graceMs: number },
+): Promise<number> {
+  let last = 'nothing yet';
+  await waitFor(
+    async () => {
+      const seen = await probe();
+      if (seen === true) return true;
+      last = seen;
+      return false;
+    },
+    {
+      timeoutMs: Math.max(0, since + boundMs + graceMs - Date.now()),
+      intervalMs: 100,
+      message: () => `${what}; last seen: ${last}`,
+    },
+  );
+  const elapsed = Date.now() - since;
+  assert.ok(
+    elapsed <= boundMs,
+    `${what}: seen after ${elapsed} ms, more than the ${boundMs} ms bound`,
+  );
+  return elapsed;
 }

@@ -27,6 +27,7 @@ import {
 } from '@aws-sdk/client-secrets-manager';
 
 import { awsStoreEnv, startBrokerProcess, waitFor } from '../support/broker-process.js';
+import { observeWithin } from './fleet-http.js';
 import type { BrokerProcess } from '../support/broker-process.js';
 import { cancellableDelays, listenOnLoopback } from '../support/loopback.js';
 import { startMotoServer } from '../support/moto-server.js';
@@ -396,36 +397,12 @@ describe('a fleet of three broker processes sharing Secrets Manager (moto) and o
     return results;
   }
 
-  /**
-   * Polls `probe` (true when the change is seen, else a description of what was seen) until it
-   * sees the change, then asserts that happened within PROPAGATION_BOUND_MS of `since`.
-   */
-  async function observeWithinBound(
+  const observeWithinBound = (
     what: string,
     since: number,
     probe: () => Promise<true | string>,
-  ): Promise<number> {
-    let last = 'nothing yet';
-    await waitFor(
-      async () => {
-        const seen = await probe();
-        if (seen === true) return true;
-        last = seen;
-        return false;
-      },
-      {
-        timeoutMs: Math.max(0, since + PROPAGATION_BOUND_MS + OBSERVE_GRACE_MS - Date.now()),
-        intervalMs: 100,
-        message: () => `${what}; last seen: ${last}`,
-      },
-    );
-    const elapsed = Date.now() - since;
-    assert.ok(
-      elapsed <= PROPAGATION_BOUND_MS,
-      `${what}: seen after ${elapsed} ms, more than the ${PROPAGATION_BOUND_MS} ms bound`,
-    );
-    return elapsed;
-  }
+  ): Promise<number> =>
+    observeWithin(what, since, probe, { boundMs: PROPAGATION_BOUND_MS, graceMs: OBSERVE_GRACE_MS });
 
   // ---- the tests ----
 
