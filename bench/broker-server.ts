@@ -24,6 +24,8 @@ try {
     config: loadConfig({
       BROKER_DATA_DIR: dataDir,
       LOG_LEVEL: 'info',
+      // The bench is one principal far beyond any sensible per-caller rate.
+      BROKER_RATE_LIMIT_PER_SECOND: '0',
       BROKER_ALLOW_INSECURE_ENDPOINTS: process.env['BROKER_ALLOW_INSECURE_ENDPOINTS'] ?? 'false',
     }),
     logger: createLogger('info', pino.destination({ dest: '/dev/null', sync: true })),

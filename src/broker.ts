@@ -5,6 +5,7 @@ import { createAuditLog } from './auth/audit.js';
 import { Authenticator } from './auth/authenticator.js';
 import { JwtVerifier } from './auth/jwt-verifier.js';
 import { PolicySource } from './auth/policy-source.js';
+import { PrincipalRateLimiter } from './auth/rate-limiter.js';
 import { ConnectionCache } from './connections/connection-cache.js';
 import { ConnectionService } from './connections/connection-service.js';
 import { ConnectionStates } from './connections/connection-states.js';
@@ -163,6 +164,7 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
     bodyLimitBytes: config.bodyLimitBytes,
     isShuttingDown: () => shuttingDown,
     authenticator: new Authenticator(policy, jwt),
+    rateLimiter: new PrincipalRateLimiter(config.rateLimitPerSecond, config.rateLimitBurst),
     audit: createAuditLog(logger),
     metricsAuth: config.metricsAuth,
     ...(options.now !== undefined && { now: options.now }),

@@ -35,6 +35,9 @@ export interface BrokerConfig {
   jwtJwksUrl?: string;
   /** Host globs and CIDRs that outbound requests may reach despite the private-address rule. */
   allowedEndpoints: string[];
+  /** Requests per second per principal (0: no limit), and how many may come at once. */
+  rateLimitPerSecond: number;
+  rateLimitBurst: number;
 }
 
 const envSchema = {
@@ -71,6 +74,8 @@ const envSchema = {
     BROKER_JWT_AUDIENCE: { type: 'string', minLength: 1 },
     BROKER_JWT_JWKS_URL: { type: 'string', pattern: '^https?://' },
     BROKER_ALLOWED_ENDPOINTS: { type: 'string', default: '' },
+    BROKER_RATE_LIMIT_PER_SECOND: { type: 'integer', minimum: 0, maximum: 1000000, default: 1000 },
+    BROKER_RATE_LIMIT_BURST: { type: 'integer', minimum: 1, maximum: 1000000, default: 2000 },
     // Secrets Manager's name alphabet, plus the `!` of EventBridge's own (service-owned) names.
     BROKER_SECRET_NAME_PREFIX: {
       type: 'string',
@@ -105,6 +110,8 @@ interface ParsedEnv {
   BROKER_JWT_AUDIENCE?: string;
   BROKER_JWT_JWKS_URL?: string;
   BROKER_ALLOWED_ENDPOINTS: string;
+  BROKER_RATE_LIMIT_PER_SECOND: number;
+  BROKER_RATE_LIMIT_BURST: number;
 }
 
 export class ConfigError extends Error {
@@ -153,6 +160,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Broke
     secretNamePrefix: parsed.BROKER_SECRET_NAME_PREFIX,
     auth: parsed.BROKER_AUTH,
     metricsAuth: parsed.BROKER_METRICS_AUTH === 'policy',
+    rateLimitPerSecond: parsed.BROKER_RATE_LIMIT_PER_SECOND,
+    rateLimitBurst: parsed.BROKER_RATE_LIMIT_BURST,
     allowedEndpoints: parsed.BROKER_ALLOWED_ENDPOINTS.split(',')
       .map((entry) => entry.trim())
       .filter((entry) => entry !== ''),

@@ -585,6 +585,7 @@ export interface operations {
       400: components['responses']['Problem'];
       401: components['responses']['Problem'];
       403: components['responses']['Problem'];
+      429: components['responses']['Problem'];
       503: components['responses']['Problem'];
     };
   };
@@ -617,6 +618,7 @@ export interface operations {
       403: components['responses']['Problem'];
       409: components['responses']['Problem'];
       415: components['responses']['Problem'];
+      429: components['responses']['Problem'];
       503: components['responses']['Problem'];
     };
   };
@@ -645,6 +647,7 @@ export interface operations {
       401: components['responses']['Problem'];
       403: components['responses']['Problem'];
       404: components['responses']['Problem'];
+      429: components['responses']['Problem'];
       503: components['responses']['Problem'];
     };
   };
@@ -673,6 +676,7 @@ export interface operations {
       401: components['responses']['Problem'];
       403: components['responses']['Problem'];
       404: components['responses']['Problem'];
+      429: components['responses']['Problem'];
       503: components['responses']['Problem'];
     };
   };
@@ -707,6 +711,7 @@ export interface operations {
       404: components['responses']['Problem'];
       409: components['responses']['Problem'];
       415: components['responses']['Problem'];
+      429: components['responses']['Problem'];
       503: components['responses']['Problem'];
     };
   };
@@ -735,6 +740,7 @@ export interface operations {
       401: components['responses']['Problem'];
       403: components['responses']['Problem'];
       404: components['responses']['Problem'];
+      429: components['responses']['Problem'];
       503: components['responses']['Problem'];
     };
   };
@@ -766,6 +772,7 @@ export interface operations {
       403: components['responses']['Problem'];
       404: components['responses']['Problem'];
       409: components['responses']['Problem'];
+      429: components['responses']['Problem'];
       503: components['responses']['Problem'];
     };
   };
@@ -802,6 +809,7 @@ export interface operations {
       404: components['responses']['Problem'];
       409: components['responses']['Problem'];
       415: components['responses']['Problem'];
+      429: components['responses']['Problem'];
       503: components['responses']['Problem'];
     };
   };
@@ -837,6 +845,7 @@ export interface operations {
       403: components['responses']['Problem'];
       404: components['responses']['Problem'];
       415: components['responses']['Problem'];
+      429: components['responses']['Problem'];
       503: components['responses']['Problem'];
     };
   };
@@ -872,6 +881,7 @@ export interface operations {
       403: components['responses']['Problem'];
       404: components['responses']['Problem'];
       415: components['responses']['Problem'];
+      429: components['responses']['Problem'];
       503: components['responses']['Problem'];
     };
   };

@@ -1,6 +1,8 @@
 import type { RequestHandler, Response } from 'express';
 import { parseConnectionReference } from '../connections/arn.js';
 import { accessDenied, type Authenticator, type Caller } from '../auth/authenticator.js';
+import type { PrincipalRateLimiter } from '../auth/rate-limiter.js';
+import { BrokerError } from '../errors.js';
 import type { AuditLog } from '../auth/audit.js';
 import type { Action } from '../auth/policy.js';
 
@@ -12,9 +14,19 @@ interface AuditNote {
   connection?: string;
 }
 
-/** Authenticates every request but the probes; a failure answers 401 (and is audited). */
+export function throttled(principal: string, retryAfterSeconds: number): BrokerError {
+  return new BrokerError('ThrottlingException', `Rate exceeded for ${principal}.`, {
+    retryAfterSeconds,
+  });
+}
+
+/**
+ * Authenticates every request but the probes; a failure answers 401 (and is audited). A caller
+ * over its rate answers 429 with Retry-After.
+ */
 export function authenticate(deps: {
   authenticator: Authenticator;
+  rateLimiter: PrincipalRateLimiter;
   metricsAuth: boolean;
 }): RequestHandler {
   return (req, res, next) => {
@@ -25,7 +37,8 @@ export function authenticate(deps: {
     deps.authenticator.caller(req.headers.authorization).then(
       (caller) => {
         res.locals['caller'] = caller;
-        next();
+        const wait = deps.rateLimiter.take(caller.principal.name);
+        next(wait === undefined ? undefined : throttled(caller.principal.name, wait));
       },
       (error: unknown) => {
         next(error);

@@ -10,6 +10,7 @@ import type { BrokerMetrics } from '../metrics.js';
 import type { StoreHealth } from '../secret-store/instrumented-store.js';
 import type { Authenticator } from '../auth/authenticator.js';
 import type { AuditLog } from '../auth/audit.js';
+import type { PrincipalRateLimiter } from '../auth/rate-limiter.js';
 import { auditFinished, authenticate } from './access.js';
 import { connectionsRoutes } from './connections.routes.js';
 import { httpTaskRoutes } from './http-task.routes.js';
@@ -31,6 +32,7 @@ export interface AppDeps {
   bodyLimitBytes: number;
   isShuttingDown: () => boolean;
   authenticator: Authenticator;
+  rateLimiter: PrincipalRateLimiter;
   audit: AuditLog;
   /** Whether /metrics needs an authenticated caller. */
   metricsAuth: boolean;

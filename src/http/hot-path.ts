@@ -4,6 +4,7 @@ import type { ConnectionCache } from '../connections/connection-cache.js';
 import type { BrokerMetrics } from '../metrics.js';
 import type { Authenticator } from '../auth/authenticator.js';
 import type { AuditLog } from '../auth/audit.js';
+import type { PrincipalRateLimiter } from '../auth/rate-limiter.js';
 import { AUTHORIZATION_ROUTE, requestIdOf, sendAuthorization } from './request-context.js';
 
 const PREFIX = '/v1/connections/';
@@ -13,6 +14,7 @@ export interface HotPathDeps {
   cache: ConnectionCache;
   metrics: Pick<BrokerMetrics, 'httpRequestDuration' | 'connectionCache'>;
   authenticator: Authenticator;
+  rateLimiter: PrincipalRateLimiter;
   audit: AuditLog;
   now?: () => number;
 }
@@ -56,6 +58,8 @@ export function createHotPath(
     }
     const body = deps.cache.freshAuthorization(reference.name, reference.uuid, now());
     if (body === undefined) return false;
+    // Over its rate: express answers the 429 (and the audit line).
+    if (deps.rateLimiter.take(caller.principal.name) !== undefined) return false;
     hits.inc();
     const requestId = requestIdOf(req);
     sendAuthorization(res, body, requestId);

@@ -5,6 +5,7 @@
  */
 
 import assert from 'node:assert/strict';
+import { setTimeout as delay } from 'node:timers/promises';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -1601,4 +1602,38 @@ describe('log secrecy', () => {
       );
     }
   });
+});
+
+describe('per-principal rate limits', () => {
+  it(
+    'when a caller goes over its rate, then 429 ThrottlingException with Retry-After, on the hot path too, and it may go on once tokens are back',
+    BOUNDED,
+    async () => {
+      const h = await startBroker({
+        env: { BROKER_RATE_LIMIT_PER_SECOND: '1', BROKER_RATE_LIMIT_BURST: '2' },
+      });
+      try {
+        const created = await h.request.post('/v1/connections').send({
+          Name: 'limited',
+          AuthorizationType: 'API_KEY',
+          AuthParameters: { ApiKeyAuthParameters: { ApiKeyName: 'x-api-key', ApiKeyValue: 'k' } },
+        });
+        assert.equal(created.status, 201);
+        // Builds the cached answer the hot path serves.
+        const first = await h.request.get('/v1/connections/limited/authorization');
+        assert.equal(first.status, 200);
+        // The burst of 2 is spent: this one would be a hot-path hit.
+        const over = await h.request.get('/v1/connections/limited/authorization');
+        assertMatchesSpec('GetAuthorization', over);
+        assert.equal(over.status, 429);
+        assert.equal(over.body.code, 'ThrottlingException');
+        assert.equal(over.headers['retry-after'], '1');
+        await delay(1_100);
+        const again = await h.request.get('/v1/connections/limited/authorization');
+        assert.equal(again.status, 200);
+      } finally {
+        await h.close();
+      }
+    },
+  );
 });
