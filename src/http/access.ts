@@ -14,7 +14,7 @@ interface AuditNote {
   connection?: string;
 }
 
-export function throttled(principal: string, retryAfterSeconds: number): BrokerError {
+function throttled(principal: string, retryAfterSeconds: number): BrokerError {
   return new BrokerError('ThrottlingException', `Rate exceeded for ${principal}.`, {
     retryAfterSeconds,
   });
