@@ -12,6 +12,7 @@ import type { Authenticator } from '../auth/authenticator.js';
 import type { AuditLog } from '../auth/audit.js';
 import type { PrincipalRateLimiter } from '../auth/rate-limiter.js';
 import { auditFinished, authenticate } from './access.js';
+import { assertJsonDepth } from './json-depth.js';
 import { connectionsRoutes } from './connections.routes.js';
 import { httpTaskRoutes } from './http-task.routes.js';
 import { createHotPath } from './hot-path.js';
@@ -86,7 +87,13 @@ export function createApp(deps: AppDeps): express.Express {
   app.disable('etag');
   app.use(requestContext(deps));
   app.use(authenticate(deps));
-  app.use(express.json({ limit: deps.bodyLimitBytes, type: 'application/json' }));
+  app.use(
+    express.json({
+      limit: deps.bodyLimitBytes,
+      type: 'application/json',
+      verify: (_req, _res, body) => assertJsonDepth(body),
+    }),
+  );
   app.use(operationsRoutes(deps));
   app.use(connectionsRoutes(deps));
   app.use(httpTaskRoutes(deps));

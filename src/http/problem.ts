@@ -1,5 +1,6 @@
 import type { ServerResponse } from 'node:http';
 import { BrokerError, ERROR_STATUS, type ErrorCode } from '../errors.js';
+import { MAX_JSON_DEPTH } from './json-depth.js';
 
 export interface Problem {
   type: string;
@@ -32,6 +33,11 @@ function fromParserError(error: { type?: unknown; status?: unknown }): BrokerErr
   switch (error.type) {
     case 'entity.parse.failed':
       return new BrokerError('SerializationException', 'The request body is not valid JSON.');
+    case 'entity.too.deep':
+      return new BrokerError(
+        'ValidationException',
+        `The request body nests objects and arrays deeper than ${MAX_JSON_DEPTH} levels.`,
+      );
     case 'entity.too.large':
       return new BrokerError('PayloadTooLargeException', 'The request body is too large.');
     case 'encoding.unsupported':

@@ -261,3 +261,40 @@ describe('a burst of reads for a connection not in the cache', () => {
     }
   });
 });
+
+describe('hostile JSON nesting', () => {
+  it('when a body nests deeper than 64 levels, then 400 ValidationException instead of a 500, and 64 levels still pass', async () => {
+    const h = await startBroker();
+    try {
+      const task = (requestBody: string): string =>
+        `{"ApiEndpoint":"https://example.com/x","Method":"POST","Authentication":{"ConnectionArn":"none"},"RequestBody":${requestBody}}`;
+      for (const deep of [
+        '['.repeat(100_000) + ']'.repeat(100_000),
+        '{"a":'.repeat(20_000) + '1' + '}'.repeat(20_000),
+      ]) {
+        const res = await h.request
+          .post('/v1/http-task/prepare')
+          .set('content-type', 'application/json')
+          .send(task(deep));
+        assertMatchesSpec('PrepareHttpTask', res);
+        assert.equal(res.status, 400);
+        assert.equal(res.body.code, 'ValidationException');
+        assert.match(String(res.body.detail), /deeper than 64 levels/);
+      }
+      // The whole document may be 64 deep (RequestBody sits at level 1); brackets inside
+      // strings, escaped quotes included, do not count.
+      const ok = await h.request
+        .post('/v1/http-task/prepare')
+        .set('content-type', 'application/json')
+        .send(
+          task(
+            '['.repeat(63) + '"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[\\"["' + ']'.repeat(63),
+          ),
+        );
+      assert.notEqual(ok.body.code, 'ValidationException', String(ok.body.detail));
+      assert.ok(ok.status < 500, ok.text);
+    } finally {
+      await h.close();
+    }
+  });
+});
