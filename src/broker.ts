@@ -66,21 +66,28 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
           audience: config.jwtAudience,
           ...(config.jwtJwksUrl !== undefined && { jwksUrl: config.jwtJwksUrl }),
         });
+  const fileStore =
+    options.store === undefined && config.secretStore === 'file'
+      ? new FileSecretStore({ dataDir: config.dataDir, keys: options.masterKeys })
+      : undefined;
   const store = new InstrumentedSecretStore(
     options.store ??
-      (config.secretStore === 'aws'
-        ? new AwsSecretsManagerStore({
-            region: config.region,
-            secretNamePrefix: config.secretNamePrefix,
-            // ListConnections reuses the sweeps' listing: no ListSecrets scan per request.
-            listingMaxAgeMs: config.cacheMaxAgeSeconds * 1000,
-            onApiCall: (command) => metrics.secretsManagerCalls.inc({ command }),
-            ...(config.kmsKeyId !== undefined && { kmsKeyId: config.kmsKeyId }),
-          })
-        : new FileSecretStore({ dataDir: config.dataDir, keys: options.masterKeys })),
+      fileStore ??
+      new AwsSecretsManagerStore({
+        region: config.region,
+        secretNamePrefix: config.secretNamePrefix,
+        // ListConnections reuses the sweeps' listing: no ListSecrets scan per request.
+        listingMaxAgeMs: config.cacheMaxAgeSeconds * 1000,
+        onApiCall: (command) => metrics.secretsManagerCalls.inc({ command }),
+        ...(config.kmsKeyId !== undefined && { kmsKeyId: config.kmsKeyId }),
+      }),
     metrics,
   );
   await store.open();
+  const reencryption =
+    fileStore === undefined
+      ? undefined
+      : reencryptInBackground(fileStore, options.masterKeys, logger);
   const arn = { region: config.region, accountId: config.accountId };
   // A store nobody else writes needs no revalidation: the cache sees every change.
   const maxAgeMs = store.shared ? config.cacheMaxAgeSeconds * 1000 : Infinity;
@@ -181,9 +188,35 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
     close: async () => {
       shuttingDown = true;
       policy?.close();
+      await reencryption;
       await sweeper.stop();
       await service.idle();
       await store.close();
     },
   };
+}
+
+/**
+ * With a key ring, rewrites every record still under an older key, while the broker serves
+ * (records keep their versions, so nothing conflicts). Once it logs, older keys can go.
+ */
+async function reencryptInBackground(
+  store: FileSecretStore,
+  keys: readonly MasterKey[],
+  logger: Logger,
+): Promise<void> {
+  const newest = keys[0];
+  if (keys.length < 2 || newest === undefined) return;
+  try {
+    const rewritten = await store.reencryptAll();
+    logger.info(
+      { rewritten, key: newest.id },
+      'every record is encrypted under the newest master key; older keys can be removed from the ring',
+    );
+  } catch (error) {
+    logger.error(
+      { error: error instanceof Error ? error.message : 'unknown error' },
+      're-encryption under the newest master key stopped; it resumes at the next start',
+    );
+  }
 }

@@ -8,6 +8,8 @@ export interface BrokerConfig {
   dataDir: string;
   /** Base64 of 32 bytes, from BROKER_MASTER_KEY. */
   masterKeyBase64?: string;
+  /** Base64 keys, newest first, from BROKER_MASTER_KEYS. */
+  masterKeysBase64?: string;
   masterKeyFile?: string;
   region: string;
   accountId: string;
@@ -48,6 +50,7 @@ const envSchema = {
     BROKER_DATA_DIR: { type: 'string', minLength: 1, default: './data' },
     BROKER_MASTER_KEY: { type: 'string', minLength: 1 },
     BROKER_MASTER_KEY_FILE: { type: 'string', minLength: 1 },
+    BROKER_MASTER_KEYS: { type: 'string', minLength: 1 },
     BROKER_REGION: { type: 'string', pattern: '^[a-z]{2}(-[a-z]+)+-[0-9]+$', default: 'us-east-1' },
     BROKER_ACCOUNT_ID: { type: 'string', pattern: '^[0-9]{12}$', default: '000000000000' },
     BROKER_ALLOW_INSECURE_ENDPOINTS: {
@@ -91,6 +94,7 @@ interface ParsedEnv {
   BROKER_DATA_DIR: string;
   BROKER_MASTER_KEY?: string;
   BROKER_MASTER_KEY_FILE?: string;
+  BROKER_MASTER_KEYS?: string;
   BROKER_REGION: string;
   BROKER_ACCOUNT_ID: string;
   BROKER_ALLOW_INSECURE_ENDPOINTS: string;
@@ -138,9 +142,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Broke
     throw new ConfigError(`invalid configuration: ${problems.join('; ')}`);
   }
   const parsed = known as unknown as ParsedEnv;
-  if (parsed.BROKER_MASTER_KEY !== undefined && parsed.BROKER_MASTER_KEY_FILE !== undefined) {
+  const keySources = [
+    parsed.BROKER_MASTER_KEY,
+    parsed.BROKER_MASTER_KEY_FILE,
+    parsed.BROKER_MASTER_KEYS,
+  ].filter((value) => value !== undefined);
+  if (keySources.length > 1) {
     throw new ConfigError(
-      'invalid configuration: set BROKER_MASTER_KEY or BROKER_MASTER_KEY_FILE, not both',
+      'invalid configuration: set one of BROKER_MASTER_KEY, BROKER_MASTER_KEY_FILE and BROKER_MASTER_KEYS',
     );
   }
   const config: BrokerConfig = {
@@ -179,6 +188,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Broke
   }
   if (parsed.BROKER_KMS_KEY_ID !== undefined) config.kmsKeyId = parsed.BROKER_KMS_KEY_ID;
   if (parsed.BROKER_MASTER_KEY !== undefined) config.masterKeyBase64 = parsed.BROKER_MASTER_KEY;
+  if (parsed.BROKER_MASTER_KEYS !== undefined) config.masterKeysBase64 = parsed.BROKER_MASTER_KEYS;
   if (parsed.BROKER_MASTER_KEY_FILE !== undefined) {
     config.masterKeyFile = path.resolve(parsed.BROKER_MASTER_KEY_FILE);
   }

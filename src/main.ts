@@ -6,6 +6,7 @@ import { createLogger } from './logger.js';
 import {
   loadOrCreateDevKeyFile,
   parseMasterKey,
+  parseMasterKeyRing,
   readMasterKeyFile,
   type MasterKey,
 } from './secret-store/master-key.js';
@@ -13,9 +14,13 @@ import {
 const DRAIN_TIMEOUT_MS = 10_000;
 const LOOPBACK_HOSTS = new Set(['127.0.0.1', '::1', 'localhost']);
 
-async function resolveMasterKey(config: BrokerConfig, logger: Logger): Promise<MasterKey> {
+/** The key ring, newest first: BROKER_MASTER_KEYS, BROKER_MASTER_KEY, the key file, or a dev key. */
+async function resolveMasterKeys(config: BrokerConfig, logger: Logger): Promise<MasterKey[]> {
+  if (config.masterKeysBase64 !== undefined) {
+    return parseMasterKeyRing(config.masterKeysBase64, 'BROKER_MASTER_KEYS');
+  }
   if (config.masterKeyBase64 !== undefined) {
-    return parseMasterKey(config.masterKeyBase64, 'BROKER_MASTER_KEY');
+    return [parseMasterKey(config.masterKeyBase64, 'BROKER_MASTER_KEY')];
   }
   if (config.masterKeyFile !== undefined) return readMasterKeyFile(config.masterKeyFile);
   const dev = await loadOrCreateDevKeyFile(config.dataDir);
@@ -23,7 +28,7 @@ async function resolveMasterKey(config: BrokerConfig, logger: Logger): Promise<M
     { path: dev.path, created: dev.created },
     'using a master key file in the data directory: fine for development, not for production (set BROKER_MASTER_KEY or BROKER_MASTER_KEY_FILE)',
   );
-  return dev.key;
+  return [dev.key];
 }
 
 async function main(): Promise<void> {
@@ -44,7 +49,7 @@ async function main(): Promise<void> {
     process.exit(2);
   }
   // Secrets Manager encrypts with KMS; the master key is the file store's.
-  const masterKeys = config.secretStore === 'file' ? [await resolveMasterKey(config, logger)] : [];
+  const masterKeys = config.secretStore === 'file' ? await resolveMasterKeys(config, logger) : [];
   const broker = await createBroker({
     config,
     logger,

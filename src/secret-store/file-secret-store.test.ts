@@ -432,7 +432,26 @@ describe('master keys', () => {
     const bad = join(dataDir, 'bad.key');
     await writeFile(good, `  ${bytes.toString('base64')}\n\n`);
     await writeFile(bad, randomBytes(8).toString('base64'));
-    assert.deepEqual((await readMasterKeyFile(good)).key, bytes);
+    assert.deepEqual(
+      (await readMasterKeyFile(good)).map((key) => key.key),
+      [bytes],
+    );
+    // A ring: newest first, commas or newlines between keys; the same key twice is refused.
+    const older = randomBytes(32);
+    const ring = join(dataDir, 'ring.key');
+    await writeFile(
+      ring,
+      `${bytes.toString('base64')}
+${older.toString('base64')}
+`,
+    );
+    assert.deepEqual(
+      (await readMasterKeyFile(ring)).map((key) => key.key),
+      [bytes, older],
+    );
+    const twice = join(dataDir, 'twice.key');
+    await writeFile(twice, `${bytes.toString('base64')},${bytes.toString('base64')}`);
+    await assert.rejects(readMasterKeyFile(twice), /the same key twice/);
     await assert.rejects(readMasterKeyFile(bad), /BROKER_MASTER_KEY_FILE/);
     await assert.rejects(
       readMasterKeyFile(join(dataDir, 'absent.key')),

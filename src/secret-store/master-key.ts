@@ -43,7 +43,21 @@ export function parseMasterKey(base64: string, source: string): MasterKey {
   return masterKeyFromBytes(key);
 }
 
-export async function readMasterKeyFile(path: string): Promise<MasterKey> {
+/**
+ * A key ring: base64 keys separated by commas or newlines, the newest first. The newest
+ * encrypts; all decrypt, so records written under an older key stay readable until re-encrypted.
+ */
+export function parseMasterKeyRing(text: string, source: string): MasterKey[] {
+  const parts = text.split(/[\s,]+/).filter((part) => part !== '');
+  if (parts.length === 0) throw new Error(`${source} holds no key`);
+  const keys = parts.map((part, index) => parseMasterKey(part, `${source}, key ${index + 1},`));
+  if (new Set(keys.map((key) => key.id)).size !== keys.length) {
+    throw new Error(`${source} holds the same key twice`);
+  }
+  return keys;
+}
+
+export async function readMasterKeyFile(path: string): Promise<MasterKey[]> {
   const source = `BROKER_MASTER_KEY_FILE (${path})`;
   let text: string;
   try {
@@ -51,7 +65,7 @@ export async function readMasterKeyFile(path: string): Promise<MasterKey> {
   } catch (error) {
     throw new Error(`${source} cannot be read: ${errorCode(error)}`, { cause: error });
   }
-  return parseMasterKey(text, source);
+  return parseMasterKeyRing(text, source);
 }
 
 export async function loadOrCreateDevKeyFile(

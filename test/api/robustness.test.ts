@@ -1,10 +1,13 @@
 import assert from 'node:assert/strict';
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { readdir, readFile } from 'node:fs/promises';
+import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import { encodeConnection } from '../../src/connections/connection-codec.js';
 import { FileSecretStore } from '../../src/secret-store/file-secret-store.js';
 import type { SecretStore } from '../../src/secret-store/secret-store.js';
+import { masterKeyFromBytes } from '../../src/secret-store/master-key.js';
 import { startBroker, type Harness } from '../support/broker-harness.js';
 import { assertMatchesSpec } from '../support/openapi-contract.js';
 import {
@@ -295,6 +298,64 @@ describe('hostile JSON nesting', () => {
       assert.ok(ok.status < 500, ok.text);
     } finally {
       await h.close();
+    }
+  });
+});
+
+describe('master key rotation', () => {
+  it('when the broker restarts with a new key first in the ring, then it re-encrypts every record while serving, and then starts with the new key alone', async () => {
+    const oldKey = masterKeyFromBytes(randomBytes(32));
+    const newKey = masterKeyFromBytes(randomBytes(32));
+    const first = await startBroker({ masterKey: oldKey });
+    const names = Array.from({ length: 40 }, (_, i) => `rotated-${i}`);
+    for (const name of names) {
+      const res = await first.request.post('/v1/connections').send({
+        Name: name,
+        AuthorizationType: 'API_KEY',
+        AuthParameters: {
+          ApiKeyAuthParameters: { ApiKeyName: 'x-api-key', ApiKeyValue: `v-${name}` },
+        },
+      });
+      assert.equal(res.status, 201);
+    }
+    await first.stop();
+
+    // Under load: every retrieval succeeds while the records are rewritten underneath.
+    const ring = await startBroker({ dataDir: first.dataDir, masterKeys: [newKey, oldKey] });
+    const answers = await Promise.all(
+      names.flatMap((name) =>
+        [0, 1, 2].map(() => ring.request.get(`/v1/connections/${name}/authorization`)),
+      ),
+    );
+    for (const answer of answers) assert.equal(answer.status, 200, answer.text);
+    for (
+      let i = 0;
+      i < 100 && !ring.logs().some((l) => l.includes('older keys can be removed'));
+      i += 1
+    ) {
+      await delay(50);
+    }
+    const done = ring.logs().find((line) => line.includes('older keys can be removed'));
+    assert.ok(done !== undefined, 'the re-encryption finished');
+    assert.equal((JSON.parse(done) as { rewritten: number }).rewritten, names.length);
+    await ring.stop();
+
+    const files = await readdir(path.join(first.dataDir, 'connections'));
+    for (const file of files.filter((f) => f.endsWith('.json'))) {
+      const envelope = JSON.parse(
+        await readFile(path.join(first.dataDir, 'connections', file), 'utf8'),
+      ) as { kid: string };
+      assert.equal(envelope.kid, newKey.id, file);
+    }
+    const rotated = await startBroker({ dataDir: first.dataDir, masterKey: newKey });
+    try {
+      for (const name of names) {
+        const res = await rotated.request.get(`/v1/connections/${name}/authorization`);
+        assert.equal(res.status, 200);
+        assert.equal(res.body.Headers['x-api-key'], `v-${name}`);
+      }
+    } finally {
+      await rotated.close();
     }
   });
 });

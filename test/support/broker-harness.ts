@@ -29,6 +29,8 @@ export interface HarnessOptions {
   env?: Record<string, string>;
   dataDir?: string;
   masterKey?: MasterKey;
+  /** A key ring, newest first; wins over masterKey. */
+  masterKeys?: MasterKey[];
   now?: () => number;
   /** Instead of the file store in dataDir. */
   store?: SecretStore;
@@ -57,7 +59,7 @@ export async function startBroker(options: HarnessOptions = {}): Promise<Harness
   const broker = await createBroker({
     config,
     logger: createLogger(config.logLevel, sink),
-    masterKeys: [masterKey],
+    masterKeys: options.masterKeys ?? [masterKey],
     ...(options.now !== undefined && { now: options.now }),
     ...(options.store !== undefined && { store: options.store }),
   });
