@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import { mapWithConcurrency } from '../concurrency.js';
 import type { SecretStore } from '../secret-store/secret-store.js';
 import type { ConnectionCache } from './connection-cache.js';
 import { decodeState } from './connection-codec.js';
@@ -69,16 +70,13 @@ export class StoreSweeper {
     const versions = await store.listVersions();
     cache.revalidate(versions, listedAtMs);
     const unseen = states.reconcile(versions, listedAtMs);
-    const worker = async (): Promise<void> => {
-      for (let name = unseen.pop(); name !== undefined; name = unseen.pop()) {
-        const record = await store.get(name);
-        if (record === undefined) states.forget(name);
-        else {
-          const state = decodeState(record.secret.broker.state);
-          states.observe(name, record.version, state, this.deps.now());
-        }
+    await mapWithConcurrency(unseen, READ_CONCURRENCY, async (name) => {
+      const record = await store.get(name);
+      if (record === undefined) states.forget(name);
+      else {
+        const state = decodeState(record.secret.broker.state);
+        states.observe(name, record.version, state, this.deps.now());
       }
-    };
-    await Promise.all(Array.from({ length: READ_CONCURRENCY }, worker));
+    });
   }
 }

@@ -43,6 +43,7 @@ import type {
   Tag,
 } from '@aws-sdk/client-secrets-manager';
 import { randomUUID } from 'node:crypto';
+import { mapWithConcurrency } from '../concurrency.js';
 
 import { BrokerError, connectionNotFound, isBrokerError } from '../errors.js';
 import type {
@@ -53,6 +54,7 @@ import type {
   StoredRecord,
   StoredSecret,
 } from './secret-store.js';
+import { isObject, isStoredSecret } from './secret-store.js';
 
 export const SECRET_NAME_PREFIX = 'events!connection/';
 export const MANAGED_TAG_KEY = 'connection-broker:managed';
@@ -743,36 +745,6 @@ function parseStoredSecret(secretString: string | undefined, name: string): Stor
   if (!isStoredSecret(value)) throw invalid('is not a stored connection secret');
   if (value.broker.name !== name) throw invalid('belongs to another connection');
   return value;
-}
-
-function isStoredSecret(value: unknown): value is StoredSecret {
-  if (!isObject(value)) return false;
-  const broker = value['broker'];
-  return (
-    isObject(broker) && typeof broker['name'] === 'string' && typeof broker['state'] === 'string'
-  );
-}
-
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
-async function mapWithConcurrency<T, R>(
-  items: readonly T[],
-  concurrency: number,
-  map: (item: T) => Promise<R>,
-): Promise<R[]> {
-  const results = new Array<R>(items.length);
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length) {
-      const index = next;
-      next += 1;
-      results[index] = await map(items[index] as T);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, worker));
-  return results;
 }
 
 function assertValidName(name: string): void {

@@ -27,6 +27,7 @@ import type {
   StoredRecord,
   StoredSecret,
 } from './secret-store.js';
+import { isObject, isStoredSecret } from './secret-store.js';
 
 export const ENVELOPE_FORMAT = 'connection-broker/v1';
 export const RECORDS_DIR_NAME = 'connections';
@@ -406,18 +407,6 @@ function isEnvelope(value: unknown): value is Envelope {
     typeof version === 'string' &&
     VERSION_PATTERN.test(version)
   );
-}
-
-function isStoredSecret(value: unknown): value is StoredSecret {
-  if (!isObject(value)) return false;
-  const broker = value['broker'];
-  return (
-    isObject(broker) && typeof broker['name'] === 'string' && typeof broker['state'] === 'string'
-  );
-}
-
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 function isBase64OfLength(value: unknown, bytes: number): boolean {

@@ -4,6 +4,19 @@
  * broker's own block. Adapters encrypt it at rest; callers only ever see it decrypted.
  */
 
+export function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** What every store checks a decrypted or fetched document against before trusting it. */
+export function isStoredSecret(value: unknown): value is StoredSecret {
+  if (!isObject(value)) return false;
+  const broker = value['broker'];
+  return (
+    isObject(broker) && typeof broker['name'] === 'string' && typeof broker['state'] === 'string'
+  );
+}
+
 export interface StoredHttpParameter {
   key: string;
   value: string;
