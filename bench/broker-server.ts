@@ -28,7 +28,8 @@ try {
       BROKER_RATE_LIMIT_PER_SECOND: '0',
       BROKER_ALLOW_INSECURE_ENDPOINTS: process.env['BROKER_ALLOW_INSECURE_ENDPOINTS'] ?? 'false',
     }),
-    logger: createLogger('info', pino.destination({ dest: '/dev/null', sync: true })),
+    // Asynchronous, as main.ts writes standard output.
+    logger: createLogger('info', pino.destination({ dest: '/dev/null', sync: false })),
     masterKeys: [masterKeyFromBytes(randomBytes(32))],
   });
   const server = createServer(broker.handler);

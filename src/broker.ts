@@ -20,6 +20,7 @@ import { createTokenClient, type TokenClient } from './oauth/token-client.js';
 import { AwsSecretsManagerStore } from './secret-store/aws-secrets-manager-store.js';
 import { FileSecretStore } from './secret-store/file-secret-store.js';
 import { InstrumentedSecretStore } from './secret-store/instrumented-store.js';
+import { KeyRotation } from './secret-store/key-rotation.js';
 import type { MasterKey } from './secret-store/master-key.js';
 import type { SecretStore } from './secret-store/secret-store.js';
 
@@ -29,6 +30,10 @@ export interface BrokerOptions {
   config: Readonly<BrokerConfig>;
   logger: Logger;
   masterKeys: MasterKey[];
+  /** Re-reads the ring (from BROKER_MASTER_KEY_FILE) for rotations without a restart. */
+  reloadMasterKeys?: () => Promise<MasterKey[]>;
+  /** Watched, so that an updated key file (a Kubernetes Secret) rotates by itself. */
+  masterKeyFile?: string;
   /** Defaults to the file store in config.dataDir. */
   store?: SecretStore;
   tokenClient?: TokenClient;
@@ -43,6 +48,8 @@ export interface Broker {
   store: InstrumentedSecretStore;
   /** Undefined when the broker runs open (no policy file). */
   policy: PolicySource | undefined;
+  /** The file store's key ring; undefined on Secrets Manager. */
+  keys: KeyRotation | undefined;
   /** Fails readiness and lets the server drain. */
   beginShutdown(): void;
   close(): Promise<void>;
@@ -84,10 +91,19 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
     metrics,
   );
   await store.open();
-  const reencryption =
+  const keys =
     fileStore === undefined
       ? undefined
-      : reencryptInBackground(fileStore, options.masterKeys, logger);
+      : new KeyRotation({
+          store: fileStore,
+          loadKeys: options.reloadMasterKeys,
+          keyFile: options.masterKeyFile,
+          logger,
+        });
+  // With a ring, records still under an older key are rewritten in the background while the
+  // broker serves (records keep their versions, so nothing conflicts).
+  if (keys !== undefined && options.masterKeys.length > 1) void keys.rotateAndLog('start-up');
+  keys?.watch();
   const arn = { region: config.region, accountId: config.accountId };
   // A store nobody else writes needs no revalidation: the cache sees every change.
   const maxAgeMs = store.shared ? config.cacheMaxAgeSeconds * 1000 : Infinity;
@@ -162,6 +178,7 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
   const handler = createRequestHandler({
     service,
     httpTasks,
+    keys,
     cache,
     validator: new RequestValidator(loadOpenApiDocument()),
     metrics,
@@ -182,41 +199,17 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
     metrics,
     store,
     policy,
+    keys,
     beginShutdown: () => {
       shuttingDown = true;
     },
     close: async () => {
       shuttingDown = true;
       policy?.close();
-      await reencryption;
+      await keys?.close();
       await sweeper.stop();
       await service.idle();
       await store.close();
     },
   };
-}
-
-/**
- * With a key ring, rewrites every record still under an older key, while the broker serves
- * (records keep their versions, so nothing conflicts). Once it logs, older keys can go.
- */
-async function reencryptInBackground(
-  store: FileSecretStore,
-  keys: readonly MasterKey[],
-  logger: Logger,
-): Promise<void> {
-  const newest = keys[0];
-  if (keys.length < 2 || newest === undefined) return;
-  try {
-    const rewritten = await store.reencryptAll();
-    logger.info(
-      { rewritten, key: newest.id },
-      'every record is encrypted under the newest master key; older keys can be removed from the ring',
-    );
-  } catch (error) {
-    logger.error(
-      { error: error instanceof Error ? error.message : 'unknown error' },
-      're-encryption under the newest master key stopped; it resumes at the next start',
-    );
-  }
 }

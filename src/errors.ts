@@ -9,6 +9,7 @@ export const ERROR_STATUS = {
   ResourceAlreadyExistsException: 409,
   InvalidConnectionStateException: 409,
   ConcurrentModificationException: 409,
+  InvalidStateException: 409,
   PayloadTooLargeException: 413,
   UnsupportedMediaTypeException: 415,
   LimitExceededException: 429,

@@ -2,7 +2,7 @@ import { createServer } from 'node:http';
 import type { Logger } from 'pino';
 import { createBroker } from './broker.js';
 import { ConfigError, loadConfig, type BrokerConfig } from './config.js';
-import { createLogger } from './logger.js';
+import { createLogger, stdoutDestination } from './logger.js';
 import {
   loadOrCreateDevKeyFile,
   parseMasterKey,
@@ -31,6 +31,14 @@ async function resolveMasterKeys(config: BrokerConfig, logger: Logger): Promise<
   return [dev.key];
 }
 
+/** The key file, when the ring comes from one: only then can it change without a restart. */
+function keyFileOf(config: BrokerConfig): string | undefined {
+  if (config.masterKeysBase64 !== undefined || config.masterKeyBase64 !== undefined) {
+    return undefined;
+  }
+  return config.masterKeyFile;
+}
+
 async function main(): Promise<void> {
   let config: Readonly<BrokerConfig>;
   try {
@@ -40,7 +48,7 @@ async function main(): Promise<void> {
     process.stderr.write(`connection-broker: ${error.message}\n`);
     process.exit(2);
   }
-  const logger = createLogger(config.logLevel);
+  const logger = createLogger(config.logLevel, stdoutDestination());
   const loopback = LOOPBACK_HOSTS.has(config.host);
   if (config.policyFile === undefined && config.auth === 'policy' && !loopback) {
     process.stderr.write(
@@ -50,10 +58,15 @@ async function main(): Promise<void> {
   }
   // Secrets Manager encrypts with KMS; the master key is the file store's.
   const masterKeys = config.secretStore === 'file' ? await resolveMasterKeys(config, logger) : [];
+  const keyFile = config.secretStore === 'file' ? keyFileOf(config) : undefined;
   const broker = await createBroker({
     config,
     logger,
     masterKeys,
+    ...(keyFile !== undefined && {
+      masterKeyFile: keyFile,
+      reloadMasterKeys: () => readMasterKeyFile(keyFile),
+    }),
     collectDefaultMetrics: true,
   });
   if (broker.policy === undefined) {
@@ -63,9 +76,12 @@ async function main(): Promise<void> {
         ? 'RUNNING OPEN: no BROKER_POLICY_FILE, so every local process can read every credential; set a policy before anything else shares this machine'
         : 'RUNNING OPEN (BROKER_AUTH=none): anyone who reaches this port can read every credential',
     );
-  } else {
-    process.on('SIGHUP', () => void broker.policy?.reload());
   }
+  // SIGHUP re-reads the policy and the key ring (each is also watched for changes).
+  process.on('SIGHUP', () => {
+    void broker.policy?.reload();
+    void broker.keys?.rotateAndLog('SIGHUP');
+  });
   const server = createServer(broker.handler);
   server.keepAliveTimeout = 65_000;
   server.listen(config.port, config.host, () => {

@@ -173,6 +173,51 @@ export interface paths {
     patch?: never;
     trace?: never;
   };
+  '/v1/keys': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    /**
+     * The file store's master key ring and how many records each key encrypts.
+     * @description Ops read this before removing an old key from the ring: a key with no records left under
+     *     it can go. Key ids are the first 16 hex characters of the key's SHA-256, never the key.
+     */
+    get: operations['DescribeKeys'];
+    put?: never;
+    post?: never;
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/v1/keys/rotate': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    get?: never;
+    put?: never;
+    /**
+     * Reload the key ring and re-encrypt every record under the newest key.
+     * @description Re-reads BROKER_MASTER_KEY_FILE (when the ring comes from a file), then rewrites every
+     *     record not yet under the newest key, while the broker serves; records keep their
+     *     versions. A ring that drops a key still encrypting records is refused (409) and the
+     *     current ring stays. The Secrets Manager store encrypts with KMS: rotate the KMS key
+     *     instead (400).
+     */
+    post: operations['RotateKeys'];
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
   '/healthz': {
     parameters: {
       query?: never;
@@ -518,6 +563,26 @@ export interface components {
       detail: string;
       code: string;
       requestId?: string;
+    };
+    KeyId: string;
+    KeyRingStatus: {
+      /** @enum {string} */
+      Store: 'file';
+      ActiveKeyId: components['schemas']['KeyId'];
+      /** @description The ring, newest (the one that encrypts) first. */
+      KeyIds: components['schemas']['KeyId'][];
+      /** @description Records per key id; a key absent here encrypts nothing. */
+      RecordsByKeyId: {
+        [key: string]: number;
+      };
+    };
+    KeyRotationResult: {
+      Store: components['schemas']['KeyRingStatus']['Store'];
+      ActiveKeyId: components['schemas']['KeyId'];
+      KeyIds: components['schemas']['KeyRingStatus']['KeyIds'];
+      RecordsByKeyId: components['schemas']['KeyRingStatus']['RecordsByKeyId'];
+      /** @description Records rewritten by this call. */
+      Reencrypted: number;
     };
     Health: {
       /** @enum {string} */
@@ -881,6 +946,57 @@ export interface operations {
       403: components['responses']['Problem'];
       404: components['responses']['Problem'];
       415: components['responses']['Problem'];
+      429: components['responses']['Problem'];
+      503: components['responses']['Problem'];
+    };
+  };
+  DescribeKeys: {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    requestBody?: never;
+    responses: {
+      /** @description The key ring. */
+      200: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['KeyRingStatus'];
+        };
+      };
+      400: components['responses']['Problem'];
+      401: components['responses']['Problem'];
+      403: components['responses']['Problem'];
+      429: components['responses']['Problem'];
+      503: components['responses']['Problem'];
+    };
+  };
+  RotateKeys: {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    requestBody?: never;
+    responses: {
+      /** @description Every record is under the newest key. */
+      200: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['KeyRotationResult'];
+        };
+      };
+      400: components['responses']['Problem'];
+      401: components['responses']['Problem'];
+      403: components['responses']['Problem'];
+      409: components['responses']['Problem'];
       429: components['responses']['Problem'];
       503: components['responses']['Problem'];
     };

@@ -56,6 +56,30 @@ describe('Policy', () => {
     assert.equal(policy.principalForKey('ops-key')?.can('DeleteConnection', '.hidden'), true);
   });
 
+  it('when a broker-wide action (the key ring) is checked, then only a statement on `*` grants it, not a glob that happens to match `*`', () => {
+    const keyAdmins = Policy.parse(
+      document([
+        ops,
+        {
+          name: 'glob',
+          apiKeySha256: sha256Hex('glob-key'),
+          statements: [{ actions: ['RotateKeys', 'DescribeKeys'], resources: ['?', '**', 'k*'] }],
+        },
+        {
+          name: 'keys',
+          apiKeySha256: sha256Hex('keys-key'),
+          statements: [{ actions: ['DescribeKeys'], resources: ['*'] }],
+        },
+      ]),
+      'test',
+    );
+    assert.equal(keyAdmins.principalForKey('ops-key')?.canOnAll('RotateKeys'), true);
+    assert.equal(keyAdmins.principalForKey('glob-key')?.canOnAll('RotateKeys'), false);
+    assert.equal(keyAdmins.principalForKey('keys-key')?.canOnAll('DescribeKeys'), true);
+    assert.equal(keyAdmins.principalForKey('keys-key')?.canOnAll('RotateKeys'), false);
+    assert.equal(policy.principalForKey('billing-key')?.canOnAll('DescribeKeys'), false);
+  });
+
   it('when the document is not a valid policy, then parse names the problem without echoing it', () => {
     const cases: Array<[string, RegExp]> = [
       ['{not json', /test is not JSON/],

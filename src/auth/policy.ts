@@ -17,6 +17,9 @@ export const ACTIONS = [
   'RetrieveConnectionCredentials',
   'InvokeHttpTask',
   'RevealSecrets',
+  // The broker's own resources (the master key ring), granted only by a `*` resource.
+  'DescribeKeys',
+  'RotateKeys',
 ] as const;
 export type Action = (typeof ACTIONS)[number];
 
@@ -86,11 +89,14 @@ export interface Principal {
   can(action: Action, resource: string): boolean;
   /** Whether some statement grants `action` at all (listing filters by resource afterwards). */
   hasAction(action: Action): boolean;
+  /** Whether a statement grants `action` on every resource (`*`): broker-wide actions need it. */
+  canOnAll(action: Action): boolean;
 }
 
 interface CompiledStatement {
   actions: ReadonlySet<string>;
   matches: (resource: string) => boolean;
+  coversAll: boolean;
 }
 
 class PolicyPrincipal implements Principal {
@@ -104,6 +110,7 @@ class PolicyPrincipal implements Principal {
       actions: new Set(statement.actions),
       // Connection names may start with a dot; `*` must cover them.
       matches: picomatch(statement.resources, { dot: true, nobrace: true, noextglob: true }),
+      coversAll: statement.resources.includes('*'),
     }));
   }
 
@@ -116,6 +123,12 @@ class PolicyPrincipal implements Principal {
   hasAction(action: Action): boolean {
     return this.statements.some((s) => s.actions.has('*') || s.actions.has(action));
   }
+
+  canOnAll(action: Action): boolean {
+    return this.statements.some(
+      (s) => (s.actions.has('*') || s.actions.has(action)) && s.coversAll,
+    );
+  }
 }
 
 /** Everyone may do everything: the broker without a policy, on loopback or BROKER_AUTH=none. */
@@ -123,6 +136,7 @@ export const OPEN_PRINCIPAL: Principal = {
   name: 'anonymous',
   can: () => true,
   hasAction: () => true,
+  canOnAll: () => true,
 };
 
 export class PolicyError extends Error {

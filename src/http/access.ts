@@ -79,6 +79,13 @@ export function authorizeSome(res: Response, action: Action): (connection: strin
   return (connection) => caller.principal.can(action, connection);
 }
 
+/** For the broker's own resources (the key ring): the caller needs the action on `*`. */
+export function authorizeOnAll(res: Response, action: Action): void {
+  const caller = callerOf(res);
+  note(res, { action });
+  if (!caller.principal.canOnAll(action)) throw accessDenied(caller, action, '*');
+}
+
 /** Decisions of one request, in order: an invoke that reveals secrets makes two. */
 function note(res: Response, decision: AuditNote): void {
   const notes = (res.locals['audit'] as AuditNote[] | undefined) ?? [];

@@ -5,6 +5,7 @@ import type { ArnContext } from '../connections/arn.js';
 import type { ConnectionService } from '../connections/connection-service.js';
 import type { ConnectionCache } from '../connections/connection-cache.js';
 import type { HttpTaskService } from '../http-task/http-task-service.js';
+import type { KeyRotation } from '../secret-store/key-rotation.js';
 import { BrokerError } from '../errors.js';
 import type { BrokerMetrics } from '../metrics.js';
 import type { StoreHealth } from '../secret-store/instrumented-store.js';
@@ -15,6 +16,7 @@ import { auditFinished, authenticate } from './access.js';
 import { assertJsonDepth } from './json-depth.js';
 import { connectionsRoutes } from './connections.routes.js';
 import { httpTaskRoutes } from './http-task.routes.js';
+import { keysRoutes } from './keys.routes.js';
 import { createHotPath } from './hot-path.js';
 import { operationsRoutes } from './operations.routes.js';
 import { sendProblem, toBrokerError } from './problem.js';
@@ -24,6 +26,8 @@ import type { RequestValidator } from './request-validator.js';
 export interface AppDeps {
   service: ConnectionService;
   httpTasks: HttpTaskService;
+  /** The file store's key ring; undefined on Secrets Manager. */
+  keys: KeyRotation | undefined;
   cache: ConnectionCache;
   validator: RequestValidator;
   metrics: BrokerMetrics;
@@ -97,6 +101,7 @@ export function createApp(deps: AppDeps): express.Express {
   app.use(operationsRoutes(deps));
   app.use(connectionsRoutes(deps));
   app.use(httpTaskRoutes(deps));
+  app.use(keysRoutes(deps));
   app.use((req, _res, next) => {
     next(new BrokerError('ResourceNotFoundException', `No route for ${req.method} ${req.path}.`));
   });

@@ -20,6 +20,7 @@ const TITLES: Record<ErrorCode, string> = {
   ResourceAlreadyExistsException: 'Already exists',
   InvalidConnectionStateException: 'Connection not usable in its state',
   ConcurrentModificationException: 'Concurrent modification',
+  InvalidStateException: 'Conflicts with the current state',
   PayloadTooLargeException: 'Request body too large',
   UnsupportedMediaTypeException: 'Unsupported media type',
   LimitExceededException: 'Limit exceeded',

@@ -53,6 +53,14 @@ export interface Envelope {
   version: string;
 }
 
+export interface KeyRingStatus {
+  activeKeyId: string;
+  /** Newest first. */
+  keyIds: string[];
+  /** Only keys that encrypt at least one record appear. */
+  recordsByKeyId: Record<string, number>;
+}
+
 export interface FileSecretStoreOptions {
   dataDir: string;
   /** The first key encrypts; every key decrypts (key rotation). */
@@ -77,8 +85,8 @@ export class FileSecretStore implements SecretStore {
   private readonly dataDir: string;
   private readonly recordsDir: string;
   private readonly lockPath: string;
-  private readonly keys: readonly MasterKey[];
-  private readonly encryptionKey: MasterKey;
+  private keys: readonly MasterKey[];
+  private encryptionKey: MasterKey;
   private readonly records = new Map<string, MemoryEntry>();
   /** Writes for one name run one after another; different names proceed in parallel. */
   private readonly writes = new KeyedMutex();
@@ -86,15 +94,43 @@ export class FileSecretStore implements SecretStore {
   private heldLock: string | undefined;
 
   constructor(options: FileSecretStoreOptions) {
-    const [encryptionKey] = options.keys;
-    if (encryptionKey === undefined)
-      throw new Error('FileSecretStore needs at least one master key');
-    for (const key of options.keys) assertUsableKey(key);
     this.dataDir = options.dataDir;
     this.recordsDir = join(options.dataDir, RECORDS_DIR_NAME);
     this.lockPath = join(options.dataDir, LOCK_FILE_NAME);
-    this.keys = [...options.keys];
-    this.encryptionKey = encryptionKey;
+    this.keys = checkedKeyRing(options.keys);
+    this.encryptionKey = this.keys[0] as MasterKey;
+  }
+
+  /** The ring, newest first, and how many records each key encrypts. */
+  keyRing(): KeyRingStatus {
+    const recordsByKeyId: Record<string, number> = {};
+    for (const { kid } of this.records.values()) {
+      recordsByKeyId[kid] = (recordsByKeyId[kid] ?? 0) + 1;
+    }
+    return {
+      activeKeyId: this.encryptionKey.id,
+      keyIds: this.keys.map((key) => key.id),
+      recordsByKeyId,
+    };
+  }
+
+  /**
+   * Swaps the ring (the first key encrypts from now on). Refused while a record is under a key
+   * the new ring lacks: the next start could not decrypt it.
+   */
+  replaceKeys(keys: readonly MasterKey[]): void {
+    const ring = checkedKeyRing(keys);
+    const ids = new Set(ring.map((key) => key.id));
+    const stranded = Object.entries(this.keyRing().recordsByKeyId).filter(([id]) => !ids.has(id));
+    if (stranded.length > 0) {
+      const detail = stranded.map(([id, count]) => `${id} (${count} records)`).join(', ');
+      throw new BrokerError(
+        'InvalidStateException',
+        `The new key ring lacks keys that still encrypt records: ${detail}. Keep them in the ring until a rotation has re-encrypted those records under the newest key.`,
+      );
+    }
+    this.keys = ring;
+    this.encryptionKey = ring[0] as MasterKey;
   }
 
   async open(): Promise<void> {
@@ -208,21 +244,26 @@ export class FileSecretStore implements SecretStore {
   /**
    * Rewrites every record not encrypted with the first key, keeping its version: the content does
    * not change, so clients holding that version must not see a conflict. Returns the count.
+   * Memory holds every record decrypted, so no older key is needed to rewrite.
    */
   async reencryptAll(): Promise<number> {
     this.assertOpen();
-    const stale = [...this.records.values()]
-      .filter((entry) => entry.kid !== this.encryptionKey.id)
-      .map((entry) => entry.record.name);
     let rewritten = 0;
-    for (const name of stale) {
-      await this.writes.run(name, async () => {
-        const entry = this.records.get(name);
-        // Deleted or rewritten with the new key while we waited for the name's turn.
-        if (entry === undefined || entry.kid === this.encryptionKey.id) return;
-        await this.persist(entry.record, this.encryptionKey);
-        rewritten += 1;
-      });
+    // A write that began under the previous key can land after a pass listed the records.
+    for (let pass = 0; pass < 3; pass += 1) {
+      const stale = [...this.records.values()]
+        .filter((entry) => entry.kid !== this.encryptionKey.id)
+        .map((entry) => entry.record.name);
+      if (stale.length === 0) break;
+      for (const name of stale) {
+        await this.writes.run(name, async () => {
+          const entry = this.records.get(name);
+          // Deleted or rewritten with the new key while we waited for the name's turn.
+          if (entry === undefined || entry.kid === this.encryptionKey.id) return;
+          await this.persist(entry.record, this.encryptionKey);
+          rewritten += 1;
+        });
+      }
     }
     return rewritten;
   }
@@ -553,4 +594,10 @@ function describeLoadError(error: unknown): string {
 function errorCode(error: unknown): string {
   if (typeof error === 'object' && error !== null && 'code' in error) return String(error.code);
   return 'unknown error';
+}
+
+function checkedKeyRing(keys: readonly MasterKey[]): MasterKey[] {
+  if (keys.length === 0) throw new Error('FileSecretStore needs at least one master key');
+  for (const key of keys) assertUsableKey(key);
+  return [...keys];
 }

@@ -330,14 +330,14 @@ describe('master key rotation', () => {
     for (const answer of answers) assert.equal(answer.status, 200, answer.text);
     for (
       let i = 0;
-      i < 100 && !ring.logs().some((l) => l.includes('older keys can be removed'));
+      i < 100 && !ring.logs().some((l) => l.includes('master key ring applied'));
       i += 1
     ) {
       await delay(50);
     }
-    const done = ring.logs().find((line) => line.includes('older keys can be removed'));
+    const done = ring.logs().find((line) => line.includes('master key ring applied'));
     assert.ok(done !== undefined, 'the re-encryption finished');
-    assert.equal((JSON.parse(done) as { rewritten: number }).rewritten, names.length);
+    assert.equal((JSON.parse(done) as { reencrypted: number }).reencrypted, names.length);
     await ring.stop();
 
     const files = await readdir(path.join(first.dataDir, 'connections'));

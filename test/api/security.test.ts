@@ -568,6 +568,33 @@ describe('caller security', () => {
         assert.ok(shown.includes(SECRETS.stripeKey), 'revealed to the one allowed to see it');
       },
     },
+    {
+      route: 'GET /v1/keys',
+      operationId: 'DescribeKeys',
+      call: (auth) => send(h, 'get', '/v1/keys', { auth }),
+      // revealer holds actions on `*`, but not this one; the others hold none on `*`.
+      denials: [
+        ['revealer', '*', 'DescribeKeys'],
+        ['reader', '*', 'DescribeKeys'],
+        ['nobody', '*', 'DescribeKeys'],
+        ['jwt', '*', 'DescribeKeys'],
+      ],
+      allowed: ['ops', '*', 200],
+      check: (res) => assert.equal(res.body.Store, 'file'),
+    },
+    {
+      route: 'POST /v1/keys/rotate',
+      operationId: 'RotateKeys',
+      call: (auth) => send(h, 'post', '/v1/keys/rotate', { auth }),
+      denials: [
+        ['revealer', '*', 'RotateKeys'],
+        ['billing', '*', 'RotateKeys'],
+        ['nobody', '*', 'RotateKeys'],
+        ['jwt', '*', 'RotateKeys'],
+      ],
+      allowed: ['ops', '*', 200],
+      check: (res) => assert.equal(res.body.Reencrypted, 0),
+    },
   ];
 
   const authOf = (who: Who | 'jwt'): string => (who === 'jwt' ? bearer(jwt['valid']!) : keyOf(who));

@@ -7,7 +7,11 @@ import supertest from 'supertest';
 import { createBroker, type Broker } from '../../src/broker.js';
 import { loadConfig, type BrokerConfig } from '../../src/config.js';
 import { createLogger } from '../../src/logger.js';
-import { masterKeyFromBytes, type MasterKey } from '../../src/secret-store/master-key.js';
+import {
+  masterKeyFromBytes,
+  readMasterKeyFile,
+  type MasterKey,
+} from '../../src/secret-store/master-key.js';
 import type { SecretStore } from '../../src/secret-store/secret-store.js';
 
 /** Every log line any harness wrote in this process, for the "no secret in logs" checks. */
@@ -34,6 +38,8 @@ export interface HarnessOptions {
   now?: () => number;
   /** Instead of the file store in dataDir. */
   store?: SecretStore;
+  /** The ring comes from this key file (as BROKER_MASTER_KEY_FILE): rotations re-read it. */
+  keyFile?: string;
 }
 
 /** A real broker (file store in a temp dir, real token client) behind supertest. */
@@ -59,7 +65,14 @@ export async function startBroker(options: HarnessOptions = {}): Promise<Harness
   const broker = await createBroker({
     config,
     logger: createLogger(config.logLevel, sink),
-    masterKeys: options.masterKeys ?? [masterKey],
+    masterKeys:
+      options.keyFile !== undefined
+        ? await readMasterKeyFile(options.keyFile)
+        : (options.masterKeys ?? [masterKey]),
+    ...(options.keyFile !== undefined && {
+      masterKeyFile: options.keyFile,
+      reloadMasterKeys: () => readMasterKeyFile(options.keyFile as string),
+    }),
     ...(options.now !== undefined && { now: options.now }),
     ...(options.store !== undefined && { store: options.store }),
   });

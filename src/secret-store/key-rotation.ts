@@ -1,0 +1,110 @@
+/**
+ * Master key rotation for the file store while it serves: reload the ring, re-encrypt every
+ * record under the newest key, report which keys still encrypt what.
+ */
+
+import { unwatchFile, watchFile, type Stats } from 'node:fs';
+import type { Logger } from 'pino';
+import type { FileSecretStore, KeyRingStatus } from './file-secret-store.js';
+
+export type { KeyRingStatus };
+import { BrokerError } from '../errors.js';
+import type { MasterKey } from './master-key.js';
+
+/** Polling survives the symlink swaps by which Kubernetes updates mounted Secrets. */
+const WATCH_INTERVAL_MS = 2_000;
+
+export interface KeyRotationResult extends KeyRingStatus {
+  reencrypted: number;
+}
+
+export interface KeyRotationOptions {
+  store: FileSecretStore;
+  /** Reads the ring again (the key file); undefined when the ring cannot change (environment). */
+  loadKeys: (() => Promise<MasterKey[]>) | undefined;
+  /** Watched for changes when the ring comes from a file. */
+  keyFile: string | undefined;
+  logger: Logger;
+}
+
+export class KeyRotation {
+  private queue: Promise<unknown> = Promise.resolve();
+  private watching = false;
+
+  constructor(private readonly options: KeyRotationOptions) {}
+
+  status(): KeyRingStatus {
+    return this.options.store.keyRing();
+  }
+
+  /**
+   * Rotations run one after another, so an older key file never replaces a newer ring. A ring
+   * that cannot be read or drops a key in use is refused and the current ring stays.
+   */
+  rotate(): Promise<KeyRotationResult> {
+    const next = this.queue.then(() => this.rotateNow());
+    this.queue = next.catch(() => undefined);
+    return next;
+  }
+
+  /** Rotates when the key file changes, logging the outcome (Kubernetes Secret updates). */
+  watch(intervalMs = WATCH_INTERVAL_MS): void {
+    const { keyFile } = this.options;
+    if (keyFile === undefined || this.watching) return;
+    this.watching = true;
+    watchFile(keyFile, { interval: intervalMs, persistent: false }, (now: Stats, before: Stats) => {
+      if (now.mtimeMs !== before.mtimeMs || now.size !== before.size || now.ino !== before.ino) {
+        void this.rotateAndLog('key file changed');
+      }
+    });
+  }
+
+  /** For start-up, SIGHUP and file changes: failures are logged, never thrown. */
+  async rotateAndLog(reason: string): Promise<void> {
+    const { logger } = this.options;
+    try {
+      const result = await this.rotate();
+      logger.info(
+        {
+          reason,
+          activeKeyId: result.activeKeyId,
+          keyIds: result.keyIds,
+          reencrypted: result.reencrypted,
+          recordsByKeyId: result.recordsByKeyId,
+        },
+        'master key ring applied: every record is under the newest key; keys with no records can leave the ring',
+      );
+    } catch (error) {
+      logger.error(
+        { reason, error: error instanceof Error ? error.message : 'unknown error' },
+        'master key rotation refused or interrupted; the current ring stays in force',
+      );
+    }
+  }
+
+  close(): Promise<unknown> {
+    if (this.watching && this.options.keyFile !== undefined) unwatchFile(this.options.keyFile);
+    this.watching = false;
+    return this.queue;
+  }
+
+  private async rotateNow(): Promise<KeyRotationResult> {
+    const { store, loadKeys } = this.options;
+    if (loadKeys !== undefined) store.replaceKeys(await loadRing(loadKeys));
+    const reencrypted = await store.reencryptAll();
+    return { ...store.keyRing(), reencrypted };
+  }
+}
+
+async function loadRing(loadKeys: () => Promise<MasterKey[]>): Promise<MasterKey[]> {
+  try {
+    return await loadKeys();
+  } catch (error) {
+    // The key parsers never echo key material, so their messages are safe to return.
+    throw new BrokerError(
+      'InvalidStateException',
+      `The key ring could not be reloaded: ${error instanceof Error ? error.message : 'unknown error'}. The current ring stays in force.`,
+      { cause: error },
+    );
+  }
+}

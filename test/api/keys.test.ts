@@ -1,0 +1,161 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { masterKeyFromBytes, type MasterKey } from '../../src/secret-store/master-key.js';
+import { startBroker, type Harness } from '../support/broker-harness.js';
+import { awsStoreEnv, startBrokerProcess } from '../support/broker-process.js';
+import { startMotoServer } from '../support/moto-server.js';
+import { assertMatchesSpec } from '../support/openapi-contract.js';
+
+const newKey = (): MasterKey => masterKeyFromBytes(randomBytes(32));
+const base64 = (key: MasterKey): string => key.key.toString('base64');
+
+async function writeRing(file: string, keys: MasterKey[]): Promise<void> {
+  await writeFile(file, `${keys.map(base64).join('\n')}\n`, { mode: 0o600 });
+}
+
+async function kidsOnDisk(dataDir: string): Promise<string[]> {
+  const dir = path.join(dataDir, 'connections');
+  const files = (await readdir(dir)).filter((f) => f.endsWith('.json'));
+  return Promise.all(
+    files.map(
+      async (f) => (JSON.parse(await readFile(path.join(dir, f), 'utf8')) as { kid: string }).kid,
+    ),
+  );
+}
+
+describe('master key ring over the API (/v1/keys)', () => {
+  let dir: string;
+  let keyFile: string;
+  let h: Harness;
+  const oldKey = newKey();
+  const names = ['keys-a', 'keys-b', 'keys-c'];
+
+  before(async () => {
+    dir = await mkdtemp(path.join(tmpdir(), 'broker-keys-'));
+    keyFile = path.join(dir, 'master.keys');
+    await writeRing(keyFile, [oldKey]);
+    h = await startBroker({ keyFile });
+    for (const name of names) {
+      const res = await h.request.post('/v1/connections').send({
+        Name: name,
+        AuthorizationType: 'API_KEY',
+        AuthParameters: {
+          ApiKeyAuthParameters: { ApiKeyName: 'x-api-key', ApiKeyValue: `value-${name}` },
+        },
+      });
+      assert.equal(res.status, 201, res.text);
+    }
+  });
+
+  after(async () => {
+    await h.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('when the ring has one key, then GET /v1/keys shows it active and encrypting every record', async () => {
+    const res = await h.request.get('/v1/keys');
+    assertMatchesSpec('DescribeKeys', res);
+    assert.deepEqual(res.body, {
+      Store: 'file',
+      ActiveKeyId: oldKey.id,
+      KeyIds: [oldKey.id],
+      RecordsByKeyId: { [oldKey.id]: names.length },
+    });
+  });
+
+  it('when a new key is put first in the key file and rotate is called, then every record is re-encrypted under it while serving, and then the old key can leave', async () => {
+    const rotatedKey = newKey();
+    await writeRing(keyFile, [rotatedKey, oldKey]);
+    const rotated = await h.request.post('/v1/keys/rotate');
+    assertMatchesSpec('RotateKeys', rotated);
+    assert.deepEqual(rotated.body, {
+      Store: 'file',
+      ActiveKeyId: rotatedKey.id,
+      KeyIds: [rotatedKey.id, oldKey.id],
+      RecordsByKeyId: { [rotatedKey.id]: names.length },
+      Reencrypted: names.length,
+    });
+    assert.deepEqual(await kidsOnDisk(h.dataDir), Array(names.length).fill(rotatedKey.id));
+
+    await writeRing(keyFile, [rotatedKey]);
+    const dropped = await h.request.post('/v1/keys/rotate');
+    assertMatchesSpec('RotateKeys', dropped);
+    assert.equal(dropped.body.Reencrypted, 0);
+    assert.deepEqual(dropped.body.KeyIds, [rotatedKey.id]);
+    for (const name of names) {
+      const res = await h.request.get(`/v1/connections/${name}/authorization`);
+      assert.equal(res.status, 200);
+      assert.equal(res.body.Headers['x-api-key'], `value-${name}`);
+    }
+    // The rewritten records open with the new key alone (a restart of the same data).
+    await h.stop();
+    h = await startBroker({ dataDir: h.dataDir, keyFile });
+    const res = await h.request.get(`/v1/connections/${names[0]}/authorization`);
+    assert.equal(res.status, 200);
+    assert.equal(res.body.Headers['x-api-key'], `value-${names[0]}`);
+  });
+
+  it('when the new ring drops a key that still encrypts records, then 409 InvalidStateException names the key id and the current ring stays', async () => {
+    const before = (await h.request.get('/v1/keys')).body as { ActiveKeyId: string };
+    const stranger = newKey();
+    await writeRing(keyFile, [stranger]);
+    const res = await h.request.post('/v1/keys/rotate');
+    assertMatchesSpec('RotateKeys', res);
+    assert.equal(res.status, 409);
+    assert.equal(res.body.code, 'InvalidStateException');
+    assert.match(String(res.body.detail), new RegExp(`${before.ActiveKeyId} \\(3 records\\)`));
+    const status = await h.request.get('/v1/keys');
+    assert.equal(status.body.ActiveKeyId, before.ActiveKeyId);
+    // New records are still written under the ring in force, not the refused one.
+    const created = await h.request.post('/v1/connections').send({
+      Name: 'keys-after-refusal',
+      AuthorizationType: 'BASIC',
+      AuthParameters: { BasicAuthParameters: { Username: 'u', Password: 'p' } },
+    });
+    assert.equal(created.status, 201);
+    assert.ok(!(await kidsOnDisk(h.dataDir)).includes(stranger.id));
+    await h.request.delete('/v1/connections/keys-after-refusal').expect(200);
+  });
+
+  it('when the key file is not a valid ring, then 409 explains why without echoing the file', async () => {
+    const almostAKey = randomBytes(31).toString('base64');
+    await writeFile(keyFile, `${almostAKey}\n`);
+    const res = await h.request.post('/v1/keys/rotate');
+    assertMatchesSpec('RotateKeys', res);
+    assert.equal(res.status, 409);
+    assert.equal(res.body.code, 'InvalidStateException');
+    assert.match(String(res.body.detail), /must decode to exactly 32 bytes/);
+    assert.ok(!res.text.includes(almostAKey));
+    assert.ok(!h.logs().some((line) => line.includes(almostAKey)));
+  });
+});
+
+describe('master key ring on the Secrets Manager store', () => {
+  it('when the store is Secrets Manager, then /v1/keys answers 400 ValidationException pointing at KMS', async () => {
+    const moto = await startMotoServer();
+    const broker = await startBrokerProcess(awsStoreEnv(moto.endpoint));
+    try {
+      for (const [method, url] of [
+        ['GET', '/v1/keys'],
+        ['POST', '/v1/keys/rotate'],
+      ] as const) {
+        const res = await fetch(`${broker.url}${url}`, {
+          method,
+          signal: AbortSignal.timeout(5_000),
+        });
+        assert.equal(res.status, 400);
+        assert.match(res.headers.get('content-type') ?? '', /^application\/problem\+json/);
+        const body = (await res.json()) as { code: string; detail: string };
+        assert.equal(body.code, 'ValidationException');
+        assert.match(body.detail, /KMS/);
+      }
+    } finally {
+      await broker.stop();
+      await moto.stop();
+    }
+  });
+});
