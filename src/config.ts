@@ -40,6 +40,10 @@ export interface BrokerConfig {
   /** Requests per second per principal (0: no limit), and how many may come at once. */
   rateLimitPerSecond: number;
   rateLimitBurst: number;
+  /** After SIGTERM: how long readiness fails while requests are still served. */
+  shutdownDelaySeconds: number;
+  /** Then: how long in-flight requests may take before their connections are closed. */
+  drainTimeoutSeconds: number;
 }
 
 const envSchema = {
@@ -79,6 +83,8 @@ const envSchema = {
     BROKER_ALLOWED_ENDPOINTS: { type: 'string', default: '' },
     BROKER_RATE_LIMIT_PER_SECOND: { type: 'integer', minimum: 0, maximum: 1000000, default: 1000 },
     BROKER_RATE_LIMIT_BURST: { type: 'integer', minimum: 1, maximum: 1000000, default: 2000 },
+    BROKER_SHUTDOWN_DELAY_SECONDS: { type: 'integer', minimum: 0, maximum: 300, default: 5 },
+    BROKER_DRAIN_TIMEOUT_SECONDS: { type: 'integer', minimum: 0, maximum: 300, default: 10 },
     // Secrets Manager's name alphabet, plus the `!` of EventBridge's own (service-owned) names.
     BROKER_SECRET_NAME_PREFIX: {
       type: 'string',
@@ -116,6 +122,8 @@ interface ParsedEnv {
   BROKER_ALLOWED_ENDPOINTS: string;
   BROKER_RATE_LIMIT_PER_SECOND: number;
   BROKER_RATE_LIMIT_BURST: number;
+  BROKER_SHUTDOWN_DELAY_SECONDS: number;
+  BROKER_DRAIN_TIMEOUT_SECONDS: number;
 }
 
 export class ConfigError extends Error {
@@ -171,6 +179,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Broke
     metricsAuth: parsed.BROKER_METRICS_AUTH === 'policy',
     rateLimitPerSecond: parsed.BROKER_RATE_LIMIT_PER_SECOND,
     rateLimitBurst: parsed.BROKER_RATE_LIMIT_BURST,
+    shutdownDelaySeconds: parsed.BROKER_SHUTDOWN_DELAY_SECONDS,
+    drainTimeoutSeconds: parsed.BROKER_DRAIN_TIMEOUT_SECONDS,
     allowedEndpoints: parsed.BROKER_ALLOWED_ENDPOINTS.split(',')
       .map((entry) => entry.trim())
       .filter((entry) => entry !== ''),

@@ -1,4 +1,4 @@
-import { createServer } from 'node:http';
+import { createServer, type ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import { createBroker } from './broker.js';
 import { ConfigError, loadConfig, type BrokerConfig } from './config.js';
@@ -11,7 +11,6 @@ import {
   type MasterKey,
 } from './secret-store/master-key.js';
 
-const DRAIN_TIMEOUT_MS = 10_000;
 const LOOPBACK_HOSTS = new Set(['127.0.0.1', '::1', 'localhost']);
 
 /** The key ring, newest first: BROKER_MASTER_KEYS, BROKER_MASTER_KEY, the key file, or a dev key. */
@@ -82,7 +81,20 @@ async function main(): Promise<void> {
     void broker.policy?.reload();
     void broker.keys?.rotateAndLog('SIGHUP');
   });
-  const server = createServer(broker.handler);
+  // Responses still being answered, so shutdown can end their connections after them.
+  const inFlight = new Set<ServerResponse>();
+  let phase: 'serving' | 'delaying' | 'draining' = 'serving';
+  const server = createServer((req, res) => {
+    inFlight.add(res);
+    res.once('close', () => {
+      inFlight.delete(res);
+      // A response whose headers went out before SIGTERM leaves its connection idle, not closed.
+      if (phase === 'draining') setImmediate(() => server.closeIdleConnections());
+    });
+    // During shutdown every answer ends its connection: keep-alive clients reconnect elsewhere.
+    if (phase !== 'serving') res.setHeader('connection', 'close');
+    broker.handler(req, res);
+  });
   server.keepAliveTimeout = 65_000;
   server.listen(config.port, config.host, () => {
     const address = server.address();
@@ -98,15 +110,32 @@ async function main(): Promise<void> {
     );
   });
 
-  const shutdown = (signal: string): void => {
-    logger.info({ signal }, 'shutting down: readiness fails, in-flight requests finish');
-    broker.beginShutdown();
-    const forced = setTimeout(() => server.closeAllConnections(), DRAIN_TIMEOUT_MS);
+  const { shutdownDelaySeconds, drainTimeoutSeconds } = config;
+  let delayTimer: NodeJS.Timeout | undefined;
+  let signalledAtMs = 0;
+  const drain = (): void => {
+    phase = 'draining';
+    clearTimeout(delayTimer);
+    logger.info(
+      { inFlight: inFlight.size, drainTimeoutSeconds },
+      'no longer accepting connections; in-flight requests finish',
+    );
+    const forced = setTimeout(() => {
+      logger.warn(
+        { inFlight: inFlight.size, drainTimeoutSeconds },
+        'drain timeout: closing the connections of requests still in flight',
+      );
+      server.closeAllConnections();
+    }, drainTimeoutSeconds * 1000);
     forced.unref();
     server.close(() => {
+      clearTimeout(forced);
       broker
         .close()
-        .then(() => process.exit(0))
+        .then(() => {
+          logger.info({ afterMs: Date.now() - signalledAtMs }, 'shut down');
+          process.exit(0);
+        })
         .catch((error: unknown) => {
           logger.error(
             { err: error instanceof Error ? error.message : String(error) },
@@ -117,8 +146,32 @@ async function main(): Promise<void> {
     });
     server.closeIdleConnections();
   };
-  process.once('SIGTERM', () => shutdown('SIGTERM'));
-  process.once('SIGINT', () => shutdown('SIGINT'));
+  // Kubernetes keeps routing to a pod for a few seconds after its readiness fails: serve them.
+  const shutdown = (signal: NodeJS.Signals): void => {
+    if (phase === 'draining') {
+      logger.info({ signal }, 'already draining');
+      return;
+    }
+    if (phase === 'delaying') {
+      logger.info({ signal }, 'second signal: the shutdown delay is cut short');
+      drain();
+      return;
+    }
+    phase = 'delaying';
+    signalledAtMs = Date.now();
+    broker.beginShutdown();
+    for (const res of inFlight) if (!res.headersSent) res.setHeader('connection', 'close');
+    logger.info(
+      { signal, shutdownDelaySeconds, drainTimeoutSeconds },
+      'shutting down: readiness fails now, requests are served for the shutdown delay, then in-flight ones finish',
+    );
+    // Ctrl-C comes from a person at a terminal, not an orchestrator still routing traffic here.
+    if (shutdownDelaySeconds === 0 || signal === 'SIGINT') drain();
+    else delayTimer = setTimeout(drain, shutdownDelaySeconds * 1000);
+  };
+  // `on`, not `once`: a second signal must not fall through to the default handler and kill.
+  process.on('SIGTERM', shutdown);
+  process.on('SIGINT', shutdown);
 }
 
 main().catch((error: unknown) => {
