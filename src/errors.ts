@@ -6,6 +6,7 @@ export const ERROR_STATUS = {
   UnauthorizedException: 401,
   AccessDeniedException: 403,
   ResourceNotFoundException: 404,
+  MethodNotAllowedException: 405,
   ResourceAlreadyExistsException: 409,
   InvalidConnectionStateException: 409,
   ConcurrentModificationException: 409,

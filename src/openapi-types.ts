@@ -609,6 +609,17 @@ export interface components {
         'application/problem+json': components['schemas']['Problem'];
       };
     };
+    /**
+     * @description The request line and headers together exceed Node's 16 KiB limit (e.g. a path or query
+     *     parameter of thousands of non-ASCII characters, percent-encoded). The HTTP server answers
+     *     before routing, with no body.
+     */
+    RequestHeaderFieldsTooLarge: {
+      headers: {
+        [name: string]: unknown;
+      };
+      content?: never;
+    };
   };
   parameters: {
     /** @description TestState's levels; DEBUG adds the parameters, TRACE the raw request and response. */
@@ -651,6 +662,7 @@ export interface operations {
       401: components['responses']['Problem'];
       403: components['responses']['Problem'];
       429: components['responses']['Problem'];
+      431: components['responses']['RequestHeaderFieldsTooLarge'];
       503: components['responses']['Problem'];
     };
   };
@@ -682,6 +694,7 @@ export interface operations {
       401: components['responses']['Problem'];
       403: components['responses']['Problem'];
       409: components['responses']['Problem'];
+      413: components['responses']['Problem'];
       415: components['responses']['Problem'];
       429: components['responses']['Problem'];
       503: components['responses']['Problem'];
@@ -713,6 +726,7 @@ export interface operations {
       403: components['responses']['Problem'];
       404: components['responses']['Problem'];
       429: components['responses']['Problem'];
+      431: components['responses']['RequestHeaderFieldsTooLarge'];
       503: components['responses']['Problem'];
     };
   };
@@ -742,6 +756,7 @@ export interface operations {
       403: components['responses']['Problem'];
       404: components['responses']['Problem'];
       429: components['responses']['Problem'];
+      431: components['responses']['RequestHeaderFieldsTooLarge'];
       503: components['responses']['Problem'];
     };
   };
@@ -775,8 +790,10 @@ export interface operations {
       403: components['responses']['Problem'];
       404: components['responses']['Problem'];
       409: components['responses']['Problem'];
+      413: components['responses']['Problem'];
       415: components['responses']['Problem'];
       429: components['responses']['Problem'];
+      431: components['responses']['RequestHeaderFieldsTooLarge'];
       503: components['responses']['Problem'];
     };
   };
@@ -806,6 +823,7 @@ export interface operations {
       403: components['responses']['Problem'];
       404: components['responses']['Problem'];
       429: components['responses']['Problem'];
+      431: components['responses']['RequestHeaderFieldsTooLarge'];
       503: components['responses']['Problem'];
     };
   };
@@ -838,6 +856,7 @@ export interface operations {
       404: components['responses']['Problem'];
       409: components['responses']['Problem'];
       429: components['responses']['Problem'];
+      431: components['responses']['RequestHeaderFieldsTooLarge'];
       503: components['responses']['Problem'];
     };
   };
@@ -873,8 +892,10 @@ export interface operations {
       403: components['responses']['Problem'];
       404: components['responses']['Problem'];
       409: components['responses']['Problem'];
+      413: components['responses']['Problem'];
       415: components['responses']['Problem'];
       429: components['responses']['Problem'];
+      431: components['responses']['RequestHeaderFieldsTooLarge'];
       503: components['responses']['Problem'];
     };
   };
@@ -909,8 +930,10 @@ export interface operations {
       401: components['responses']['Problem'];
       403: components['responses']['Problem'];
       404: components['responses']['Problem'];
+      413: components['responses']['Problem'];
       415: components['responses']['Problem'];
       429: components['responses']['Problem'];
+      431: components['responses']['RequestHeaderFieldsTooLarge'];
       503: components['responses']['Problem'];
     };
   };
@@ -945,8 +968,10 @@ export interface operations {
       401: components['responses']['Problem'];
       403: components['responses']['Problem'];
       404: components['responses']['Problem'];
+      413: components['responses']['Problem'];
       415: components['responses']['Problem'];
       429: components['responses']['Problem'];
+      431: components['responses']['RequestHeaderFieldsTooLarge'];
       503: components['responses']['Problem'];
     };
   };

@@ -102,8 +102,20 @@ export function createApp(deps: AppDeps): express.Express {
   app.use(connectionsRoutes(deps));
   app.use(httpTaskRoutes(deps));
   app.use(keysRoutes(deps));
-  app.use((req, _res, next) => {
-    next(new BrokerError('ResourceNotFoundException', `No route for ${req.method} ${req.path}.`));
+  app.use((req, res, next) => {
+    // RFC 9110 §15.5.6: a documented path with another method is 405, listing its methods.
+    const allowed = deps.validator.allowedMethods(req.path);
+    if (allowed === undefined) {
+      next(new BrokerError('ResourceNotFoundException', `No route for ${req.method} ${req.path}.`));
+      return;
+    }
+    res.setHeader('allow', allowed.join(', '));
+    next(
+      new BrokerError(
+        'MethodNotAllowedException',
+        `${req.method} is not allowed on ${req.path}; use ${allowed.join(', ')}.`,
+      ),
+    );
   });
   app.use(errorHandler(deps));
   return app;

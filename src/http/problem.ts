@@ -17,6 +17,7 @@ const TITLES: Record<ErrorCode, string> = {
   UnauthorizedException: 'Unauthorized',
   AccessDeniedException: 'Access denied',
   ResourceNotFoundException: 'Not found',
+  MethodNotAllowedException: 'Method not allowed',
   ResourceAlreadyExistsException: 'Already exists',
   InvalidConnectionStateException: 'Connection not usable in its state',
   ConcurrentModificationException: 'Concurrent modification',

@@ -59,11 +59,14 @@ function parametersSchema(parameters: OpenApiParameter[]): object {
 /** Request validation compiled from openapi.yaml: the only schema of the API's inputs. */
 export class RequestValidator {
   private readonly operations = new Map<string, OperationValidators>();
+  /** Each documented path as express matches it (any case, optional trailing slash). */
+  private readonly methodsByPath = new Map<string, { pattern: RegExp; methods: Set<string> }>();
 
   constructor(document: OpenApiDocument) {
     const bodyAjv = createAjv(false, document);
     const paramAjv = createAjv(true, document);
-    for (const { operation } of listOperations(document)) {
+    for (const { path, method, operation } of listOperations(document)) {
+      this.addMethod(path, method);
       const parameters = (operation.parameters ?? []).map((p) => resolveParameter(document, p));
       const validators: OperationValidators = {
         params: paramAjv.compile(parametersSchema(parameters.filter((p) => p.in === 'path'))),
@@ -78,6 +81,29 @@ export class RequestValidator {
       }
       this.operations.set(operation.operationId, validators);
     }
+  }
+
+  /**
+   * The methods openapi.yaml documents for a request path (HEAD with GET, as express serves it),
+   * sorted; undefined for a path it does not document. For 405 answers' Allow header.
+   */
+  allowedMethods(requestPath: string): string[] | undefined {
+    const found = [...this.methodsByPath.values()].find(({ pattern }) => pattern.test(requestPath));
+    return found === undefined ? undefined : [...found.methods].sort();
+  }
+
+  private addMethod(path: string, method: string): void {
+    let entry = this.methodsByPath.get(path);
+    if (entry === undefined) {
+      const source = path
+        .split(/\{[^}]+\}/)
+        .map((literal) => literal.replace(/[.*+?^$()|[\]\\]/g, '\\$&'))
+        .join('[^/]+');
+      entry = { pattern: new RegExp(`^${source}/?$`, 'i'), methods: new Set() };
+      this.methodsByPath.set(path, entry);
+    }
+    entry.methods.add(method.toUpperCase());
+    if (method === 'get') entry.methods.add('HEAD');
   }
 
   /** Validates and returns copies with defaults applied; throws ValidationException in AWS's words. */
