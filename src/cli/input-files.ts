@@ -1,0 +1,48 @@
+import { UsageError } from './exit-codes.js';
+import type { CliIo } from './io.js';
+
+/** Reads `--…-file` inputs: a path, or `-` for stdin. */
+export class InputFiles {
+  constructor(private readonly io: CliIo) {}
+
+  /** A secret from a file or stdin, without its trailing newline; never empty. */
+  async readSecret(source: string, flag: string): Promise<string> {
+    const secret = (await this.read(source, flag)).replace(/\r?\n$/, '');
+    if (secret === '') throw new UsageError(`${flag}: ${describe(source)} is empty`);
+    return secret;
+  }
+
+  /** A JSON object from a file or stdin (an API request body). */
+  async readJsonObject(source: string, flag: string): Promise<Record<string, unknown>> {
+    const text = await this.read(source, flag);
+    let value: unknown;
+    try {
+      value = JSON.parse(text);
+    } catch {
+      // JSON.parse's message quotes the text around the error, which may be a secret.
+      throw new UsageError(`${flag}: ${describe(source)} is not valid JSON`);
+    }
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+      throw new UsageError(`${flag}: ${describe(source)} must hold a JSON object`);
+    }
+    return value as Record<string, unknown>;
+  }
+
+  private async read(source: string, flag: string): Promise<string> {
+    // Each type has one secret and --file excludes the flags, so stdin is read at most once.
+    if (source === '-') return this.io.readStdin(flag);
+    try {
+      return await this.io.readFile(source);
+    } catch (error) {
+      const code = (error as { code?: unknown }).code;
+      throw new UsageError(
+        `${flag}: cannot read ${source}${typeof code === 'string' ? ` (${code})` : ''}`,
+        { cause: error },
+      );
+    }
+  }
+}
+
+function describe(source: string): string {
+  return source === '-' ? 'stdin' : source;
+}
