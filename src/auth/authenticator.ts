@@ -1,11 +1,11 @@
 import { BrokerError } from '../errors.js';
 import type { JwtVerifier } from './jwt-verifier.js';
-import { OPEN_PRINCIPAL, type Action, type Principal } from './policy.js';
+import { OPEN_PRINCIPAL, type Action, type AwsCredential, type Principal } from './policy.js';
 import type { PolicySource } from './policy-source.js';
 
 export interface Caller {
   principal: Principal;
-  via: 'open' | 'api-key' | 'jwt';
+  via: 'open' | 'api-key' | 'jwt' | 'sigv4';
 }
 
 const OPEN_CALLER: Caller = { principal: OPEN_PRINCIPAL, via: 'open' };
@@ -36,6 +36,11 @@ export class Authenticator {
 
   get open(): boolean {
     return this.policy === undefined;
+  }
+
+  /** For SigV4 callers (src/aws-api): the policy's AWS credential with this access key id. */
+  awsCredential(accessKeyId: string): AwsCredential | undefined {
+    return this.policy?.policy.awsCredentialFor(accessKeyId);
   }
 
   /**

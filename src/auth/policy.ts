@@ -1,6 +1,7 @@
 /**
- * The broker's IAM: principals (an API key's hash or a JWT subject) and what they may do to which
- * connections. Parsed once per policy file version; lookups are constant-time in the key.
+ * The broker's IAM: principals (an API key's hash, a JWT subject, or an AWS access key and its
+ * secret for SigV4) and what they may do to which connections. Parsed once per policy file
+ * version; lookups are constant-time in the key.
  */
 
 import { Ajv } from 'ajv';
@@ -32,6 +33,9 @@ interface PrincipalDocument {
   name: string;
   apiKeySha256?: string;
   subject?: string;
+  /** An AWS-style credential for the SigV4-signed wire protocol (src/aws-api). */
+  awsAccessKeyId?: string;
+  awsSecretAccessKey?: string;
   statements: StatementDocument[];
 }
 
@@ -50,11 +54,27 @@ const policySchema = {
         type: 'object',
         additionalProperties: false,
         required: ['name', 'statements'],
-        oneOf: [{ required: ['apiKeySha256'] }, { required: ['subject'] }],
+        // An API key or a subject (not both), or else only an AWS credential.
+        oneOf: [
+          { required: ['apiKeySha256'] },
+          { required: ['subject'] },
+          {
+            required: ['awsAccessKeyId'],
+            not: { anyOf: [{ required: ['apiKeySha256'] }, { required: ['subject'] }] },
+          },
+        ],
+        dependencies: {
+          awsAccessKeyId: ['awsSecretAccessKey'],
+          awsSecretAccessKey: ['awsAccessKeyId'],
+        },
         properties: {
           name: { type: 'string', pattern: '^[A-Za-z0-9._:@/-]{1,128}$' },
           apiKeySha256: { type: 'string', pattern: '^[0-9a-f]{64}$' },
           subject: { type: 'string', minLength: 1, maxLength: 512 },
+          // IAM's AccessKeyId alphabet and lengths.
+          awsAccessKeyId: { type: 'string', pattern: '^\\w{16,128}$' },
+          // SigV4 needs the secret itself (it keys the HMAC): a hash cannot verify a signature.
+          awsSecretAccessKey: { type: 'string', pattern: '^[!-~]{16,128}$' },
           statements: {
             type: 'array',
             items: {
@@ -139,6 +159,12 @@ export const OPEN_PRINCIPAL: Principal = {
   canOnAll: () => true,
 };
 
+/** What a SigV4 signature is checked with, and whom it then authenticates. */
+export interface AwsCredential {
+  principal: Principal;
+  secretAccessKey: string;
+}
+
 export class PolicyError extends Error {
   override name = 'PolicyError';
 }
@@ -151,9 +177,10 @@ export class Policy {
   private constructor(
     private readonly keyed: ReadonlyArray<{ hash: Buffer; principal: Principal }>,
     private readonly bySubject: ReadonlyMap<string, Principal>,
+    private readonly byAccessKeyId: ReadonlyMap<string, AwsCredential> = new Map(),
   ) {}
 
-  /** Never echoes the document: a policy file holds only hashes, but it is still not ours to print. */
+  /** Never echoes the document: it holds key hashes and may hold AWS secret access keys. */
   static parse(text: string, source: string): Policy {
     let document: unknown;
     try {
@@ -170,6 +197,7 @@ export class Policy {
     const names = new Set<string>();
     const keyed: Array<{ hash: Buffer; principal: Principal }> = [];
     const bySubject = new Map<string, Principal>();
+    const byAccessKeyId = new Map<string, AwsCredential>();
     for (const p of document.principals) {
       if (names.has(p.name)) throw new PolicyError(`${source} names principal ${p.name} twice`);
       names.add(p.name);
@@ -183,8 +211,19 @@ export class Policy {
         }
         bySubject.set(p.subject, principal);
       }
+      if (p.awsAccessKeyId !== undefined && p.awsSecretAccessKey !== undefined) {
+        if (byAccessKeyId.has(p.awsAccessKeyId)) {
+          throw new PolicyError(`${source} gives one awsAccessKeyId to two principals`);
+        }
+        byAccessKeyId.set(p.awsAccessKeyId, { principal, secretAccessKey: p.awsSecretAccessKey });
+      }
     }
-    return new Policy(keyed, bySubject);
+    return new Policy(keyed, bySubject, byAccessKeyId);
+  }
+
+  /** The principal and secret of an AWS access key id (not secret: AWS sends it in the clear). */
+  awsCredentialFor(accessKeyId: string): AwsCredential | undefined {
+    return this.byAccessKeyId.get(accessKeyId);
   }
 
   /**

@@ -60,6 +60,14 @@ interface Loaded {
   version: string;
 }
 
+export interface WriteOptions {
+  /**
+   * When an OAuth connection needs a token: `wait` (default) answers once it is AUTHORIZED or
+   * DEAUTHORIZED; `background` answers AUTHORIZING at once, as EventBridge does.
+   */
+  authorization?: 'wait' | 'background';
+}
+
 const STATE_REASON_MAX = 512;
 
 function notAuthorized(connection: Connection): BrokerError {
@@ -118,7 +126,7 @@ export class ConnectionService {
 
   // ---- management -------------------------------------------------------------------------
 
-  async create(input: CreateConnectionInput): Promise<Connection> {
+  async create(input: CreateConnectionInput, options: WriteOptions = {}): Promise<Connection> {
     const type = input.AuthorizationType;
     requireBlockFor(type, input.AuthParameters);
     assertOnlyBlockFor(type, input.AuthParameters);
@@ -146,6 +154,10 @@ export class ConnectionService {
     const loaded = this.remember(record);
     if (loaded.connection.authorizationType !== 'OAUTH_CLIENT_CREDENTIALS')
       return loaded.connection;
+    if (options.authorization === 'background') {
+      this.authorizeInBackground(connection.name);
+      return loaded.connection;
+    }
     const authorized = await this.singleFlight(authorizeKey(connection.name), connection.name, () =>
       this.authorize(loaded, 'deauthorize'),
     );
@@ -170,16 +182,23 @@ export class ConnectionService {
     };
   }
 
-  async update(nameOrArn: string, input: UpdateConnectionInput): Promise<Connection> {
+  async update(
+    nameOrArn: string,
+    input: UpdateConnectionInput,
+    options: WriteOptions = {},
+  ): Promise<Connection> {
     const { name } = (await this.load(nameOrArn)).connection;
-    return (
+    const inBackground = options.authorization === 'background';
+    const updated = (
       await this.writes.run(name, async () => {
         const current = await this.reload(name);
         const next = this.applyUpdate(current.connection, input);
         const saved = await this.save(next.connection, current.version);
-        return next.reauthorize ? this.authorize(saved, 'deauthorize') : saved;
+        return next.reauthorize && !inBackground ? this.authorize(saved, 'deauthorize') : saved;
       })
     ).connection;
+    if (inBackground && updated.state === 'AUTHORIZING') this.authorizeInBackground(name);
+    return updated;
   }
 
   async delete(nameOrArn: string): Promise<Connection> {
@@ -475,6 +494,19 @@ export class ConnectionService {
       }
       this.backoff.clear(name);
       return this.saveTokenResult(c, result, current.version);
+    });
+  }
+
+  /** EventBridge's way: the caller has its AUTHORIZING answer; the token request follows. */
+  private authorizeInBackground(name: string): void {
+    this.singleFlight(authorizeKey(name), name, async () =>
+      this.authorize(await this.reload(name), 'deauthorize'),
+    ).catch((error: unknown) => {
+      // Left AUTHORIZING: the first credentials request tries again.
+      this.deps.logger.warn(
+        { connection: name, error: error instanceof Error ? error.message : 'unknown error' },
+        'authorization in the background failed; it is tried again on use',
+      );
     });
   }
 

@@ -13,6 +13,7 @@ import type { Authenticator } from '../auth/authenticator.js';
 import type { AuditLog } from '../auth/audit.js';
 import type { PrincipalRateLimiter } from '../auth/rate-limiter.js';
 import { auditFinished, authenticate } from './access.js';
+import { awsApiRoutes } from '../aws-api/aws-api.routes.js';
 import { assertJsonDepth } from './json-depth.js';
 import { connectionsRoutes } from './connections.routes.js';
 import { httpTaskRoutes } from './http-task.routes.js';
@@ -90,6 +91,8 @@ export function createApp(deps: AppDeps): express.Express {
   app.disable('x-powered-by');
   app.disable('etag');
   app.use(requestContext(deps));
+  // AWS's wire protocol (POST / with X-Amz-Target) authenticates by SigV4 and parses its own body.
+  app.use(awsApiRoutes(deps));
   app.use(authenticate(deps));
   app.use(
     express.json({

@@ -1,0 +1,39 @@
+import type { ArnContext } from '../connections/arn.js';
+import type { Connection } from '../connections/connection.js';
+import {
+  describeView,
+  stateView,
+  summaryView,
+  type TimeFormat,
+} from '../connections/connection-view.js';
+
+/** The REST API's views (no secrets, one place) in the AWS JSON protocol's shapes. */
+
+/** AWS JSON sends timestamps as epoch seconds, a JSON number with the milliseconds as fraction. */
+export const epochSeconds: TimeFormat<number> = (ms) => ms / 1000;
+
+/** CreateConnectionResponse has no LastAuthorizedTime (eventbridge-semantics.md §1.2). */
+export function createdShape(arn: ArnContext, connection: Connection) {
+  const { LastAuthorizedTime: _absent, ...shape } = stateView(arn, connection, epochSeconds);
+  return shape;
+}
+
+export function stateShape(arn: ArnContext, connection: Connection) {
+  return stateView(arn, connection, epochSeconds);
+}
+
+/**
+ * DeauthorizeConnection answers DEAUTHORIZING, as EventBridge does while it removes the
+ * secret; the broker has already finished, so a describe shows DEAUTHORIZED.
+ */
+export function deauthorizingShape(arn: ArnContext, connection: Connection) {
+  return { ...stateView(arn, connection, epochSeconds), ConnectionState: 'DEAUTHORIZING' };
+}
+
+export function describeShape(arn: ArnContext, connection: Connection) {
+  return describeView(arn, connection, epochSeconds);
+}
+
+export function summaryShape(arn: ArnContext, connection: Connection) {
+  return summaryView(arn, connection, epochSeconds);
+}

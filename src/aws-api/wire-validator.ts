@@ -1,0 +1,134 @@
+import { Ajv2020, type ErrorObject, type ValidateFunction } from 'ajv/dist/2020.js';
+import addFormatsModule from 'ajv-formats';
+import { BrokerError } from '../errors.js';
+import {
+  listOperations,
+  resolveParameter,
+  type OpenApiDocument,
+} from '../http/openapi-document.js';
+import { formatValidationErrors } from '../http/validation-message.js';
+import type { WireOperation } from './wire-operations.js';
+
+// ajv-formats ships CommonJS with a default export property.
+const addFormats = addFormatsModule as unknown as typeof addFormatsModule.default;
+
+const DOCUMENT_ID = 'openapi';
+const schemaRef = (name: string): object => ({
+  $ref: `${DOCUMENT_ID}#/components/schemas/${name}`,
+});
+
+function rebaseRefs(schema: object): object {
+  return JSON.parse(
+    JSON.stringify(schema).replaceAll('"#/components/', `"${DOCUMENT_ID}#/components/`),
+  ) as object;
+}
+
+const NAME_ONLY = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['Name'],
+  properties: { Name: schemaRef('ConnectionName') },
+};
+
+/** Members of EventBridge's model the broker refuses, with the reason the caller reads. */
+const UNSUPPORTED: ReadonlyArray<{ path: readonly string[]; reason: string }> = [
+  {
+    path: ['InvocationConnectivityParameters'],
+    reason:
+      'private APIs (VPC Lattice resource configurations) cannot be reached from this broker; connect to a public endpoint',
+  },
+  {
+    path: ['AuthParameters', 'ConnectivityParameters'],
+    reason:
+      'a private OAuth endpoint (VPC Lattice resource configuration) cannot be reached from this broker',
+  },
+  {
+    path: ['KmsKeyIdentifier'],
+    reason:
+      "every secret is encrypted with the broker's own key (BROKER_MASTER_KEY or BROKER_KMS_KEY_ID); omit it or send an empty string",
+  },
+];
+
+function memberAt(input: Record<string, unknown>, path: readonly string[]): unknown {
+  let value: unknown = input;
+  for (const key of path) {
+    if (typeof value !== 'object' || value === null) return undefined;
+    value = (value as Record<string, unknown>)[key];
+  }
+  return value;
+}
+
+/**
+ * Validation of the wire operations' inputs against openapi.yaml's schemas (the REST API's), in
+ * AWS's words through the same formatter: one description of what a valid connection is.
+ */
+export class WireValidator {
+  private readonly validators: Record<WireOperation, ValidateFunction[]>;
+  private readonly name: ValidateFunction;
+
+  constructor(document: OpenApiDocument) {
+    // As src/http/request-validator.ts: no coercion for JSON bodies; verbose for the messages.
+    const ajv = new Ajv2020({ strict: false, allErrors: true, verbose: true, useDefaults: true });
+    addFormats(ajv);
+    ajv.addFormat('password', true);
+    ajv.addSchema(document, DOCUMENT_ID);
+    const list = listOperations(document).find(
+      (o) => o.operation.operationId === 'ListConnections',
+    );
+    if (list === undefined) throw new Error('openapi.yaml has no ListConnections');
+    const query = (list.operation.parameters ?? [])
+      .map((p) => resolveParameter(document, p))
+      .filter((p) => p.in === 'query');
+    const listSchema = {
+      type: 'object',
+      additionalProperties: false,
+      properties: Object.fromEntries(query.map((p) => [p.name, rebaseRefs(p.schema)])),
+    };
+    this.name = ajv.compile(NAME_ONLY);
+    this.validators = {
+      CreateConnection: [ajv.compile(schemaRef('CreateConnectionRequest'))],
+      DescribeConnection: [this.name],
+      ListConnections: [ajv.compile(listSchema)],
+      // Name is checked on its own: the REST body schema has no Name (it is in the path).
+      UpdateConnection: [ajv.compile(schemaRef('UpdateConnectionRequest'))],
+      DeleteConnection: [this.name],
+      DeauthorizeConnection: [this.name],
+    };
+  }
+
+  /** The input with defaults applied; ValidationException listing every violation otherwise. */
+  validate<T>(operation: WireOperation, input: Record<string, unknown>): T {
+    assertSupported(input);
+    const candidate = structuredClone(input);
+    if (candidate['KmsKeyIdentifier'] === '') delete candidate['KmsKeyIdentifier'];
+    const errors: ErrorObject[] = [];
+    if (operation === 'UpdateConnection') {
+      const { Name, ...rest } = candidate;
+      if (!this.name({ Name })) errors.push(...(this.name.errors ?? []));
+      const [body] = this.validators.UpdateConnection;
+      if (body !== undefined && !body(rest)) errors.push(...(body.errors ?? []));
+      if (errors.length > 0) throw validationError(errors);
+      return { ...rest, Name } as T;
+    }
+    for (const validate of this.validators[operation]) {
+      if (!validate(candidate)) errors.push(...(validate.errors ?? []));
+    }
+    if (errors.length > 0) throw validationError(errors);
+    return candidate as T;
+  }
+}
+
+function validationError(errors: readonly ErrorObject[]): BrokerError {
+  return new BrokerError('ValidationException', formatValidationErrors(errors));
+}
+
+function assertSupported(input: Record<string, unknown>): void {
+  for (const { path, reason } of UNSUPPORTED) {
+    const value = memberAt(input, path);
+    if (value === undefined || value === '') continue;
+    throw new BrokerError(
+      'ValidationException',
+      `${path.join('.')} is not supported by this broker: ${reason}.`,
+    );
+  }
+}

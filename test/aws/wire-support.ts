@@ -1,0 +1,124 @@
+/**
+ * A real broker on a loopback port for AWS clients (SDK and CLI), which speak HTTP only, plus
+ * helpers to send hand-signed or unsigned wire requests.
+ */
+
+import { createServer, type Server } from 'node:http';
+import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
+import { Hash } from '@smithy/hash-node';
+import { HttpRequest } from '@smithy/protocol-http';
+import { SignatureV4 } from '@smithy/signature-v4';
+import { startBroker, type Harness, type HarnessOptions } from '../support/broker-harness.js';
+import { listenOnLoopback } from '../support/loopback.js';
+
+export const REGION = 'us-east-1';
+
+export interface WireBroker {
+  harness: Harness;
+  endpoint: string;
+  port: number;
+  close(): Promise<void>;
+}
+
+export async function startWireBroker(options: HarnessOptions = {}): Promise<WireBroker> {
+  const harness = await startBroker({
+    ...options,
+    env: { BROKER_REGION: REGION, BROKER_ACCOUNT_ID: '123456789012', ...options.env },
+  });
+  const server: Server = createServer(harness.broker.handler);
+  const port = await listenOnLoopback(server);
+  return {
+    harness,
+    port,
+    endpoint: `http://127.0.0.1:${port}`,
+    close: async () => {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await harness.close();
+    },
+  };
+}
+
+export interface Keys {
+  accessKeyId: string;
+  secretAccessKey: string;
+  /** Temporary credentials; the broker has no STS, so it refuses them. */
+  sessionToken?: string;
+}
+
+export const ANY_KEYS: Keys = { accessKeyId: 'AKIAANYTHINGATALL00', secretAccessKey: 'anything' };
+
+/** An SDK client with no retries: a test sees the first answer. */
+export function eventBridge(endpoint: string, keys: Keys = ANY_KEYS): EventBridgeClient {
+  return new EventBridgeClient({
+    endpoint,
+    region: REGION,
+    credentials: keys,
+    maxAttempts: 1,
+  });
+}
+
+export interface WireAnswer {
+  status: number;
+  headers: Headers;
+  body: Record<string, unknown>;
+}
+
+export interface WireCall {
+  target?: string;
+  body?: string;
+  keys?: Keys;
+  /** Default now; sign at another time to test clock skew. */
+  signingDate?: Date;
+  region?: string;
+  service?: string;
+  /** Change the request after signing (e.g. the body), to test tampering. */
+  tamper?: (request: HttpRequest) => void;
+  unsigned?: boolean;
+  contentType?: string;
+}
+
+/** Sends one wire request as an AWS client would (SigV4 by @smithy/signature-v4), or unsigned. */
+export async function callWire(endpoint: string, call: WireCall): Promise<WireAnswer> {
+  const url = new URL(endpoint);
+  const body = call.body ?? '{}';
+  const headers: Record<string, string> = {
+    host: url.host,
+    'content-type': call.contentType ?? 'application/x-amz-json-1.1',
+  };
+  if (call.target !== undefined) headers['x-amz-target'] = call.target;
+  let request = new HttpRequest({
+    method: 'POST',
+    protocol: url.protocol,
+    hostname: url.hostname,
+    port: Number(url.port),
+    path: '/',
+    headers,
+    body,
+  });
+  if (call.unsigned !== true) {
+    const signer = new SignatureV4({
+      credentials: call.keys ?? ANY_KEYS,
+      region: call.region ?? REGION,
+      service: call.service ?? 'events',
+      sha256: Hash.bind(null, 'sha256'),
+      applyChecksum: false,
+    });
+    request = (await signer.sign(request, {
+      ...(call.signingDate !== undefined && { signingDate: call.signingDate }),
+    })) as HttpRequest;
+  }
+  call.tamper?.(request);
+  const { host: _host, ...sent } = request.headers;
+  const response = await fetch(`${endpoint}/`, {
+    method: 'POST',
+    headers: sent,
+    body: request.body as string,
+  });
+  const text = await response.text();
+  return {
+    status: response.status,
+    headers: response.headers,
+    body: text === '' ? {} : (JSON.parse(text) as Record<string, unknown>),
+  };
+}
