@@ -102,6 +102,13 @@ describe('SigV4Verifier', () => {
     });
   });
 
+  it('when a query key is named like an Object.prototype member, then it verifies (regression: it was refused as a mismatch)', async () => {
+    const request = await signed({
+      query: { constructor: '1', toString: '2', ['__proto__']: '3' },
+    });
+    assert.equal((await verifier.verify(request)).principal.name, 'signer');
+  });
+
   it('when the Authorization header is malformed, then IncompleteSignatureException names what is missing', async () => {
     const request = await signed();
     const original = String(request.headers.authorization);

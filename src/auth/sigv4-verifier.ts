@@ -45,6 +45,12 @@ export interface SigV4VerifierOptions {
   /** The credential scope's service, e.g. `events`. */
   service: string;
   credentialFor: (accessKeyId: string) => AwsCredential | undefined;
+  /**
+   * Headers the service acts on (e.g. `x-amz-target`, which names the operation): when one
+   * arrives unsigned it could be changed in transit or in a replay, so the request is refused.
+   * Not every x-amz-* header: proxies add their own (CloudFront's x-amz-cf-id).
+   */
+  signedWhenPresent?: readonly string[];
   /** AWS allows 5 minutes between the signing time and its own clock. */
   maxSkewMs?: number;
   now?: () => number;
@@ -141,7 +147,8 @@ function basicIso(ms: number): string {
 
 /** The raw query as @smithy/protocol-http wants it: decoded once, repeated keys as arrays. */
 function parseQuery(query: string): Record<string, string | string[] | null> {
-  const parsed: Record<string, string | string[] | null> = {};
+  // No prototype: a key such as `constructor` or `__proto__` is a key like any other.
+  const parsed = Object.create(null) as Record<string, string | string[] | null>;
   for (const pair of query.split('&')) {
     if (pair === '') continue;
     const equals = pair.indexOf('=');
@@ -175,23 +182,17 @@ export class SigV4Verifier {
     this.now = options.now ?? Date.now;
   }
 
+  /**
+   * Everything but the signature itself, from the headers alone: run before the body is read,
+   * so a caller without a known access key costs no buffering.
+   */
+  checkHeaders(headers: IncomingHttpHeaders): void {
+    this.checkedHeaders(headers);
+  }
+
   /** The authenticated caller, or a SigV4Error in AWS's code and words. */
   async verify(request: SignedRequest): Promise<Caller> {
-    const auth = parseAuthorization(headerText(request.headers.authorization));
-    const date = parseAmzDate(request.headers['x-amz-date']);
-    if (!auth.signedHeaders.includes('host')) {
-      throw incomplete("'Host' or ':authority' must be a 'SignedHeader' in the AWS Authorization.");
-    }
-    if (!auth.signedHeaders.includes('x-amz-date')) {
-      throw incomplete("'X-Amz-Date' must be a 'SignedHeader' in the AWS Authorization.");
-    }
-    this.assertFresh(date);
-    this.assertScope(auth, date.text);
-    const credential = this.options.credentialFor(auth.accessKeyId);
-    // Temporary credentials would need an STS the broker does not have.
-    if (credential === undefined || request.headers['x-amz-security-token'] !== undefined) {
-      throw new SigV4Error('UnrecognizedClientException', INVALID_TOKEN);
-    }
+    const { auth, date, credential } = this.checkedHeaders(request.headers);
     const bodySha256 = createHash('sha256').update(request.body).digest('hex');
     const declared = headerText(request.headers['x-amz-content-sha256']);
     if (declared !== undefined && declared !== bodySha256) {
@@ -202,6 +203,35 @@ export class SigV4Verifier {
       throw invalid(SIGNATURE_MISMATCH);
     }
     return { principal: credential.principal, via: 'sigv4' };
+  }
+
+  private checkedHeaders(headers: IncomingHttpHeaders): {
+    auth: ParsedAuthorization;
+    date: { text: string; ms: number };
+    credential: AwsCredential;
+  } {
+    const auth = parseAuthorization(headerText(headers.authorization));
+    const date = parseAmzDate(headers['x-amz-date']);
+    if (!auth.signedHeaders.includes('host')) {
+      throw incomplete("'Host' or ':authority' must be a 'SignedHeader' in the AWS Authorization.");
+    }
+    if (!auth.signedHeaders.includes('x-amz-date')) {
+      throw incomplete("'X-Amz-Date' must be a 'SignedHeader' in the AWS Authorization.");
+    }
+    const unsigned = (this.options.signedWhenPresent ?? []).find(
+      (name) => headers[name] !== undefined && !auth.signedHeaders.includes(name),
+    );
+    if (unsigned !== undefined) {
+      throw incomplete(`'${unsigned}' must be a 'SignedHeader' in the AWS Authorization.`);
+    }
+    this.assertFresh(date);
+    this.assertScope(auth, date.text);
+    const credential = this.options.credentialFor(auth.accessKeyId);
+    // Temporary credentials would need an STS the broker does not have.
+    if (credential === undefined || headers['x-amz-security-token'] !== undefined) {
+      throw new SigV4Error('UnrecognizedClientException', INVALID_TOKEN);
+    }
+    return { auth, date, credential };
   }
 
   private assertFresh(date: { text: string; ms: number }): void {
@@ -247,12 +277,16 @@ export class SigV4Verifier {
     signingMs: number,
     secretAccessKey: string,
   ): Promise<string> {
-    // Only what the caller signed; a signed header that did not arrive is left out, so the
-    // signatures differ.
-    const headers: Record<string, string> = {};
+    // Only what the caller signed. Own properties only: a name such as `constructor` would
+    // otherwise read Object.prototype. A signed header that did not arrive is refused: left
+    // out, it would let anyone add names to SignedHeaders without changing the signature.
+    const headers: Record<string, string> = Object.create(null) as Record<string, string>;
     for (const name of auth.signedHeaders) {
-      const value = headerText(request.headers[name]);
-      if (value !== undefined) headers[name] = value;
+      const value = Object.hasOwn(request.headers, name)
+        ? headerText(request.headers[name])
+        : undefined;
+      if (typeof value !== 'string') throw invalid(SIGNATURE_MISMATCH);
+      headers[name] = value;
     }
     const signer = new SignatureV4({
       credentials: { accessKeyId: auth.accessKeyId, secretAccessKey },

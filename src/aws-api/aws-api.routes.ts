@@ -83,12 +83,17 @@ export function awsApiRoutes(deps: AwsApiDeps): Router {
     region: deps.arn.region,
     service: SIGNING_SERVICE,
     credentialFor: (accessKeyId) => deps.authenticator.awsCredential(accessKeyId),
+    signedWhenPresent: ['x-amz-target'],
   });
 
   /** Without a policy (loopback only) signatures are not checked, as local emulators do. */
-  const authenticate = async (req: Request, body: Buffer): Promise<Caller> => {
+  const openCaller = (): Caller | undefined => {
     const open = deps.authenticator.callerNow(undefined);
-    if (open !== undefined && deps.authenticator.open) return open;
+    return open !== undefined && deps.authenticator.open ? open : undefined;
+  };
+  const authenticate = async (req: Request, body: Buffer): Promise<Caller> => {
+    const open = openCaller();
+    if (open !== undefined) return open;
     const [path = '/', query = ''] = req.originalUrl.split(/\?(.*)/s, 2);
     return verifier.verify({ method: req.method, path, query, headers: req.headers, body });
   };
@@ -123,6 +128,11 @@ export function awsApiRoutes(deps: AwsApiDeps): Router {
   // Raw: the signature covers the exact bytes. No inflation: a compressed body would be signed
   // as sent, so an encoded one is refused rather than checked against other bytes.
   const rawBody = express.raw({ type: () => true, limit: deps.bodyLimitBytes, inflate: false });
+  // The body is read only for a caller whose headers pass: a known access key, in scope, fresh.
+  const checkHeaders: RequestHandler = (req, _res, next) => {
+    if (openCaller() === undefined) verifier.checkHeaders(req.headers);
+    next();
+  };
   const handle: RequestHandler = async (req, res) => {
     const body = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
     const caller = await authenticate(req, body);
@@ -140,6 +150,6 @@ export function awsApiRoutes(deps: AwsApiDeps): Router {
     });
     sendWire(res, 200, output, String(res.locals['requestId']));
   };
-  router.post('/', onlyWire, rawBody, handle, errors);
+  router.post('/', onlyWire, checkHeaders, rawBody, handle, errors);
   return router;
 }

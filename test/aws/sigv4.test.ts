@@ -273,6 +273,72 @@ describe('AWS wire protocol with SigV4 and a policy', () => {
     assert.equal(still.ConnectionState, 'AUTHORIZED', 'nothing was deleted');
   });
 
+  it('when X-Amz-Target is left out of the signature, then IncompleteSignatureException and a changed target runs nothing (regression: a signed Describe could be replayed as a Delete)', async () => {
+    const swapped = await callWire(broker.endpoint, {
+      target: 'AWSEvents.DescribeConnection',
+      body: JSON.stringify({ Name: 'team-a' }),
+      keys: DEPLOYER,
+      unsignedHeaders: ['x-amz-target'],
+      tamper: (request) => {
+        request.headers['x-amz-target'] = 'AWSEvents.DeleteConnection';
+      },
+    });
+    assert.deepEqual(
+      { status: swapped.status, body: swapped.body },
+      {
+        status: 400,
+        body: {
+          __type: 'IncompleteSignatureException',
+          message: "'x-amz-target' must be a 'SignedHeader' in the AWS Authorization.",
+        },
+      },
+    );
+    const still = await deployer.send(new DescribeConnectionCommand({ Name: 'team-a' }));
+    assert.equal(still.ConnectionState, 'AUTHORIZED', 'nothing was deleted');
+  });
+
+  it('when a proxy adds its own unsigned x-amz-* header (CloudFront\u2019s x-amz-cf-id), then the call still verifies', async () => {
+    const answer = await callWire(broker.endpoint, {
+      target: 'AWSEvents.ListConnections',
+      keys: DEPLOYER,
+      tamper: (request) => {
+        request.headers['x-amz-cf-id'] = 'proxy-request-id';
+      },
+    });
+    assert.equal(answer.status, 200);
+  });
+
+  it('when SignedHeaders names a header that did not arrive or an Object.prototype member, then InvalidSignatureException, not a 500 (regression: `constructor` answered InternalException)', async () => {
+    for (const name of ['constructor', 'toString', 'hasOwnProperty', 'x-not-sent', '__proto__']) {
+      const answer = await callWire(broker.endpoint, {
+        target: 'AWSEvents.ListConnections',
+        keys: DEPLOYER,
+        tamper: (request) => {
+          request.headers['authorization'] = String(request.headers['authorization']).replace(
+            'SignedHeaders=',
+            `SignedHeaders=${name};`,
+          );
+        },
+      });
+      assert.deepEqual(
+        { name, status: answer.status, body: answer.body },
+        { name, status: 400, body: { __type: 'InvalidSignatureException', message: MISMATCH } },
+      );
+    }
+  });
+
+  it('when the access key is unknown, then the body is not read: UnrecognizedClientException even for a body over the limit', async () => {
+    const answer = await callWire(broker.endpoint, {
+      target: 'AWSEvents.ListConnections',
+      body: JSON.stringify({ NamePrefix: 'x'.repeat(2 * 1024 * 1024) }),
+      keys: { accessKeyId: 'AKIANOBODY000000001', secretAccessKey: secretKey() },
+    });
+    assert.deepEqual(
+      { status: answer.status, body: answer.body },
+      { status: 400, body: { __type: 'UnrecognizedClientException', message: INVALID_TOKEN } },
+    );
+  });
+
   it('when the request is unsigned or carries a Bearer key, then MissingAuthenticationToken or IncompleteSignature', async () => {
     const unsigned = await callWire(broker.endpoint, {
       target: 'AWSEvents.ListConnections',

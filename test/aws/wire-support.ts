@@ -75,6 +75,8 @@ export interface WireCall {
   /** Change the request after signing (e.g. the body), to test tampering. */
   tamper?: (request: HttpRequest) => void;
   unsigned?: boolean;
+  /** Headers sent but left out of the signature (as awscurl leaves out X-Amz-Target). */
+  unsignedHeaders?: string[];
   contentType?: string;
 }
 
@@ -106,6 +108,9 @@ export async function callWire(endpoint: string, call: WireCall): Promise<WireAn
     });
     request = (await signer.sign(request, {
       ...(call.signingDate !== undefined && { signingDate: call.signingDate }),
+      ...(call.unsignedHeaders !== undefined && {
+        unsignableHeaders: new Set(call.unsignedHeaders),
+      }),
     })) as HttpRequest;
   }
   call.tamper?.(request);
