@@ -88,6 +88,8 @@ export class FileSecretStore implements SecretStore {
   private keys: readonly MasterKey[];
   private encryptionKey: MasterKey;
   private readonly records = new Map<string, MemoryEntry>();
+  /** Key id of each write between encryption and its rename: on disk soon, in memory not yet. */
+  private readonly persisting = new Map<string, string>();
   /** Writes for one name run one after another; different names proceed in parallel. */
   private readonly writes = new KeyedMutex();
   private state: StoreState = 'closed';
@@ -121,7 +123,10 @@ export class FileSecretStore implements SecretStore {
   replaceKeys(keys: readonly MasterKey[]): void {
     const ring = checkedKeyRing(keys);
     const ids = new Set(ring.map((key) => key.id));
-    const stranded = Object.entries(this.keyRing().recordsByKeyId).filter(([id]) => !ids.has(id));
+    // A write in flight under a key lands after this check, so it counts as a record already.
+    const inUse = this.keyRing().recordsByKeyId;
+    for (const kid of this.persisting.values()) inUse[kid] = (inUse[kid] ?? 0) + 1;
+    const stranded = Object.entries(inUse).filter(([id]) => !ids.has(id));
     if (stranded.length > 0) {
       const detail = stranded.map(([id, count]) => `${id} (${count} records)`).join(', ');
       throw new BrokerError(
@@ -246,16 +251,22 @@ export class FileSecretStore implements SecretStore {
    * not change, so clients holding that version must not see a conflict. Returns the count.
    * Memory holds every record decrypted, so no older key is needed to rewrite.
    */
-  async reencryptAll(): Promise<number> {
+  async reencryptAll(signal?: AbortSignal): Promise<number> {
     this.assertOpen();
     let rewritten = 0;
     // A write that began under the previous key can land after a pass listed the records.
     for (let pass = 0; pass < 3; pass += 1) {
-      const stale = [...this.records.values()]
-        .filter((entry) => entry.kid !== this.encryptionKey.id)
-        .map((entry) => entry.record.name);
-      if (stale.length === 0) break;
+      const stale = new Set(
+        [...this.records.values()]
+          .filter((entry) => entry.kid !== this.encryptionKey.id)
+          .map((entry) => entry.record.name),
+      );
+      // Writes still in flight under an older key: their name's turn comes after them.
+      for (const [name, kid] of this.persisting) if (kid !== this.encryptionKey.id) stale.add(name);
+      if (stale.size === 0) break;
       for (const name of stale) {
+        // Stopped (shutdown): what is left stays readable and is rewritten by the next rotation.
+        if (signal?.aborted === true) return rewritten;
         await this.writes.run(name, async () => {
           const entry = this.records.get(name);
           // Deleted or rewritten with the new key while we waited for the name's turn.
@@ -272,10 +283,16 @@ export class FileSecretStore implements SecretStore {
   private async persist(record: StoredRecord, key: MasterKey): Promise<StoredRecord> {
     const content = `${JSON.stringify(encryptRecord(record, key))}\n`;
     const description = `connection '${record.name}'`;
-    await translateWriteErrors(description, () =>
-      replaceFileAtomically(this.recordPath(record.name), content),
-    );
-    this.records.set(record.name, { record, kid: key.id });
+    // Writes of one name are serialized, so one entry per name suffices.
+    this.persisting.set(record.name, key.id);
+    try {
+      await translateWriteErrors(description, () =>
+        replaceFileAtomically(this.recordPath(record.name), content),
+      );
+      this.records.set(record.name, { record, kid: key.id });
+    } finally {
+      this.persisting.delete(record.name);
+    }
     await translateWriteErrors(description, () => syncDirectory(this.recordsDir));
     return structuredClone(record);
   }

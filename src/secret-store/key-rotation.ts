@@ -30,6 +30,8 @@ export interface KeyRotationOptions {
 export class KeyRotation {
   private queue: Promise<unknown> = Promise.resolve();
   private watching = false;
+  /** Aborted by close(): a re-encryption stops between records (the next rotation resumes it). */
+  private readonly stopping = new AbortController();
 
   constructor(private readonly options: KeyRotationOptions) {}
 
@@ -42,6 +44,7 @@ export class KeyRotation {
    * that cannot be read or drops a key in use is refused and the current ring stays.
    */
   rotate(): Promise<KeyRotationResult> {
+    if (this.stopping.signal.aborted) return Promise.reject(shuttingDown());
     const next = this.queue.then(() => this.rotateNow());
     this.queue = next.catch(() => undefined);
     return next;
@@ -62,6 +65,8 @@ export class KeyRotation {
   /** For start-up, SIGHUP and file changes: failures are logged, never thrown. */
   async rotateAndLog(reason: string): Promise<void> {
     const { logger } = this.options;
+    // A SIGHUP or a file change during shutdown: the next start applies the ring.
+    if (this.stopping.signal.aborted) return;
     try {
       const result = await this.rotate();
       logger.info(
@@ -82,18 +87,33 @@ export class KeyRotation {
     }
   }
 
+  /** Stops watching and interrupts a running re-encryption after its current record. */
   close(): Promise<unknown> {
     if (this.watching && this.options.keyFile !== undefined) unwatchFile(this.options.keyFile);
     this.watching = false;
+    this.stopping.abort();
     return this.queue;
   }
 
   private async rotateNow(): Promise<KeyRotationResult> {
     const { store, loadKeys } = this.options;
+    const { signal } = this.stopping;
+    if (signal.aborted) throw shuttingDown();
     if (loadKeys !== undefined) store.replaceKeys(await loadRing(loadKeys));
-    const reencrypted = await store.reencryptAll();
-    return { ...store.keyRing(), reencrypted };
+    const reencrypted = await store.reencryptAll(signal);
+    const ring = store.keyRing();
+    const isComplete = Object.keys(ring.recordsByKeyId).every((id) => id === ring.activeKeyId);
+    if (signal.aborted && !isComplete) throw shuttingDown(reencrypted);
+    return { ...ring, reencrypted };
   }
+}
+
+function shuttingDown(reencrypted?: number): BrokerError {
+  const progress = reencrypted === undefined ? '' : ` after re-encrypting ${reencrypted} records`;
+  return new BrokerError(
+    'ServiceUnavailableException',
+    `The broker is shutting down: the key rotation stopped${progress}; the next start or rotation finishes it.`,
+  );
 }
 
 async function loadRing(loadKeys: () => Promise<MasterKey[]>): Promise<MasterKey[]> {

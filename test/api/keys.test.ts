@@ -3,12 +3,17 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { after, afterEach, before, describe, it } from 'node:test';
+import { pino } from 'pino';
+import { isBrokerError } from '../../src/errors.js';
+import { FileSecretStore } from '../../src/secret-store/file-secret-store.js';
+import { KeyRotation } from '../../src/secret-store/key-rotation.js';
 import { masterKeyFromBytes, type MasterKey } from '../../src/secret-store/master-key.js';
 import { startBroker, type Harness } from '../support/broker-harness.js';
 import { awsStoreEnv, startBrokerProcess } from '../support/broker-process.js';
 import { startMotoServer } from '../support/moto-server.js';
 import { assertMatchesSpec } from '../support/openapi-contract.js';
+import { sampleSecret } from '../support/secret-store-contract.js';
 
 const newKey = (): MasterKey => masterKeyFromBytes(randomBytes(32));
 const base64 = (key: MasterKey): string => key.key.toString('base64');
@@ -131,6 +136,82 @@ describe('master key ring over the API (/v1/keys)', () => {
     assert.match(String(res.body.detail), /must decode to exactly 32 bytes/);
     assert.ok(!res.text.includes(almostAKey));
     assert.ok(!h.logs().some((line) => line.includes(almostAKey)));
+  });
+});
+
+describe('master key ring and writes in flight (file store)', () => {
+  let dir: string;
+  let store: FileSecretStore;
+  const oldKey = newKey();
+  const rotatedKey = newKey();
+
+  const openStore = async (keys: MasterKey[]): Promise<FileSecretStore> => {
+    dir = await mkdtemp(path.join(tmpdir(), 'broker-keys-inflight-'));
+    store = new FileSecretStore({ dataDir: dir, keys });
+    await store.open();
+    return store;
+  };
+  /** Lets a write started just before reach its file I/O (encrypted, not yet renamed). */
+  const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+  afterEach(async () => {
+    await store.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('when a ring drops the key of a create still in flight, then it is refused and the record lands under a key the ring keeps (regression: the record landed under a key no longer in the ring)', async () => {
+    await openStore([oldKey]);
+    const created = store.create('in-flight', sampleSecret('in-flight'));
+    await nextTurn();
+    assert.throws(
+      () => store.replaceKeys([rotatedKey]),
+      (error) => isBrokerError(error) && error.code === 'InvalidStateException',
+    );
+    await created;
+    assert.deepEqual(store.keyRing(), {
+      activeKeyId: oldKey.id,
+      keyIds: [oldKey.id],
+      recordsByKeyId: { [oldKey.id]: 1 },
+    });
+  });
+
+  it('when a rotation runs while a create under the old key is in flight, then it waits for that write and re-encrypts it too (regression: it reported every record under the new key, and one was not)', async () => {
+    await openStore([oldKey]);
+    const created = store.create('in-flight', sampleSecret('in-flight'));
+    await nextTurn();
+    store.replaceKeys([rotatedKey, oldKey]);
+    assert.equal(await store.reencryptAll(), 1);
+    await created;
+    assert.deepEqual(store.keyRing().recordsByKeyId, { [rotatedKey.id]: 1 });
+    assert.deepEqual(await kidsOnDisk(dir), [rotatedKey.id]);
+  });
+
+  it('when the broker closes during a long re-encryption, then close() stops it after the current record, later rotations are refused, and the rest waits for the next rotation (regression: shutdown waited for every record)', async () => {
+    await openStore([oldKey]);
+    const names = Array.from({ length: 40 }, (_, index) => `record-${index}`);
+    await Promise.all(names.map((name) => store.create(name, sampleSecret(name))));
+    store.replaceKeys([rotatedKey, oldKey]);
+    const rotation = new KeyRotation({
+      store,
+      loadKeys: undefined,
+      keyFile: undefined,
+      logger: pino({ level: 'silent' }),
+    });
+    const rotating = rotation.rotate();
+    const interrupted = assert.rejects(
+      rotating,
+      (error) => isBrokerError(error) && error.code === 'ServiceUnavailableException',
+    );
+    await nextTurn();
+    await rotation.close();
+    await interrupted;
+    const byKey = store.keyRing().recordsByKeyId;
+    assert.ok((byKey[oldKey.id] ?? 0) > 0, JSON.stringify(byKey));
+    assert.equal((byKey[oldKey.id] ?? 0) + (byKey[rotatedKey.id] ?? 0), names.length);
+    await assert.rejects(rotation.rotate(), /shutting down/);
+    // Nothing is lost: the next rotation (here, on the same store) finishes the job.
+    await store.reencryptAll();
+    assert.deepEqual(store.keyRing().recordsByKeyId, { [rotatedKey.id]: names.length });
   });
 });
 
