@@ -5,20 +5,41 @@ export function formatJson(value: unknown): string {
   return `${JSON.stringify(value, null, 2)}\n`;
 }
 
+/**
+ * Control characters, and the bidirectional overrides that reorder a line, shown escaped: a
+ * description or a state reason comes from other people and must not drive the terminal.
+ */
+const UNPRINTABLE = /[\p{Cc}\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/gu;
+
+/** A value from the broker, safe to print on a terminal (one line, no escape sequences). */
+export function printable(text: string): string {
+  return text.replace(UNPRINTABLE, (character) => {
+    if (character === '\n') return '\\n';
+    if (character === '\r') return '\\r';
+    if (character === '\t') return '\\t';
+    return `\\u${character.charCodeAt(0).toString(16).padStart(4, '0')}`;
+  });
+}
+
 /** Columns aligned with two spaces between them; no trailing spaces. */
 export function formatTable(
   headers: readonly string[],
   rows: ReadonlyArray<readonly string[]>,
 ): string {
-  const widths = headers.map((header, column) =>
-    Math.max(header.length, ...rows.map((row) => (row[column] ?? '').length)),
-  );
+  const lines = [headers, ...rows].map((cells) => cells.map(printable));
+  // A loop, not Math.max(...column): spreading a few hundred thousand rows overflows the stack.
+  const widths = headers.map(() => 0);
+  for (const cells of lines) {
+    cells.forEach((cell, column) => {
+      widths[column] = Math.max(widths[column] ?? 0, cell.length);
+    });
+  }
   const line = (cells: readonly string[]): string =>
     cells
       .map((cell, column) => cell.padEnd(widths[column] ?? 0))
       .join('  ')
       .trimEnd();
-  return `${[headers, ...rows].map(line).join('\n')}\n`;
+  return `${lines.map(line).join('\n')}\n`;
 }
 
 /** `Label  value` lines, labels aligned; rows without a value are left out. */
@@ -29,7 +50,7 @@ export function formatFields(fields: ReadonlyArray<readonly [string, string | un
   const width = Math.max(0, ...present.map(([label]) => label.length));
   return (
     present
-      .map(([label, value]) => `${`${label}:`.padEnd(width + 1)}  ${value}`.trimEnd())
+      .map(([label, value]) => `${`${label}:`.padEnd(width + 1)}  ${printable(value)}`.trimEnd())
       .join('\n') + '\n'
   );
 }

@@ -29,6 +29,10 @@ export class InputFiles {
   }
 
   private async read(source: string, flag: string): Promise<string> {
+    return decodeUtf8(await this.readBytes(source, flag), source, flag);
+  }
+
+  private async readBytes(source: string, flag: string): Promise<Uint8Array> {
     // Each type has one secret and --file excludes the flags, so stdin is read at most once.
     if (source === '-') return this.io.readStdin(flag);
     try {
@@ -40,6 +44,20 @@ export class InputFiles {
         { cause: error },
       );
     }
+  }
+}
+
+/**
+ * Strict: a lenient decoder would turn bytes that are not UTF-8 (a binary key file) into U+FFFD
+ * and store a different secret without a word. A leading byte order mark is dropped.
+ */
+function decodeUtf8(bytes: Uint8Array, source: string, flag: string): string {
+  try {
+    return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+  } catch {
+    throw new UsageError(
+      `${flag}: ${describe(source)} is not UTF-8 text (a binary secret must be encoded first, e.g. base64)`,
+    );
   }
 }
 

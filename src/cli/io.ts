@@ -4,7 +4,7 @@ export interface CliIo {
   env: Readonly<Record<string, string | undefined>>;
   writeOut(text: string): void;
   writeErr(text: string): void;
-  /** All of stdin as UTF-8; `what` names the value for a prompt on a terminal. */
-  readStdin(what: string): Promise<string>;
-  readFile(path: string): Promise<string>;
+  /** All of stdin, as bytes (decoded strictly); `what` names the value for a prompt on a terminal. */
+  readStdin(what: string): Promise<Uint8Array>;
+  readFile(path: string): Promise<Uint8Array>;
 }

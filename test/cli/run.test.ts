@@ -5,12 +5,15 @@
  */
 
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { once } from 'node:events';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { runCli } from '../../src/cli/run.js';
+import { PROJECT_ROOT } from './cli-process.js';
 
 interface Recorded {
   code: number;
@@ -18,15 +21,15 @@ interface Recorded {
   stderr: string;
 }
 
-async function run(args: string[], stdin = ''): Promise<Recorded> {
+async function run(args: string[], stdin: string | Uint8Array = ''): Promise<Recorded> {
   let stdout = '';
   let stderr = '';
   const code = await runCli(args, {
     env: { BROKER_URL: 'http://127.0.0.1:1', BROKER_API_KEY: 'cbk_test' },
     writeOut: (text) => (stdout += text),
     writeErr: (text) => (stderr += text),
-    readStdin: () => Promise.resolve(stdin),
-    readFile: (file) => readFile(file, 'utf8'),
+    readStdin: () => Promise.resolve(typeof stdin === 'string' ? Buffer.from(stdin) : stdin),
+    readFile: (file) => readFile(file),
   });
   return { code, stdout, stderr };
 }
@@ -219,6 +222,30 @@ describe('broker CLI arguments', () => {
     assert.match(array.stderr, /--file: stdin must hold a JSON object/);
   });
 
+  it('when a secret file or stdin is not UTF-8, then exit 2 before anything is sent (regression: its bytes were silently replaced by U+FFFD and a different secret stored)', async () => {
+    const binary = path.join(dir, 'binary.key');
+    await writeFile(binary, Buffer.from([0x73, 0x6b, 0xff, 0xfe, 0x00, 0x80]));
+    const fromFile = await run([
+      'connections',
+      'create',
+      '--name',
+      'n',
+      '--api-key-name',
+      'k',
+      '--api-key-value-file',
+      binary,
+    ]);
+    assert.equal(fromFile.code, 2);
+    assert.match(fromFile.stderr, /^broker: --api-key-value-file: .*binary\.key is not UTF-8 text/);
+
+    const fromStdin = await run(
+      ['connections', 'update', 'n', '--basic-password-file', '-'],
+      Buffer.from([0xc3, 0x28]),
+    );
+    assert.equal(fromStdin.code, 2);
+    assert.match(fromStdin.stderr, /--basic-password-file: stdin is not UTF-8 text/);
+  });
+
   it('when BROKER_URL or BROKER_API_KEY is malformed, then exit 2 naming the variable without echoing the key', async () => {
     const withEnv = async (env: Record<string, string>): Promise<Recorded> => {
       let stderr = '';
@@ -226,7 +253,7 @@ describe('broker CLI arguments', () => {
         env,
         writeOut: () => undefined,
         writeErr: (text) => (stderr += text),
-        readStdin: () => Promise.resolve(''),
+        readStdin: () => Promise.resolve(new Uint8Array()),
         readFile: () => Promise.reject(new Error('unused')),
       });
       return { code, stdout: '', stderr };
@@ -291,5 +318,27 @@ describe('broker CLI arguments', () => {
     const bareGroup = await run(['connections']);
     assert.deepEqual([bareGroup.code, bareGroup.stdout], [2, '']);
     assert.match(bareGroup.stderr, /^Usage: broker connections <command>/);
+  });
+});
+
+describe('broker CLI output', () => {
+  it('when the reader of stdout goes away early (broker … | head), then the CLI ends quietly with exit 0 (regression: an unhandled EPIPE crashed it with exit 1, the code of a broker error)', async () => {
+    const child = spawn(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        path.join(PROJECT_ROOT, 'src', 'cli', 'main.ts'),
+        'connections',
+        '--help',
+      ],
+      { cwd: PROJECT_ROOT, env: { PATH: process.env['PATH'] ?? '' }, timeout: 30_000 },
+    );
+    // Closed before the CLI has started, so its first write meets a closed pipe.
+    child.stdout.destroy();
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+    const [code] = (await once(child, 'close')) as [number | null];
+    assert.deepEqual({ code, stderr }, { code: 0, stderr: '' });
   });
 });

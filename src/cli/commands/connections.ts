@@ -15,7 +15,7 @@ import {
   formatConnectionList,
   formatConnectionState,
 } from '../connection-views.js';
-import { formatJson } from '../format.js';
+import { formatJson, printable } from '../format.js';
 
 type Schemas = components['schemas'];
 
@@ -92,7 +92,7 @@ const list = defineCommand({
     if (connections.length === 0) context.io.writeErr('No connections found.\n');
     else context.io.writeOut(formatConnectionList(connections));
     if (nextToken !== undefined) {
-      context.io.writeErr(`More connections: continue with --next-token ${nextToken}\n`);
+      context.io.writeErr(`More connections: continue with --next-token ${printable(nextToken)}\n`);
     }
   },
 });
