@@ -11,6 +11,8 @@ import {
   type MasterKey,
 } from './secret-store/master-key.js';
 
+/** After the drain: how long the store may take to close (the Helm chart's grace allows 5 s). */
+const CLOSE_TIMEOUT_SECONDS = 5;
 const LOOPBACK_HOSTS = new Set(['127.0.0.1', '::1', 'localhost']);
 
 /** The key ring, newest first: BROKER_MASTER_KEYS, BROKER_MASTER_KEY, the key file, or a dev key. */
@@ -130,6 +132,13 @@ async function main(): Promise<void> {
     forced.unref();
     server.close(() => {
       clearTimeout(forced);
+      // A store that hangs (a stuck fsync, an unreachable Secrets Manager) must not keep the pod
+      // alive until the kubelet's SIGKILL; the records it wrote are complete either way.
+      const stuck = setTimeout(() => {
+        logger.error({ closeTimeoutSeconds: CLOSE_TIMEOUT_SECONDS }, 'closing the store timed out');
+        process.exit(1);
+      }, CLOSE_TIMEOUT_SECONDS * 1000);
+      stuck.unref();
       broker
         .close()
         .then(() => {
