@@ -47,13 +47,29 @@ export function stdoutDestination(): DestinationStream {
   return pino.destination({ dest: 1, sync: false });
 }
 
+let stampedAtMs = -1;
+let stamp = '';
+
+/**
+ * pino's isoTime formats a Date per line (about 3% of the credential path's CPU under load, one
+ * audit line per retrieval); lines within one millisecond share one string.
+ */
+function isoTimestampCachedPerMs(): string {
+  const nowMs = Date.now();
+  if (nowMs !== stampedAtMs) {
+    stampedAtMs = nowMs;
+    stamp = `,"time":"${new Date(nowMs).toISOString()}"`;
+  }
+  return stamp;
+}
+
 export function createLogger(level: string, destination?: DestinationStream): Logger {
   return pino(
     {
       level,
       base: { service: 'connection-broker' },
       redact: { paths: REDACTED_PATHS, censor: '[redacted]' },
-      timestamp: pino.stdTimeFunctions.isoTime,
+      timestamp: isoTimestampCachedPerMs,
     },
     destination,
   );
