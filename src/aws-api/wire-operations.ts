@@ -1,9 +1,11 @@
 import type { Response } from 'express';
 import type { ArnContext } from '../connections/arn.js';
 import type { ConnectionService } from '../connections/connection-service.js';
-import type {
-  CreateConnectionInput,
-  UpdateConnectionInput,
+import {
+  toListQuery,
+  type CreateConnectionInput,
+  type ListConnectionsInput,
+  type UpdateConnectionInput,
 } from '../connections/connection-input.js';
 import { authorize, authorizeSome } from '../http/access.js';
 import type { WireValidator } from './wire-validator.js';
@@ -40,13 +42,6 @@ interface NameInput {
   Name: string;
 }
 
-interface ListInput {
-  NamePrefix?: string;
-  ConnectionState?: string;
-  Limit?: number;
-  NextToken?: string;
-}
-
 /** One use case each, with the REST API's rules: same validation, same policy, same service. */
 const HANDLERS: Record<WireOperation, Handler> = {
   CreateConnection: async (input, { service, validator, arn, res }) => {
@@ -63,15 +58,9 @@ const HANDLERS: Record<WireOperation, Handler> = {
   },
 
   ListConnections: async (input, { service, validator, arn, res }) => {
-    const query = validator.validate<ListInput>('ListConnections', input);
+    const query = validator.validate<ListConnectionsInput>('ListConnections', input);
     const permitted = authorizeSome(res, 'ListConnections');
-    const page = await service.list({
-      limit: query.Limit ?? 100,
-      ...(query.NamePrefix !== undefined && { namePrefix: query.NamePrefix }),
-      ...(query.ConnectionState !== undefined && { state: query.ConnectionState }),
-      ...(query.NextToken !== undefined && { nextToken: query.NextToken }),
-      nameFilter: permitted,
-    });
+    const page = await service.list(toListQuery(query, permitted));
     return {
       Connections: page.connections.map((c) => summaryShape(arn, c)),
       ...(page.nextToken !== undefined && { NextToken: page.nextToken }),

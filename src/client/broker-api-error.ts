@@ -1,14 +1,9 @@
 /** Errors of the broker client: the broker's problem+json answers, and a broker that never answered. */
 
-/** The RFC 9457 problem document every broker error answers with. */
-export interface Problem {
-  type: string;
-  title: string;
-  status: number;
-  detail: string;
-  code: string;
-  requestId?: string;
-}
+import type { components } from '../openapi-types.js';
+
+/** The RFC 9457 problem document every broker error answers with (openapi.yaml's Problem). */
+export type Problem = components['schemas']['Problem'];
 
 /** The broker answered with an error status; `code` is its AWS-style code (e.g. ResourceNotFoundException). */
 export class BrokerApiError extends Error {

@@ -1,5 +1,5 @@
 import { BrokerError } from '../errors.js';
-import type { components } from '../openapi-types.js';
+import type { components, operations } from '../openapi-types.js';
 import type {
   ApiKeyAuth,
   AuthorizationType,
@@ -152,4 +152,29 @@ export function requireBlockFor(type: AuthorizationType, auth: UpdateAuthParamet
   if (auth[block] === undefined) {
     throw missing(`authParameters.${block.charAt(0).toLowerCase()}${block.slice(1)}`);
   }
+}
+
+/** ListConnections' parameters, as both APIs (REST and EventBridge's wire protocol) spell them. */
+export type ListConnectionsInput = NonNullable<
+  operations['ListConnections']['parameters']['query']
+>;
+
+/** The service's query for one page; `nameFilter` keeps only what the caller may list. */
+export function toListQuery(
+  input: ListConnectionsInput,
+  nameFilter: (name: string) => boolean,
+): {
+  limit: number;
+  namePrefix?: string;
+  state?: string;
+  nextToken?: string;
+  nameFilter: (name: string) => boolean;
+} {
+  return {
+    limit: input.Limit ?? 100,
+    ...(input.NamePrefix !== undefined && { namePrefix: input.NamePrefix }),
+    ...(input.ConnectionState !== undefined && { state: input.ConnectionState }),
+    ...(input.NextToken !== undefined && { nextToken: input.NextToken }),
+    nameFilter,
+  };
 }

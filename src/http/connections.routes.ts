@@ -2,11 +2,13 @@ import { Router } from 'express';
 import type { ArnContext } from '../connections/arn.js';
 import type { ConnectionService } from '../connections/connection-service.js';
 import { describeView, isoTime, stateView, summaryView } from '../connections/connection-view.js';
-import type {
-  CreateConnectionInput,
-  UpdateConnectionInput,
+import {
+  toListQuery,
+  type CreateConnectionInput,
+  type ListConnectionsInput,
+  type UpdateConnectionInput,
 } from '../connections/connection-input.js';
-import type { components, operations } from '../openapi-types.js';
+import type { components } from '../openapi-types.js';
 import type { RequestValidator } from './request-validator.js';
 import { sendAuthorization } from './request-context.js';
 import { authorize, authorizeSome } from './access.js';
@@ -18,7 +20,6 @@ export interface ConnectionsRoutesDeps {
 }
 
 type RefreshInput = components['schemas']['RefreshAuthorizationRequest'];
-type ListQuery = NonNullable<operations['ListConnections']['parameters']['query']>;
 
 /** Thin handlers: validate against openapi.yaml, call one use case, send its view. */
 export function connectionsRoutes({ service, validator, arn }: ConnectionsRoutesDeps): Router {
@@ -36,15 +37,9 @@ export function connectionsRoutes({ service, validator, arn }: ConnectionsRoutes
   });
 
   router.get('/v1/connections', async (req, res) => {
-    const query = validator.validate('ListConnections', req).query as ListQuery;
+    const query = validator.validate('ListConnections', req).query as ListConnectionsInput;
     const permitted = authorizeSome(res, 'ListConnections');
-    const page = await service.list({
-      limit: query.Limit ?? 100,
-      ...(query.NamePrefix !== undefined && { namePrefix: query.NamePrefix }),
-      ...(query.ConnectionState !== undefined && { state: query.ConnectionState }),
-      ...(query.NextToken !== undefined && { nextToken: query.NextToken }),
-      nameFilter: permitted,
-    });
+    const page = await service.list(toListQuery(query, permitted));
     res.json({
       Connections: page.connections.map((c) => summaryView(arn, c, isoTime)),
       ...(page.nextToken !== undefined && { NextToken: page.nextToken }),

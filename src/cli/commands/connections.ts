@@ -15,19 +15,11 @@ import {
   formatConnectionList,
   formatConnectionState,
 } from '../connection-views.js';
+import { CONNECTION_STATES } from '../../connections/connection.js';
 import { formatJson, printable } from '../format.js';
 
 type Schemas = components['schemas'];
 
-const CONNECTION_STATES = [
-  'CREATING',
-  'UPDATING',
-  'DELETING',
-  'AUTHORIZED',
-  'DEAUTHORIZED',
-  'AUTHORIZING',
-  'DEAUTHORIZING',
-] as const satisfies readonly Schemas['ConnectionState'][];
 /** ListConnections' own maximum page size (openapi.yaml). */
 const MAX_PAGE_SIZE = 100;
 const MAX_LIMIT = 1_000_000;
