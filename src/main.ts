@@ -72,7 +72,8 @@ async function main(): Promise<void> {
   });
   if (broker.policy === undefined) {
     logger.warn(
-      { host: config.host, auth: config.auth },
+      // `auth` is what callers meet (BROKER_AUTH=policy without a policy file is open too).
+      { host: config.host, auth: 'open' },
       loopback
         ? 'RUNNING OPEN: no BROKER_POLICY_FILE, so every local process can read every credential; set a policy before anything else shares this machine'
         : 'RUNNING OPEN (BROKER_AUTH=none): anyone who reaches this port can read every credential',
@@ -105,6 +106,8 @@ async function main(): Promise<void> {
       {
         host: config.host,
         port,
+        // What SIGHUP (reload) and SIGTERM go to: `npm start` has a parent process too.
+        pid: process.pid,
         store: broker.store.kind,
         ...(broker.store.kind === 'file' && { dataDir: config.dataDir }),
       },
@@ -170,13 +173,14 @@ async function main(): Promise<void> {
     signalledAtMs = Date.now();
     broker.beginShutdown();
     for (const res of inFlight) if (!res.headersSent) res.setHeader('connection', 'close');
+    // Ctrl-C comes from a person at a terminal, not an orchestrator still routing traffic here.
+    const delaySeconds = signal === 'SIGINT' ? 0 : shutdownDelaySeconds;
     logger.info(
-      { signal, shutdownDelaySeconds, drainTimeoutSeconds },
+      { signal, shutdownDelaySeconds: delaySeconds, drainTimeoutSeconds },
       'shutting down: readiness fails now, requests are served for the shutdown delay, then in-flight ones finish',
     );
-    // Ctrl-C comes from a person at a terminal, not an orchestrator still routing traffic here.
-    if (shutdownDelaySeconds === 0 || signal === 'SIGINT') drain();
-    else delayTimer = setTimeout(drain, shutdownDelaySeconds * 1000);
+    if (delaySeconds === 0) drain();
+    else delayTimer = setTimeout(drain, delaySeconds * 1000);
   };
   // `on`, not `once`: a second signal must not fall through to the default handler and kill.
   process.on('SIGTERM', shutdown);

@@ -34,7 +34,14 @@ export function keysRoutes({ keys, validator }: KeysRoutesDeps): Router {
 
   router.post('/v1/keys/rotate', async (req, res) => {
     validator.validate('RotateKeys', req);
-    const result = await rotation(res, 'RotateKeys').rotate();
+    const ring = rotation(res, 'RotateKeys');
+    if (!ring.reloadable) {
+      throw new BrokerError(
+        'ValidationException',
+        'The master key ring does not come from BROKER_MASTER_KEY_FILE (but from BROKER_MASTER_KEY, BROKER_MASTER_KEYS or the development key file), so it cannot change while the broker runs: put the keys in a file, newest first, set BROKER_MASTER_KEY_FILE and restart (README, Rotating the master key).',
+      );
+    }
+    const result = await ring.rotate();
     res.json({ ...keyRingView(result), Reencrypted: result.reencrypted });
   });
 

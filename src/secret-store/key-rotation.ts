@@ -35,6 +35,11 @@ export class KeyRotation {
 
   constructor(private readonly options: KeyRotationOptions) {}
 
+  /** Whether the ring can change while the broker runs (it comes from a key file). */
+  get reloadable(): boolean {
+    return this.options.loadKeys !== undefined;
+  }
+
   status(): KeyRingStatus {
     return this.options.store.keyRing();
   }

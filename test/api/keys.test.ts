@@ -215,6 +215,25 @@ describe('master key ring and writes in flight (file store)', () => {
   });
 });
 
+describe('master key ring from the environment', () => {
+  it('when the ring does not come from a key file, then rotate answers 400 saying how to make it rotatable, and status still answers', async () => {
+    const key = newKey();
+    const h = await startBroker({ masterKeys: [key] });
+    try {
+      const res = await h.request.post('/v1/keys/rotate');
+      assertMatchesSpec('RotateKeys', res);
+      assert.equal(res.status, 400);
+      assert.equal(res.body.code, 'ValidationException');
+      assert.match(String(res.body.detail), /set BROKER_MASTER_KEY_FILE and restart/);
+      const status = await h.request.get('/v1/keys');
+      assert.equal(status.status, 200);
+      assert.equal(status.body.ActiveKeyId, key.id);
+    } finally {
+      await h.close();
+    }
+  });
+});
+
 describe('master key ring on the Secrets Manager store', () => {
   it('when the store is Secrets Manager, then /v1/keys answers 400 ValidationException pointing at KMS', async () => {
     const moto = await startMotoServer();

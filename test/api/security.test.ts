@@ -277,7 +277,11 @@ describe('caller security', () => {
       ...[1, 2, 3, 4, 5, 6].map((n) => ({ kind: 'token' as const, accessToken: oauthToken(n) })),
     );
     for (let n = 1; n <= 6; n++) used.add(oauthToken(n));
+    // A key file, so that RotateKeys has a ring to reload.
+    const keyFile = path.join(dir, 'master.keys');
+    await writeFile(keyFile, `${randomBytes(32).toString('base64')}\n`, { mode: 0o600 });
     h = await startBroker({
+      keyFile,
       env: {
         BROKER_POLICY_FILE: policyFile,
         BROKER_JWT_ISSUER: jwks.issuer,
