@@ -73,6 +73,12 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
           audience: config.jwtAudience,
           ...(config.jwtJwksUrl !== undefined && { jwksUrl: config.jwtJwksUrl }),
         });
+  if (jwt === undefined && policy?.policy.hasSubjects === true) {
+    logger.warn(
+      { policyFile: config.policyFile },
+      'the policy names JWT subjects, but BROKER_JWT_ISSUER and BROKER_JWT_AUDIENCE are not set: those principals can never authenticate',
+    );
+  }
   const fileStore =
     options.store === undefined && config.secretStore === 'file'
       ? new FileSecretStore({ dataDir: config.dataDir, keys: options.masterKeys })

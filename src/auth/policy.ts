@@ -239,6 +239,11 @@ export class Policy {
     return found;
   }
 
+  /** Whether some principal names a JWT subject (and so needs a JWT issuer configured). */
+  get hasSubjects(): boolean {
+    return this.bySubject.size > 0;
+  }
+
   principalForSubject(subject: string): Principal | undefined {
     return this.bySubject.get(subject);
   }
