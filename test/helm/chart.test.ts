@@ -211,6 +211,23 @@ before(() =>
 );
 
 describe('helm chart', () => {
+  describe('chart metadata', () => {
+    test('when no image tag is given, then the image is the chart\'s appVersion, which is package.json\'s version', () => {
+      const chart = readFileSync(join(CHART, 'Chart.yaml'), 'utf8');
+      const appVersion = /^appVersion:\s*"?([^"\s]+)"?\s*$/m.exec(chart)?.[1];
+      const { version } = JSON.parse(readFileSync(join(PROJECT_ROOT, 'package.json'), 'utf8')) as {
+        version: string;
+      };
+      assert.equal(appVersion, version);
+      assert.equal(brokerContainer(render()).image, `connection-broker:${version}`);
+      const digest = `sha256:${'a'.repeat(64)}`;
+      assert.equal(
+        brokerContainer(render({ sets: [`image.digest=${digest}`, 'image.tag=9.9.9'] })).image,
+        `connection-broker@${digest}`,
+      );
+    });
+  });
+
   describe('lint', () => {
     test('when the chart is linted strictly with the default values, then it passes', () => {
       const result = runHelm(['lint', '--strict', CHART]);
@@ -459,6 +476,56 @@ describe('helm chart', () => {
     });
   });
 
+  describe('scheduling and extensions', () => {
+    test('when a topology spread constraint has no labelSelector, then it counts this release\'s pods', () => {
+      const constraints = podSpec(render({ valueFiles: [PRODUCTION_VALUES] }))
+        .topologySpreadConstraints;
+      assert.equal(constraints?.length, 1);
+      assert.deepEqual(constraints?.[0]?.labelSelector?.matchLabels, {
+        'app.kubernetes.io/name': 'connection-broker',
+        'app.kubernetes.io/instance': RELEASE,
+      });
+      const own = podSpec(
+        render({
+          sets: [
+            'topologySpreadConstraints[0].maxSkew=1',
+            'topologySpreadConstraints[0].topologyKey=topology.kubernetes.io/zone',
+            'topologySpreadConstraints[0].whenUnsatisfiable=DoNotSchedule',
+            'topologySpreadConstraints[0].labelSelector.matchLabels.team=payments',
+          ],
+        }),
+      ).topologySpreadConstraints;
+      assert.deepEqual(own?.[0]?.labelSelector, { matchLabels: { team: 'payments' } });
+    });
+
+    test('when extra volumes and mounts are given (a private CA bundle), then the pod mounts them beside its own', () => {
+      const objects = render({
+        sets: [
+          'extraVolumes[0].name=internal-ca',
+          'extraVolumes[0].configMap.name=internal-ca-bundle',
+          'extraVolumeMounts[0].name=internal-ca',
+          'extraVolumeMounts[0].mountPath=/etc/ssl/internal',
+          'extraVolumeMounts[0].readOnly=true',
+          'extraEnv[0].name=NODE_EXTRA_CA_CERTS',
+          'extraEnv[0].value=/etc/ssl/internal/ca.crt',
+        ],
+      });
+      for (const object of objects) MODELS[`${object.apiVersion}/${object.kind}`]!(object).validate();
+      const volumes = podSpec(objects).volumes ?? [];
+      assert.deepEqual(volumes.map((v) => v.name), ['tmp', 'data', 'master-key', 'policy', 'internal-ca']);
+      assert.deepEqual(volumes.at(-1)?.configMap, { name: 'internal-ca-bundle' });
+      const mounts = brokerContainer(objects).volumeMounts ?? [];
+      assert.deepEqual(mounts.at(-1), {
+        name: 'internal-ca',
+        mountPath: '/etc/ssl/internal',
+        readOnly: true,
+      });
+      assert.equal(brokerContainer(objects).securityContext?.readOnlyRootFilesystem, true);
+      assert.match(renderFailure(['extraVolumes[0].name=policy']), /\/extraVolumes\/0\/name/);
+      assert.match(renderFailure(['extraVolumeMounts[0].name=x']), /\/extraVolumeMounts\/0/);
+    });
+  });
+
   describe('values schema', () => {
     test('when a value has an unknown key, then the schema refuses it', () => {
       assert.match(renderFailure(['replicas=2']), /additional properties 'replicas' not allowed/);
@@ -534,7 +601,27 @@ describe('helm chart', () => {
       assert.deepEqual(spec?.policyTypes, ['Ingress', 'Egress']);
       assert.equal(spec?.egress?.length, 2);
       assert.deepEqual(spec?.egress?.[0]?.ports?.map((p) => p.port), [53, 53]);
+      assert.deepEqual(spec?.egress?.[0]?.to, [
+        { namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'kube-system' } } },
+      ]);
       assert.deepEqual(spec?.egress?.[1], { ports: [{ port: 443 }] });
+    });
+
+    test('when name resolution is elsewhere (NodeLocal DNSCache), then DNS egress goes to the peers given', () => {
+      const policy = only(
+        render({
+          sets: [
+            'networkPolicy.enabled=true',
+            'networkPolicy.egress.restrict=true',
+            'networkPolicy.egress.dnsPeers[0].ipBlock.cidr=169.254.20.10/32',
+          ],
+        }),
+        'NetworkPolicy',
+      );
+      new NetworkPolicy(policy).validate();
+      const spec = new NetworkPolicy(policy).spec;
+      assert.deepEqual(spec?.egress?.[0]?.to, [{ ipBlock: { cidr: '169.254.20.10/32' } }]);
+      assert.deepEqual(spec?.egress?.[0]?.ports?.map((p) => p.port), [53, 53]);
     });
   });
 
@@ -580,6 +667,7 @@ describe('helm chart', () => {
       assert.deepEqual(
         rules.map((r) => r.alert),
         [
+          'ConnectionBrokerDown',
           'ConnectionBrokerSecretStoreDown',
           'ConnectionBrokerTokenEndpointFailures',
           'ConnectionBrokerDeauthorizedConnections',
@@ -589,11 +677,28 @@ describe('helm chart', () => {
       );
       for (const r of rules) {
         const expr = String(r.expr);
-        assert.deepEqual(checkPromQL(expr, series), []);
+        // The one rule on Prometheus' own `up`: it fires when the broker's series are all gone.
+        if (r.alert !== 'ConnectionBrokerDown') assert.deepEqual(checkPromQL(expr, series), []);
         assert.ok(expr.includes(`namespace="${NAMESPACE}", job="${FULLNAME}"`), expr);
         assert.equal(r.labels?.['team'], 'platform');
       }
-      assert.match(String(rules[0]?.expr), /broker_secret_store_up\{[^}]*\}\) == 0$/);
+      assert.equal(
+        String(rules[0]?.expr),
+        `absent(up{namespace="${NAMESPACE}", job="${FULLNAME}"} == 1)`,
+      );
+      assert.equal(rules[0]?.labels?.['namespace'], NAMESPACE);
+      assert.match(String(rules[1]?.expr), /broker_secret_store_up\{[^}]*\}\) == 0$/);
+    });
+
+    test('when the alerts are on without the chart\'s ServiceMonitor, then no ConnectionBrokerDown alert assumes its job label', () => {
+      const rule = new PrometheusRule(
+        only(
+          render({ valueFiles: [PRODUCTION_VALUES], sets: ['serviceMonitor.enabled=false'] }),
+          'PrometheusRule',
+        ) as never,
+      );
+      const alerts = rule.spec?.groups?.flatMap((group) => group.rules ?? []).map((r) => r.alert);
+      assert.ok(alerts !== undefined && alerts.length === 5 && !alerts.includes('ConnectionBrokerDown'));
     });
 
     test('when the ServiceMonitor is on, then it scrapes /metrics on the http port of this release', () => {
@@ -630,6 +735,18 @@ describe('helm chart', () => {
         (monitor['spec'] as { endpoints: { authorization: unknown }[] }).endpoints[0]?.authorization,
         { type: 'Bearer', credentials: { name: 'scraper', key: 'key' } },
       );
+    });
+
+    test('when the caller key Secret is named without its key, or the other way round, then rendering fails saying so', () => {
+      for (const half of [
+        'serviceMonitor.authorization.secretName=scraper',
+        'serviceMonitor.authorization.secretKey=key',
+      ]) {
+        assert.match(
+          renderFailure(['config.metricsAuth=true', 'serviceMonitor.enabled=true', half]),
+          /serviceMonitor\.authorization\.secretName and serviceMonitor\.authorization\.secretKey together/,
+        );
+      }
     });
   });
 });

@@ -100,6 +100,11 @@ config.drainTimeoutSeconds, then closes its store (allow 5 s).
 {{- if lt (int .Values.terminationGracePeriodSeconds) (int $needed) }}
 {{- fail (printf "terminationGracePeriodSeconds (%d) must be at least config.shutdownDelaySeconds + config.drainTimeoutSeconds + 5 s to close the store (%d), or in-flight requests are cut off" (int .Values.terminationGracePeriodSeconds) (int $needed)) }}
 {{- end }}
+{{- with .Values.serviceMonitor.authorization }}
+{{- if ne (empty .secretName) (empty .secretKey) }}
+{{- fail "set serviceMonitor.authorization.secretName and serviceMonitor.authorization.secretKey together (the Secret and its key holding the scraper's caller key)" }}
+{{- end }}
+{{- end }}
 {{- if and .Values.config.metricsAuth .Values.serviceMonitor.enabled (not .Values.serviceMonitor.authorization.secretName) }}
 {{- fail "config.metricsAuth=true makes /metrics need a caller key: set serviceMonitor.authorization.secretName and secretKey" }}
 {{- end }}
