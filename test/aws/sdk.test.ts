@@ -12,7 +12,6 @@ import {
   DeleteConnectionCommand,
   DescribeConnectionCommand,
   type DescribeConnectionCommandOutput,
-  EventBridgeServiceException,
   ListConnectionsCommand,
   UpdateConnectionCommand,
   type EventBridgeClient,
@@ -21,25 +20,18 @@ import {
   startScriptedTokenEndpoint,
   type ScriptedTokenEndpoint,
 } from '../support/scripted-token-endpoint.js';
-import { callWire, eventBridge, startWireBroker, type WireBroker } from './wire-support.js';
+import {
+  callWire,
+  eventBridge,
+  sdkError,
+  startWireBroker,
+  type WireBroker,
+} from './wire-support.js';
 
 const ARN = /^arn:aws:events:us-east-1:123456789012:connection\/([.\-_A-Za-z0-9]+)\/[0-9a-f-]{36}$/;
 const PASSWORD = 'sdk-password-Xq81';
 const API_KEY = 'sdk-api-key-Vb27';
 const CLIENT_SECRET = 'sdk-client-secret-Lm39';
-
-/** The SDK's error, with the code AWS put in `__type` and the HTTP status. */
-async function sdkError(
-  promise: Promise<unknown>,
-): Promise<{ name: string; message: string; status: number | undefined }> {
-  try {
-    await promise;
-  } catch (error) {
-    assert.ok(error instanceof EventBridgeServiceException, `not an SDK error: ${String(error)}`);
-    return { name: error.name, message: error.message, status: error.$metadata.httpStatusCode };
-  }
-  assert.fail('the call succeeded');
-}
 
 async function waitForState(
   client: EventBridgeClient,

@@ -13,13 +13,13 @@ import {
   CreateConnectionCommand,
   DeleteConnectionCommand,
   DescribeConnectionCommand,
-  EventBridgeServiceException,
   ListConnectionsCommand,
   type EventBridgeClient,
 } from '@aws-sdk/client-eventbridge';
 import {
   callWire,
   eventBridge,
+  sdkError,
   startWireBroker,
   type Keys,
   type WireBroker,
@@ -70,18 +70,6 @@ function policy(): object {
       },
     ],
   };
-}
-
-async function sdkError(
-  promise: Promise<unknown>,
-): Promise<{ name: string; message: string; status: number | undefined }> {
-  try {
-    await promise;
-  } catch (error) {
-    assert.ok(error instanceof EventBridgeServiceException, `not an SDK error: ${String(error)}`);
-    return { name: error.name, message: error.message, status: error.$metadata.httpStatusCode };
-  }
-  assert.fail('the call succeeded');
 }
 
 const basic = (name: string): CreateConnectionCommand =>

@@ -3,8 +3,9 @@
  * helpers to send hand-signed or unsigned wire requests.
  */
 
+import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
-import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
+import { EventBridgeClient, EventBridgeServiceException } from '@aws-sdk/client-eventbridge';
 import { Hash } from '@smithy/hash-node';
 import { HttpRequest } from '@smithy/protocol-http';
 import { SignatureV4 } from '@smithy/signature-v4';
@@ -126,4 +127,17 @@ export async function callWire(endpoint: string, call: WireCall): Promise<WireAn
     headers: response.headers,
     body: text === '' ? {} : (JSON.parse(text) as Record<string, unknown>),
   };
+}
+
+/** The SDK's error, with the code AWS put in `__type` and the HTTP status. */
+export async function sdkError(
+  promise: Promise<unknown>,
+): Promise<{ name: string; message: string; status: number | undefined }> {
+  try {
+    await promise;
+  } catch (error) {
+    assert.ok(error instanceof EventBridgeServiceException, `not an SDK error: ${String(error)}`);
+    return { name: error.name, message: error.message, status: error.$metadata.httpStatusCode };
+  }
+  assert.fail('the call succeeded');
 }
