@@ -407,6 +407,16 @@ describe('helm chart', () => {
       assert.equal(brokerConfigMapData(objects)['BROKER_SECRET_STORE'], 'file');
     });
 
+    test('when accessMode is ReadWriteOncePod, then the claim allows one pod only; a mode that lets two nodes write is refused', () => {
+      const objects = render({ sets: ['store.file.persistence.accessMode=ReadWriteOncePod'] });
+      const claim = new PersistentVolumeClaim(only(objects, 'PersistentVolumeClaim'));
+      assert.deepEqual(claim.spec?.accessModes, ['ReadWriteOncePod']);
+      assert.match(
+        renderFailure(['store.file.persistence.accessMode=ReadWriteMany']),
+        /accessMode/,
+      );
+    });
+
     test('when the file store is given replicaCount 2, then rendering fails with a clear message', () => {
       const message = renderFailure(['replicaCount=2']);
       assert.match(message, /store\.type=file runs exactly one replica/);
