@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 
 import { assertMatchesSpec } from '../support/openapi-contract.js';
-import { waitFor } from '../support/broker-process.js';
+import { startBrokerProcess, waitFor, type BrokerProcess } from '../support/broker-process.js';
 
 export const REQUEST_TIMEOUT_MS = 15_000;
 
@@ -253,4 +253,28 @@ export async function observeWithin(
     `${what}: seen after ${elapsed} ms, more than the ${boundMs} ms bound`,
   );
   return elapsed;
+}
+
+export interface Replica<Name extends string = string> {
+  name: Name;
+  url: string;
+  process: BrokerProcess;
+}
+
+/**
+ * Starts one broker process per `[name, env]` at once. Every one that started is pushed onto
+ * `into` before a failure is thrown, so the suite's `after` stops them all.
+ */
+export async function startReplicas<Name extends string>(
+  planned: ReadonlyArray<readonly [Name, Record<string, string>]>,
+  into: Array<Replica<Name>>,
+): Promise<void> {
+  const started = await Promise.allSettled(planned.map(([, env]) => startBrokerProcess(env)));
+  started.forEach((result, index) => {
+    if (result.status === 'fulfilled') {
+      into.push({ name: planned[index]![0], url: result.value.url, process: result.value });
+    }
+  });
+  const failed = started.find((result) => result.status === 'rejected');
+  if (failed !== undefined) throw failed.reason;
 }

@@ -26,9 +26,8 @@ import {
   SecretsManagerClient,
 } from '@aws-sdk/client-secrets-manager';
 
-import { awsStoreEnv, startBrokerProcess, waitFor } from '../support/broker-process.js';
-import { observeWithin } from './fleet-http.js';
-import type { BrokerProcess } from '../support/broker-process.js';
+import { awsStoreEnv, waitFor } from '../support/broker-process.js';
+import { observeWithin, startReplicas, type Replica } from './fleet-http.js';
 import { startMotoServer } from '../support/moto-server.js';
 import type { MotoServer } from '../support/moto-server.js';
 import { startScriptedTokenEndpoint } from '../support/scripted-token-endpoint.js';
@@ -100,11 +99,7 @@ const S_POLL_MS = 100;
 /** Every answer while S's store is down (connections refused: the SDK fails fast). */
 const S_ANSWER_MS = 3_000;
 
-interface Broker {
-  name: string;
-  url: string;
-  process: BrokerProcess;
-}
+type Broker = Replica;
 
 const uniqueToken = (label: string): string => `${label}-${randomBytes(12).toString('hex')}`;
 
@@ -159,14 +154,7 @@ describe('fleet races fixed in review, over the wire (broker processes on one mo
           }),
         ],
       ];
-      const started = await Promise.allSettled(planned.map(([, env]) => startBrokerProcess(env)));
-      started.forEach((result, index) => {
-        if (result.status === 'fulfilled') {
-          brokers.push({ name: planned[index]![0], url: result.value.url, process: result.value });
-        }
-      });
-      const failed = started.find((result) => result.status === 'rejected');
-      if (failed !== undefined) throw failed.reason;
+      await startReplicas(planned, brokers);
     },
     // Covers a first-time install of moto by scripts/ensure-moto.sh.
     { timeout: 420_000 },

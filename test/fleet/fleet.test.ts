@@ -27,8 +27,7 @@ import {
 } from '@aws-sdk/client-secrets-manager';
 
 import { awsStoreEnv, startBrokerProcess, waitFor } from '../support/broker-process.js';
-import { observeWithin } from './fleet-http.js';
-import type { BrokerProcess } from '../support/broker-process.js';
+import { observeWithin, startReplicas, type Replica as FleetReplica } from './fleet-http.js';
 import { cancellableDelays, listenOnLoopback } from '../support/loopback.js';
 import { startMotoServer } from '../support/moto-server.js';
 import type { MotoServer } from '../support/moto-server.js';
@@ -206,11 +205,7 @@ async function startCountingTokenEndpoint(): Promise<CountingTokenEndpoint> {
 
 // ---------------------------------------------------------------------------------------------
 
-interface Replica {
-  name: 'A' | 'B' | 'C' | 'D';
-  url: string;
-  process: BrokerProcess;
-}
+type Replica = FleetReplica<'A' | 'B' | 'C' | 'D'>;
 
 describe('a fleet of three broker processes sharing Secrets Manager (moto) and one token endpoint (issue #4)', () => {
   let moto: MotoServer | undefined;
@@ -243,16 +238,10 @@ describe('a fleet of three broker processes sharing Secrets Manager (moto) and o
         maxAttempts: 2,
       });
       const names = ['A', 'B', 'C'] as const;
-      const started = await Promise.allSettled(
-        names.map(() => startBrokerProcess(awsStoreEnv(moto!.endpoint))),
+      await startReplicas(
+        names.map((name) => [name, awsStoreEnv(moto!.endpoint)] as const),
+        replicas,
       );
-      started.forEach((result, index) => {
-        if (result.status === 'fulfilled') {
-          replicas.push({ name: names[index]!, url: result.value.url, process: result.value });
-        }
-      });
-      const failed = started.find((result) => result.status === 'rejected');
-      if (failed !== undefined) throw failed.reason;
     },
     // Covers a first-time install of moto by scripts/ensure-moto.sh.
     { timeout: 420_000 },
