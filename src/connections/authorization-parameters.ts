@@ -1,4 +1,6 @@
+import { BrokerError } from '../errors.js';
 import { connectionArn, type ArnContext } from './arn.js';
+import { HEADER_RULES, headerRefusal, nullPrototypeRecord } from './http-fields.js';
 import type {
   ApiKeyConnection,
   AuthorizationType,
@@ -56,7 +58,7 @@ const credentialHeader: CredentialHeaders = {
 };
 
 function toMap(parameters: readonly HttpParameter[] | undefined): Record<string, string> {
-  const map: Record<string, string> = {};
+  const map = nullPrototypeRecord<string>();
   for (const p of parameters ?? []) map[p.key] = p.value;
   return map;
 }
@@ -77,7 +79,32 @@ function freshUntil(connection: Connection): number {
   return connection.token === undefined ? 0 : refreshAtMs(connection.token);
 }
 
-/** The credential is applied last, so it wins over an invocation header of the same name. */
+/**
+ * A stored connection whose headers could not be sent as they are (stored before the rule of
+ * src/connections/http-fields.ts, or written by another broker): never handed out.
+ */
+export class UnsendableConnectionError extends BrokerError {
+  constructor(name: string, header: string, rule: string) {
+    super(
+      'InvalidConnectionStateException',
+      `Connection '${name}' cannot be used: its header ${JSON.stringify(header.slice(0, 64))} ${rule}. Update the connection's parameters or credentials.`,
+    );
+  }
+}
+
+function assertSendable(connection: Connection, headers: Record<string, string>): void {
+  for (const [name, value] of Object.entries(headers)) {
+    const refusal = headerRefusal(name, value, 'connection');
+    if (refusal !== undefined) {
+      throw new UnsendableConnectionError(connection.name, name, HEADER_RULES[refusal]);
+    }
+  }
+}
+
+/**
+ * The credential is applied last, so it wins over an invocation header of the same name. Throws
+ * UnsendableConnectionError for headers that break the field rules.
+ */
 export function prepareAuthorization(
   arn: ArnContext,
   connection: Connection,
@@ -86,6 +113,7 @@ export function prepareAuthorization(
   const headers = toMap(invocation?.headerParameters);
   const [name, value] = headerFor(connection);
   headers[name] = value;
+  assertSendable(connection, headers);
   const expiresAtMs =
     connection.authorizationType === 'OAUTH_CLIENT_CREDENTIALS'
       ? connection.token?.expiresAtMs

@@ -1,4 +1,5 @@
 import { BrokerError } from '../errors.js';
+import { HEADER_RULES, headerRefusal } from './http-fields.js';
 import type { components, operations } from '../openapi-types.js';
 import type {
   ApiKeyAuth,
@@ -132,6 +133,68 @@ export function mergeCredentials(
         },
       };
     }
+  }
+}
+
+function unsendable(member: string, shown: string, rule: string): BrokerError {
+  return new BrokerError(
+    'ValidationException',
+    `1 validation error detected: Value '${shown}' at '${member}' failed to satisfy constraint: Member ${rule}`,
+  );
+}
+
+function assertSendableHeaderParameters(
+  parameters: readonly HttpParameter[] | undefined,
+  memberPrefix: string,
+): void {
+  (parameters ?? []).forEach((p, index) => {
+    const refusal = headerRefusal(p.key, p.value, 'connection');
+    if (refusal === undefined) return;
+    const member = `${memberPrefix}.headerParameters.${index + 1}.member`;
+    if (refusal === 'value') {
+      throw unsendable(`${member}.value`, REDACTED, HEADER_RULES.value);
+    }
+    throw unsendable(`${member}.key`, p.key, HEADER_RULES[refusal]);
+  });
+}
+
+const REDACTED = '*** Sensitive Data Redacted ***';
+
+/**
+ * Every header a connection will put on the wire follows the rules of src/connections/http-fields.ts,
+ * so nothing stored can smuggle a Host, a Transfer-Encoding or a CR/LF into a request.
+ */
+export function assertSendable(
+  credentials: Credentials,
+  invocation: HttpParameters | undefined,
+): void {
+  assertSendableHeaderParameters(
+    invocation?.headerParameters,
+    'authParameters.invocationHttpParameters',
+  );
+  if (credentials.authorizationType === 'API_KEY') {
+    const { apiKeyName, apiKeyValue } = credentials.apiKey;
+    const refusal = headerRefusal(apiKeyName, apiKeyValue ?? 'x', 'connection');
+    if (refusal === 'name' || refusal === 'forbidden') {
+      throw unsendable(
+        'authParameters.apiKeyAuthParameters.apiKeyName',
+        apiKeyName,
+        HEADER_RULES[refusal],
+      );
+    }
+    if (refusal === 'value') {
+      throw unsendable(
+        'authParameters.apiKeyAuthParameters.apiKeyValue',
+        REDACTED,
+        HEADER_RULES.value,
+      );
+    }
+  }
+  if (credentials.authorizationType === 'OAUTH_CLIENT_CREDENTIALS') {
+    assertSendableHeaderParameters(
+      credentials.oauth.oauthHttpParameters?.headerParameters,
+      'authParameters.oAuthParameters.oAuthHttpParameters',
+    );
   }
 }
 

@@ -1,6 +1,6 @@
-import { validateHeaderName, validateHeaderValue } from 'node:http';
 import qs from 'qs';
 import type { components } from '../openapi-types.js';
+import { HEADER_RULES, headerRefusal, nullPrototypeRecord } from '../connections/http-fields.js';
 import { TaskFailure } from './task-failure.js';
 
 /** An HTTP Task's resolved `Parameters` and the exact request they make (the seed's rules). */
@@ -30,45 +30,6 @@ export interface RequestOptions {
   userAgent: string;
 }
 
-/** The seed's list; matched case-insensitively. Authorization belongs in the connection. */
-const FORBIDDEN_HEADERS = new Set(
-  [
-    'A-IM',
-    'Accept-Charset',
-    'Accept-Datetime',
-    'Accept-Encoding',
-    'Authorization',
-    'Cache-Control',
-    'Connection',
-    'Content-Encoding',
-    'Content-MD5',
-    'Date',
-    'Expect',
-    'Forwarded',
-    'From',
-    'Host',
-    'HTTP2-Settings',
-    'If-Match',
-    'If-Modified-Since',
-    'If-None-Match',
-    'If-Range',
-    'If-Unmodified-Since',
-    'Max-Forwards',
-    'Origin',
-    'Pragma',
-    'Proxy-Authorization',
-    'Referer',
-    'Server',
-    'TE',
-    'Trailer',
-    'Transfer-Encoding',
-    'Upgrade',
-    'Via',
-    'Warning',
-  ].map((h) => h.toLowerCase()),
-);
-const FORBIDDEN_PREFIXES = ['x-forwarded-', 'x-amz-', 'x-amzn-'];
-
 /** Step Functions' Range: the first 256 KiB (bytes 0 to 262144 inclusive). */
 export const RESPONSE_RANGE = 'bytes=0-262144';
 export const MAX_RESPONSE_BYTES = 262_145;
@@ -80,26 +41,22 @@ const QS_ARRAY_FORMAT: Record<ArrayFormat, 'indices' | 'repeat' | 'comma' | 'bra
   BRACKETS: 'brackets',
 };
 
-/** Node's own header grammar checks: a name that is not a token, or CR/LF in a value. */
-function assertValidHeader(name: string, value: string): void {
-  try {
-    validateHeaderName(name);
-    validateHeaderValue(name, value);
-  } catch {
-    throw new TaskFailure(
-      'States.Runtime',
-      `The 'Headers' field contains an invalid header name or value: [${JSON.stringify(name)}]`,
-    );
-  }
-}
-
+/**
+ * The task's own headers: valid fields, none on the forbidden list (seed's rules, one module for
+ * every source of headers: src/connections/http-fields.ts).
+ */
 export function assertAllowedHeaders(headers: Record<string, string>): void {
-  for (const [name, value] of Object.entries(headers)) assertValidHeader(name, value);
-  const refused = Object.keys(headers)
-    .map((name) => name.toLowerCase())
-    .filter(
-      (name) => FORBIDDEN_HEADERS.has(name) || FORBIDDEN_PREFIXES.some((p) => name.startsWith(p)),
-    );
+  const refused: string[] = [];
+  for (const [name, value] of Object.entries(headers)) {
+    const refusal = headerRefusal(name, value, 'task');
+    if (refusal === 'name' || refusal === 'value') {
+      throw new TaskFailure(
+        'States.Runtime',
+        `The 'Headers' field contains an invalid header name or value: [${JSON.stringify(name)}]`,
+      );
+    }
+    if (refusal === 'forbidden') refused.push(name.toLowerCase());
+  }
   if (refused.length > 0) {
     throw new TaskFailure(
       'States.Runtime',
@@ -108,12 +65,28 @@ export function assertAllowedHeaders(headers: Record<string, string>): void {
   }
 }
 
+/**
+ * What a connection adds, checked again when it is used: a record stored before the rule (or
+ * written by another broker) must not put a Host or a CR/LF on the wire.
+ */
+export function assertSendableConnectionHeaders(headers: Record<string, string>): void {
+  for (const [name, value] of Object.entries(headers)) {
+    const refusal = headerRefusal(name, value, 'connection');
+    if (refusal !== undefined) {
+      throw new TaskFailure(
+        'States.Runtime',
+        `The connection's header ${JSON.stringify(name.slice(0, 64))} ${HEADER_RULES[refusal]}; update the connection.`,
+      );
+    }
+  }
+}
+
 /** Adds `extra` to `base`; a key present in both, compared case-insensitively, takes extra's value. */
 function mergeHeaders(
   base: Record<string, string>,
   extra: Record<string, string>,
 ): Record<string, string> {
-  const merged: Record<string, string> = { ...base };
+  const merged = Object.assign(nullPrototypeRecord<string>(), base);
   for (const [name, value] of Object.entries(extra)) {
     for (const existing of Object.keys(merged)) {
       if (existing.toLowerCase() === name.toLowerCase()) delete merged[existing];
@@ -201,10 +174,12 @@ export function buildHttpTaskRequest(
   connection: ConnectionParameters,
   options: RequestOptions,
 ): PreparedRequest {
-  const taskHeaders = Object.fromEntries(
-    Object.entries(parameters.Headers ?? {}).map(([k, v]) => [k, String(v)]),
-  );
+  const taskHeaders = nullPrototypeRecord<string>();
+  for (const [name, value] of Object.entries(parameters.Headers ?? {})) {
+    taskHeaders[name] = String(value);
+  }
   assertAllowedHeaders(taskHeaders);
+  assertSendableConnectionHeaders(connection.headers);
   const body = mergeBody(parameters.RequestBody, connection.bodyParameters);
   const serialized = serializeBody(body, parameters);
   let headers = mergeHeaders(taskHeaders, connection.headers);
@@ -216,10 +191,11 @@ export function buildHttpTaskRequest(
   for (const name of Object.keys(headers)) {
     if (name.toLowerCase() === 'content-length') delete headers[name];
   }
-  const query: Record<string, QueryValue> = {
-    ...(parameters.QueryParameters as Record<string, QueryValue> | undefined),
-    ...connection.queryParameters,
-  };
+  const query = Object.assign(
+    nullPrototypeRecord<QueryValue>(),
+    parameters.QueryParameters as Record<string, QueryValue> | undefined, // the schema's shape
+    connection.queryParameters,
+  );
   return {
     Method: parameters.Method,
     Url: appendQuery(parameters.ApiEndpoint, query),

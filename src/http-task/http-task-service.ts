@@ -1,5 +1,8 @@
 import type { Logger } from 'pino';
-import type { PreparedAuthorization } from '../connections/authorization-parameters.js';
+import {
+  UnsendableConnectionError,
+  type PreparedAuthorization,
+} from '../connections/authorization-parameters.js';
 import type { ConnectionService } from '../connections/connection-service.js';
 import { BrokerError } from '../errors.js';
 import type { BrokerMetrics } from '../metrics.js';
@@ -86,7 +89,15 @@ export class HttpTaskService {
     }
   }
 
-  async invoke(parameters: HttpTaskParameters, inspection: Inspection): Promise<InvokeResult> {
+  /**
+   * `mayDeauthorize`: whether a 401/407 to BASIC or API_KEY credentials may deauthorize the
+   * connection (the caller's DeauthorizeConnection right); OAuth tokens are refreshed either way.
+   */
+  async invoke(
+    parameters: HttpTaskParameters,
+    inspection: Inspection,
+    { mayDeauthorize = true }: { mayDeauthorize?: boolean } = {},
+  ): Promise<InvokeResult> {
     const startedMs = performance.now();
     const inspectionData = this.inspectionBase(parameters, inspection);
     // Broker problems (unknown connection, refused endpoint) are not HTTP Task outcomes.
@@ -100,7 +111,12 @@ export class HttpTaskService {
       });
       if (inspection.level === 'TRACE') inspectionData.Response = this.traceResponse(response);
       if (response.statusCode === 401 || response.statusCode === 407) {
-        await this.reportRejection(parameters, response.statusCode, authorization.generation);
+        await this.reportRejection(
+          parameters,
+          response.statusCode,
+          authorization.generation,
+          mayDeauthorize,
+        );
       }
       const output = toTaskOutput(response);
       outcome = 'SUCCEEDED';
@@ -145,6 +161,10 @@ export class HttpTaskService {
     try {
       return await this.deps.connections.getAuthorization(nameOrArn);
     } catch (error) {
+      // Headers that cannot go on the wire are the request's problem, as the task's own are.
+      if (error instanceof UnsendableConnectionError) {
+        throw new TaskFailure('States.Runtime', error.message);
+      }
       if (error instanceof BrokerError && error.code === 'InvalidConnectionStateException') {
         throw new TaskFailure(
           'Events.ConnectionResource.InvalidConnectionState',
@@ -160,12 +180,14 @@ export class HttpTaskService {
     parameters: HttpTaskParameters,
     statusCode: number,
     generation: number,
+    mayDeauthorize: boolean,
   ): Promise<void> {
     try {
       await this.deps.connections.reportRejection(
         parameters.Authentication.ConnectionArn,
         statusCode,
         generation,
+        { mayDeauthorize },
       );
     } catch (error) {
       // The task fails with the API's status either way; the refresh outcome is the connection's.
