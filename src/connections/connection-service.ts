@@ -23,6 +23,7 @@ import type { ConnectionStates } from './connection-states.js';
 import { decodeConnection, encodeConnection } from './connection-codec.js';
 import {
   assertOnlyBlockFor,
+  assertSendable,
   hasCompleteCredentials,
   mergeCredentials,
   mergeHttpParameters,
@@ -132,9 +133,13 @@ export class ConnectionService {
     assertOnlyBlockFor(type, input.AuthParameters);
     const credentials = mergeCredentials(type, undefined, input.AuthParameters);
     this.assertEndpoint(credentials);
+    const invocation = input.AuthParameters.InvocationHttpParameters;
+    assertSendable(
+      credentials,
+      invocation === undefined ? undefined : mergeHttpParameters(undefined, invocation),
+    );
     const nowMs = this.now();
     const isOAuth = type === 'OAUTH_CLIENT_CREDENTIALS';
-    const invocation = input.AuthParameters.InvocationHttpParameters;
     const connection = {
       name: input.Name,
       uuid: randomUUID(),
@@ -306,6 +311,7 @@ export class ConnectionService {
     nameOrArn: string,
     statusCode: number,
     generation: number,
+    { mayDeauthorize = true }: { mayDeauthorize?: boolean } = {},
   ): Promise<PreparedAuthorization> {
     let reported = (await this.load(nameOrArn)).connection;
     if (generation > reported.generation) reported = (await this.reload(reported.name)).connection;
@@ -314,6 +320,14 @@ export class ConnectionService {
       throw new BrokerError(
         'ValidationException',
         `TokenGeneration ${generation} is newer than the connection's current generation ${reported.generation}.`,
+      );
+    }
+    // EventBridge deauthorizes BASIC and API_KEY connections on a 401/407: that is a
+    // deauthorization for every caller, so it takes the caller's right to deauthorize.
+    if (authorizationType !== 'OAUTH_CLIENT_CREDENTIALS' && !mayDeauthorize) {
+      throw new BrokerError(
+        'AccessDeniedException',
+        `Reporting that the ${authorizationType} credentials of connection '${name}' were rejected deauthorizes it for every caller, which needs DeauthorizeConnection on it (README, Security).`,
       );
     }
     const loaded =
@@ -730,6 +744,7 @@ export class ConnectionService {
         auth.InvocationHttpParameters,
       );
     }
+    assertSendable(credentials, next.invocationHttpParameters);
     next.generation = current.generation + 1;
     delete next.stateReason;
     if (!hasCompleteCredentials(credentials)) {

@@ -2,7 +2,8 @@ import http from 'node:http';
 import https from 'node:https';
 import { findOutboundRefusal, type OutboundPolicy } from '../net/outbound-policy.js';
 import { MAX_RESPONSE_BYTES, type PreparedRequest } from './http-task-request.js';
-import { TaskFailure } from './task-failure.js';
+import { nullPrototypeRecord } from '../connections/http-fields.js';
+import { TaskFailure, type TaskErrorName } from './task-failure.js';
 
 /** The raw answer of the upstream API, as read (at most MAX_RESPONSE_BYTES). */
 export interface RawResponse {
@@ -26,8 +27,14 @@ export const INVOKE_TIMEOUT_MS = 60_000;
 
 const UNSUPPORTED_TYPES = [/^application\/octet-stream\b/, /^image\//, /^video\//, /^audio\//];
 
+/** How many header lines of an upstream answer are kept; a longer block fails the task. */
+export const MAX_RESPONSE_HEADERS = 200;
+/** The size of an upstream answer's header block (Node's own default, made explicit). */
+export const MAX_RESPONSE_HEADER_BYTES = 16_384;
+
+/** Names are the upstream's bytes: a null-prototype map, so `__proto__` is only a header. */
 function headersOf(response: http.IncomingMessage): Record<string, string[]> {
-  const headers: Record<string, string[]> = {};
+  const headers = nullPrototypeRecord<string[]>();
   const raw = response.rawHeaders;
   for (let i = 0; i + 1 < raw.length; i += 2) {
     const name = (raw[i] ?? '').toLowerCase();
@@ -76,63 +83,101 @@ export function sendHttpTaskRequest(
   const transport = secure ? https : http;
   const agents = agentsFor(options.outboundPolicy);
   const body = request.Body === null ? undefined : Buffer.from(request.Body, 'utf8');
-  const headers: Record<string, string | number> = { ...request.Headers };
+  const headers: Record<string, string | number> = Object.assign(
+    nullPrototypeRecord<string | number>(),
+    request.Headers,
+  );
   if (body !== undefined) headers['Content-Length'] = body.length;
   return new Promise((resolve, reject) => {
-    const socketFailure = (message: string): void => {
-      reject(new TaskFailure('States.Http.Socket', message));
+    // Every listener below runs on bytes from the upstream: the first outcome wins, and a
+    // throw inside a listener becomes the task's failure instead of an uncaught exception.
+    let settled = false;
+    const settle = (outcome: () => RawResponse | TaskFailure): void => {
+      if (settled) return;
+      settled = true;
+      let result: RawResponse | TaskFailure;
+      try {
+        result = outcome();
+      } catch {
+        result = new TaskFailure('States.Runtime', 'The response could not be read.');
+      }
+      if (result instanceof TaskFailure) reject(result);
+      else resolve(result);
     };
+    const fail = (error: TaskErrorName, message: string): void => {
+      settle(() => new TaskFailure(error, message));
+    };
+    const socketFailure = (message: string): void => fail('States.Http.Socket', message);
     // Literal addresses never reach the lookup: checked here, whoever built the request.
     const refusal = options.outboundPolicy.refusalOf(url);
     if (refusal !== undefined) {
       socketFailure(`The connection to the API was refused: ApiEndpoint ${refusal}.`);
       return;
     }
-    const outgoing = transport.request(
-      url,
-      {
-        method: request.Method,
-        headers,
-        agent: secure ? agents.https : agents.http,
-        signal: AbortSignal.timeout(timeoutMs),
-      },
-      (response) => {
-        const chunks: Buffer[] = [];
-        let size = 0;
-        response.on('data', (chunk: Buffer) => {
-          size += chunk.length;
-          if (size > MAX_RESPONSE_BYTES) {
-            response.destroy();
-            reject(
-              new TaskFailure(
-                'States.Runtime',
-                `The response body exceeds ${MAX_RESPONSE_BYTES} bytes (the Range the request asked for).`,
-              ),
-            );
-            return;
-          }
-          chunks.push(chunk);
-        });
-        response.on('error', () =>
-          socketFailure('The connection was closed while reading the response.'),
-        );
-        response.on('end', () =>
-          resolve({
-            httpVersion: response.httpVersion,
-            statusCode: response.statusCode ?? 0,
-            statusText: response.statusMessage ?? '',
-            headers: headersOf(response),
-            body: Buffer.concat(chunks),
-          }),
-        );
-      },
-    );
+    const outgoing = transport.request(url, {
+      method: request.Method,
+      headers,
+      agent: secure ? agents.https : agents.http,
+      signal: AbortSignal.timeout(timeoutMs),
+      maxHeaderSize: MAX_RESPONSE_HEADER_BYTES,
+    });
+    // One more than the limit is kept, so a longer block is seen and refused, not cut.
+    outgoing.maxHeadersCount = MAX_RESPONSE_HEADERS + 1;
+    outgoing.on('response', (response) => {
+      if (response.rawHeaders.length / 2 > MAX_RESPONSE_HEADERS) {
+        response.destroy();
+        fail('States.Runtime', `The response has more than ${MAX_RESPONSE_HEADERS} header lines.`);
+        return;
+      }
+      const chunks: Buffer[] = [];
+      let size = 0;
+      response.on('data', (chunk: Buffer) => {
+        size += chunk.length;
+        if (size > MAX_RESPONSE_BYTES) {
+          response.destroy();
+          fail(
+            'States.Runtime',
+            `The response body exceeds ${MAX_RESPONSE_BYTES} bytes (the Range the request asked for).`,
+          );
+          return;
+        }
+        chunks.push(chunk);
+      });
+      response.on('error', () =>
+        socketFailure('The connection was closed while reading the response.'),
+      );
+      // A socket closed before the end of the body leaves no 'end': the answer is incomplete.
+      response.on('close', () => {
+        if (!response.complete) {
+          socketFailure('The connection was closed while reading the response.');
+        }
+      });
+      response.on('end', () =>
+        settle(() => ({
+          httpVersion: response.httpVersion,
+          statusCode: response.statusCode ?? 0,
+          statusText: response.statusMessage ?? '',
+          headers: headersOf(response),
+          body: Buffer.concat(chunks),
+        })),
+      );
+    });
+    // A 101 hands the socket over to another protocol, which an HTTP Task does not speak.
+    outgoing.on('upgrade', (_response, socket) => {
+      socket.destroy();
+      fail(
+        'States.Runtime',
+        'The API switched protocols (101); an HTTP Task needs an HTTP answer.',
+      );
+    });
     outgoing.on('error', (error: Error & { code?: string }) => {
       const refused = findOutboundRefusal(error);
       if (refused !== undefined) {
         socketFailure(`The connection to the API was refused: ${refused.message}.`);
       } else if (error.name === 'AbortError' || error.name === 'TimeoutError') {
         socketFailure(`The API did not answer within ${timeoutMs / 1000} seconds.`);
+      } else if (error.code === 'HPE_HEADER_OVERFLOW') {
+        fail('States.Runtime', `The response headers exceed ${MAX_RESPONSE_HEADER_BYTES} bytes.`);
       } else {
         socketFailure(`The connection to the API failed${error.code ? ` (${error.code})` : ''}.`);
       }
