@@ -44,6 +44,18 @@ export interface BrokerConfig {
   shutdownDelaySeconds: number;
   /** Then: how long in-flight requests may take before their connections are closed. */
   drainTimeoutSeconds: number;
+  /** Host names an open broker answers to besides loopback ones; `*` for any. */
+  allowedHosts: string[];
+  /** The largest token endpoint answer read, and the longest access_token stored. */
+  tokenResponseMaxBytes: number;
+  accessTokenMaxLength: number;
+  /** Sockets the server holds at once; more are closed on arrival. */
+  maxSockets: number;
+  /** Per principal: token-requesting and HTTP Task calls per second (0: no limit), and burst. */
+  expensiveRateLimitPerSecond: number;
+  expensiveRateLimitBurst: number;
+  /** Trust record files as they are at start (a restore from backup on purpose). */
+  acceptRestoredRecords: boolean;
 }
 
 const envSchema = {
@@ -85,6 +97,37 @@ const envSchema = {
     BROKER_RATE_LIMIT_BURST: { type: 'integer', minimum: 1, maximum: 1000000, default: 2000 },
     BROKER_SHUTDOWN_DELAY_SECONDS: { type: 'integer', minimum: 0, maximum: 300, default: 5 },
     BROKER_DRAIN_TIMEOUT_SECONDS: { type: 'integer', minimum: 0, maximum: 300, default: 10 },
+    BROKER_ALLOWED_HOSTS: { type: 'string', default: '' },
+    BROKER_TOKEN_RESPONSE_MAX_BYTES: {
+      type: 'integer',
+      minimum: 1024,
+      maximum: 1048576,
+      default: 65536,
+    },
+    BROKER_ACCESS_TOKEN_MAX_LENGTH: {
+      type: 'integer',
+      minimum: 64,
+      maximum: 65536,
+      default: 16384,
+    },
+    BROKER_MAX_SOCKETS: { type: 'integer', minimum: 16, maximum: 1000000, default: 4096 },
+    BROKER_EXPENSIVE_RATE_LIMIT_PER_SECOND: {
+      type: 'integer',
+      minimum: 0,
+      maximum: 1000000,
+      default: 200,
+    },
+    BROKER_EXPENSIVE_RATE_LIMIT_BURST: {
+      type: 'integer',
+      minimum: 1,
+      maximum: 1000000,
+      default: 400,
+    },
+    BROKER_ACCEPT_RESTORED_RECORDS: {
+      type: 'string',
+      enum: ['1', '0', 'true', 'false', ''],
+      default: 'false',
+    },
     // Secrets Manager's name alphabet, plus the `!` of EventBridge's own (service-owned) names.
     BROKER_SECRET_NAME_PREFIX: {
       type: 'string',
@@ -124,6 +167,13 @@ interface ParsedEnv {
   BROKER_RATE_LIMIT_BURST: number;
   BROKER_SHUTDOWN_DELAY_SECONDS: number;
   BROKER_DRAIN_TIMEOUT_SECONDS: number;
+  BROKER_ALLOWED_HOSTS: string;
+  BROKER_TOKEN_RESPONSE_MAX_BYTES: number;
+  BROKER_ACCESS_TOKEN_MAX_LENGTH: number;
+  BROKER_MAX_SOCKETS: number;
+  BROKER_EXPENSIVE_RATE_LIMIT_PER_SECOND: number;
+  BROKER_EXPENSIVE_RATE_LIMIT_BURST: number;
+  BROKER_ACCEPT_RESTORED_RECORDS: string;
 }
 
 export class ConfigError extends Error {
@@ -133,6 +183,13 @@ export class ConfigError extends Error {
 const validateEnv = new Ajv({ coerceTypes: true, useDefaults: true, allErrors: true }).compile(
   envSchema,
 );
+
+function commaList(text: string): string[] {
+  return text
+    .split(',')
+    .map((entry) => entry.trim())
+    .filter((entry) => entry !== '');
+}
 
 /** Parses the variables the broker knows; an invalid one throws a ConfigError naming it. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<BrokerConfig> {
@@ -181,9 +238,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Broke
     rateLimitBurst: parsed.BROKER_RATE_LIMIT_BURST,
     shutdownDelaySeconds: parsed.BROKER_SHUTDOWN_DELAY_SECONDS,
     drainTimeoutSeconds: parsed.BROKER_DRAIN_TIMEOUT_SECONDS,
-    allowedEndpoints: parsed.BROKER_ALLOWED_ENDPOINTS.split(',')
-      .map((entry) => entry.trim())
-      .filter((entry) => entry !== ''),
+    allowedEndpoints: commaList(parsed.BROKER_ALLOWED_ENDPOINTS),
+    allowedHosts: commaList(parsed.BROKER_ALLOWED_HOSTS),
+    tokenResponseMaxBytes: parsed.BROKER_TOKEN_RESPONSE_MAX_BYTES,
+    accessTokenMaxLength: parsed.BROKER_ACCESS_TOKEN_MAX_LENGTH,
+    maxSockets: parsed.BROKER_MAX_SOCKETS,
+    expensiveRateLimitPerSecond: parsed.BROKER_EXPENSIVE_RATE_LIMIT_PER_SECOND,
+    expensiveRateLimitBurst: parsed.BROKER_EXPENSIVE_RATE_LIMIT_BURST,
+    acceptRestoredRecords: ['1', 'true'].includes(parsed.BROKER_ACCEPT_RESTORED_RECORDS),
   };
   if (parsed.BROKER_POLICY_FILE !== undefined) {
     config.policyFile = path.resolve(parsed.BROKER_POLICY_FILE);

@@ -1,3 +1,4 @@
+import { stat } from 'node:fs/promises';
 import { createServer, type ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import { createBroker } from './broker.js';
@@ -14,6 +15,9 @@ import {
 /** After the drain: how long the store may take to close (the Helm chart's grace allows 5 s). */
 const CLOSE_TIMEOUT_SECONDS = 5;
 const LOOPBACK_HOSTS = new Set(['127.0.0.1', '::1', 'localhost']);
+/** A request's head must arrive within this; its body within REQUEST_TIMEOUT_MS. */
+const HEADERS_TIMEOUT_MS = 10_000;
+const REQUEST_TIMEOUT_MS = 30_000;
 
 /** The key ring, newest first: BROKER_MASTER_KEYS, BROKER_MASTER_KEY, the key file, or a dev key. */
 async function resolveMasterKeys(config: BrokerConfig, logger: Logger): Promise<MasterKey[]> {
@@ -23,13 +27,32 @@ async function resolveMasterKeys(config: BrokerConfig, logger: Logger): Promise<
   if (config.masterKeyBase64 !== undefined) {
     return [parseMasterKey(config.masterKeyBase64, 'BROKER_MASTER_KEY')];
   }
-  if (config.masterKeyFile !== undefined) return readMasterKeyFile(config.masterKeyFile);
+  if (config.masterKeyFile !== undefined) {
+    await warnIfReadableByOthers(config.masterKeyFile, logger);
+    return readMasterKeyFile(config.masterKeyFile);
+  }
   const dev = await loadOrCreateDevKeyFile(config.dataDir);
   logger.warn(
     { path: dev.path, created: dev.created },
     'using a master key file in the data directory: fine for development, not for production (set BROKER_MASTER_KEY or BROKER_MASTER_KEY_FILE)',
   );
   return [dev.key];
+}
+
+/** Like ssh with a private key: a key file others can read is said out loud (not refused: a
+ * Kubernetes Secret volume without defaultMode mounts files 0644). */
+async function warnIfReadableByOthers(file: string, logger: Logger): Promise<void> {
+  try {
+    const mode = (await stat(file)).mode & 0o777;
+    if ((mode & 0o077) !== 0) {
+      logger.warn(
+        { path: file, mode: `0${mode.toString(8)}` },
+        'the master key file can be read by other users: chmod 600 it (on Kubernetes, set the Secret volume defaultMode to 0400)',
+      );
+    }
+  } catch {
+    // readMasterKeyFile reports a missing or unreadable file with its own message.
+  }
 }
 
 /** The key file, when the ring comes from one: only then can it change without a restart. */
@@ -99,6 +122,25 @@ async function main(): Promise<void> {
     broker.handler(req, res);
   });
   server.keepAliveTimeout = 65_000;
+  // Bounds on what callers can hold: sockets at once, and slow request heads and bodies
+  // (a client that sends a byte a minute keeps its socket otherwise).
+  server.maxConnections = config.maxSockets;
+  server.headersTimeout = HEADERS_TIMEOUT_MS;
+  server.requestTimeout = REQUEST_TIMEOUT_MS;
+  server.on('error', (error: NodeJS.ErrnoException) => {
+    const where = `${config.host}:${config.port}`;
+    const hint =
+      error.code === 'EADDRINUSE'
+        ? 'the address is in use by another process: set PORT (or HOST) to a free one'
+        : error.code === 'EACCES'
+          ? 'permission denied: use a PORT above 1023, or run with the right to bind it'
+          : error.code === 'EADDRNOTAVAIL'
+            ? 'this machine has no such address: set HOST to one of its addresses'
+            : (error.code ?? error.message);
+    process.stderr.write(`connection-broker: cannot listen on ${where}: ${hint}\n`);
+    // Configuration errors exit 2 (README, Configuration); the store is closed first.
+    void broker.close().finally(() => process.exit(2));
+  });
   server.listen(config.port, config.host, () => {
     const address = server.address();
     const port = typeof address === 'object' && address !== null ? address.port : config.port;

@@ -755,6 +755,7 @@ export interface operations {
       401: components['responses']['Problem'];
       403: components['responses']['Problem'];
       404: components['responses']['Problem'];
+      415: components['responses']['Problem'];
       429: components['responses']['Problem'];
       431: components['responses']['RequestHeaderFieldsTooLarge'];
       503: components['responses']['Problem'];
@@ -822,6 +823,7 @@ export interface operations {
       401: components['responses']['Problem'];
       403: components['responses']['Problem'];
       404: components['responses']['Problem'];
+      415: components['responses']['Problem'];
       429: components['responses']['Problem'];
       431: components['responses']['RequestHeaderFieldsTooLarge'];
       503: components['responses']['Problem'];
@@ -1022,6 +1024,7 @@ export interface operations {
       401: components['responses']['Problem'];
       403: components['responses']['Problem'];
       409: components['responses']['Problem'];
+      415: components['responses']['Problem'];
       429: components['responses']['Problem'];
       503: components['responses']['Problem'];
     };

@@ -47,6 +47,40 @@ export function authenticate(deps: {
   };
 }
 
+/** Requests that may cost a token request or an outbound call: REST paths, by method. */
+function isExpensive(method: string, path: string): boolean {
+  if (method === 'POST') {
+    return (
+      path === '/v1/connections' ||
+      path === '/v1/http-task/invoke' ||
+      path === '/v1/http-task/prepare' ||
+      path.endsWith('/authorization/refresh')
+    );
+  }
+  return method === 'PATCH' && path.startsWith('/v1/connections/');
+}
+
+/**
+ * A second, smaller bucket per principal for work that reaches a token endpoint or an upstream
+ * (create, update, refresh, prepare, invoke): a caller cannot turn the broker into a load
+ * generator against an identity provider or an API. Runs after authenticate().
+ */
+export function limitExpensiveWork(limiter: PrincipalRateLimiter): RequestHandler {
+  return (req, res, next) => {
+    if (!isExpensive(req.method, req.path)) {
+      next();
+      return;
+    }
+    const caller = res.locals['caller'] as Caller | undefined;
+    const wait = caller === undefined ? undefined : limiter.take(caller.principal.name);
+    next(
+      wait === undefined || caller === undefined
+        ? undefined
+        : throttled(caller.principal.name, wait),
+    );
+  };
+}
+
 function callerOf(res: Response): Caller {
   const caller = res.locals['caller'] as Caller | undefined;
   // authenticate() runs before every route that calls this.
@@ -69,6 +103,11 @@ export function authorize(
   const allowed = caller.principal.can(action, connection);
   if (audit === 'always' || !allowed) note(res, { action, connection });
   if (!allowed) throw accessDenied(caller, action, connection);
+}
+
+/** Whether the caller may do `action` to the connection, without deciding or auditing anything. */
+export function may(res: Response, action: Action, nameOrArn: string): boolean {
+  return callerOf(res).principal.can(action, parseConnectionReference(nameOrArn).name);
 }
 
 /** For listings: the caller needs the action somewhere; each connection is then filtered. */

@@ -12,13 +12,14 @@ import type { StoreHealth } from '../secret-store/instrumented-store.js';
 import type { Authenticator } from '../auth/authenticator.js';
 import type { AuditLog } from '../auth/audit.js';
 import type { PrincipalRateLimiter } from '../auth/rate-limiter.js';
-import { auditFinished, authenticate } from './access.js';
+import { auditFinished, authenticate, limitExpensiveWork } from './access.js';
 import { awsApiRoutes } from '../aws-api/aws-api.routes.js';
 import { assertJsonDepth } from './json-depth.js';
 import { connectionsRoutes } from './connections.routes.js';
 import { httpTaskRoutes } from './http-task.routes.js';
 import { keysRoutes } from './keys.routes.js';
 import { createHotPath } from './hot-path.js';
+import { createOpenModeGuard } from './open-mode-guard.js';
 import { operationsRoutes } from './operations.routes.js';
 import { sendProblem, toBrokerError } from './problem.js';
 import { observeRequest, requestIdOf } from './request-context.js';
@@ -39,9 +40,13 @@ export interface AppDeps {
   isShuttingDown: () => boolean;
   authenticator: Authenticator;
   rateLimiter: PrincipalRateLimiter;
+  /** The smaller bucket for token requests and outbound calls; none when undefined. */
+  expensiveRateLimiter?: PrincipalRateLimiter;
   audit: AuditLog;
   /** Whether /metrics needs an authenticated caller. */
   metricsAuth: boolean;
+  /** More Host names an open broker answers to (BROKER_ALLOWED_HOSTS); loopback names always. */
+  allowedHosts?: readonly string[];
   now?: () => number;
 }
 
@@ -85,6 +90,33 @@ const errorHandler =
     sendProblem(res, brokerError, requestId);
   };
 
+const STATE_CHANGING = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
+
+/**
+ * A body that is not JSON is refused before any route reads it: an HTML form (urlencoded,
+ * multipart, text/plain) is the one body a browser sends cross-site without asking first.
+ */
+const jsonBodiesOnly: RequestHandler = (req, _res, next) => {
+  const hasBody =
+    req.headers['content-type'] !== undefined ||
+    req.headers['transfer-encoding'] !== undefined ||
+    Number(req.headers['content-length'] ?? '0') > 0;
+  if (
+    !STATE_CHANGING.has(req.method) ||
+    !hasBody ||
+    req.is('application/json') === 'application/json'
+  ) {
+    next();
+    return;
+  }
+  next(
+    new BrokerError(
+      'UnsupportedMediaTypeException',
+      `${req.method} ${req.path} takes a JSON body: send it with Content-Type: application/json.`,
+    ),
+  );
+};
+
 /** The express app: every route but the hot path's cache hits. Never listens. */
 export function createApp(deps: AppDeps): express.Express {
   const app = express();
@@ -94,6 +126,10 @@ export function createApp(deps: AppDeps): express.Express {
   // AWS's wire protocol (POST / with X-Amz-Target) authenticates by SigV4 and parses its own body.
   app.use(awsApiRoutes(deps));
   app.use(authenticate(deps));
+  if (deps.expensiveRateLimiter !== undefined) {
+    app.use(limitExpensiveWork(deps.expensiveRateLimiter));
+  }
+  app.use(jsonBodiesOnly);
   app.use(
     express.json({
       limit: deps.bodyLimitBytes,
@@ -130,7 +166,13 @@ export function createRequestHandler(
 ): (req: IncomingMessage, res: ServerResponse) => void {
   const app = createApp(deps);
   const hotPath = createHotPath(deps);
+  const guard = deps.authenticator.open ? createOpenModeGuard(deps.allowedHosts ?? []) : undefined;
   return (req, res) => {
+    const refusal = guard?.refusalOf(req);
+    if (refusal !== undefined) {
+      sendProblem(res, refusal, requestIdOf(req));
+      return;
+    }
     if (!hotPath(req, res)) app(req, res);
   };
 }

@@ -11,7 +11,7 @@ import {
 import type { components } from '../openapi-types.js';
 import type { RequestValidator } from './request-validator.js';
 import { sendAuthorization } from './request-context.js';
-import { authorize, authorizeSome } from './access.js';
+import { authorize, authorizeSome, may } from './access.js';
 
 export interface ConnectionsRoutesDeps {
   service: ConnectionService;
@@ -84,6 +84,7 @@ export function connectionsRoutes({ service, validator, arn }: ConnectionsRoutes
       nameOf(params),
       body.StatusCode,
       body.TokenGeneration,
+      { mayDeauthorize: may(res, 'DeauthorizeConnection', nameOf(params)) },
     );
     sendAuthorization(res, prepared.body, String(res.locals['requestId']));
   });

@@ -6,7 +6,7 @@ import type {
   InspectionLevel,
 } from '../http-task/http-task-service.js';
 import type { RequestValidator } from './request-validator.js';
-import { authorize } from './access.js';
+import { authorize, may } from './access.js';
 import type { Response } from 'express';
 
 export interface HttpTaskRoutesDeps {
@@ -53,7 +53,10 @@ export function httpTaskRoutes({ httpTasks, validator }: HttpTaskRoutesDeps): Ro
     const { body, query } = validator.validate<HttpTaskParameters>('InvokeHttpTask', req);
     const inspection = inspectionOf(query);
     authorizeTask(res, 'InvokeHttpTask', body, inspection);
-    res.set('cache-control', 'no-store').json(await httpTasks.invoke(body, inspection));
+    const mayDeauthorize = may(res, 'DeauthorizeConnection', body.Authentication.ConnectionArn);
+    res
+      .set('cache-control', 'no-store')
+      .json(await httpTasks.invoke(body, inspection, { mayDeauthorize }));
   });
 
   return router;

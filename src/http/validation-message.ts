@@ -76,6 +76,9 @@ function describe(error: ErrorObject): string {
 // AWS lists a member's pattern before its length (eventbridge-semantics.md §1.1).
 const KEYWORD_ORDER: Record<string, number> = { pattern: 0, minLength: 1, maxLength: 1 };
 
+/** How many problems one answer lists. */
+export const MAX_LISTED_ERRORS = 10;
+
 /** `N validation error(s) detected: …; …` in AWS's words. */
 export function formatValidationErrors(errors: readonly ErrorObject[]): string {
   const byPath = new Map<string, ErrorObject[]>();
@@ -87,5 +90,8 @@ export function formatValidationErrors(errors: readonly ErrorObject[]): string {
   );
   const messages = [...new Set(ordered.map(describe))];
   const count = messages.length;
-  return `${count} validation error${count === 1 ? '' : 's'} detected: ${messages.join('; ')}`;
+  // A large invalid body can break thousands of rules; the answer names the first few.
+  const shown = messages.slice(0, MAX_LISTED_ERRORS);
+  const more = count > shown.length ? `; and ${count - shown.length} more` : '';
+  return `${count} validation error${count === 1 ? '' : 's'} detected: ${shown.join('; ')}${more}`;
 }
