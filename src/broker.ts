@@ -18,7 +18,7 @@ import { createMetrics, type BrokerMetrics } from './metrics.js';
 import { OutboundPolicy } from './net/outbound-policy.js';
 import { createTokenClient, type TokenClient } from './oauth/token-client.js';
 import { AwsSecretsManagerStore } from './secret-store/aws-secrets-manager-store.js';
-import { FileSecretStore } from './secret-store/file-secret-store.js';
+import { FileSecretStore, type StoreIntegrity } from './secret-store/file-secret-store.js';
 import { InstrumentedSecretStore } from './secret-store/instrumented-store.js';
 import { KeyRotation } from './secret-store/key-rotation.js';
 import type { MasterKey } from './secret-store/master-key.js';
@@ -58,7 +58,19 @@ export interface Broker {
 /** Wires the broker's parts; opens the store and finishes interrupted authorizations. */
 export async function createBroker(options: BrokerOptions): Promise<Broker> {
   const { config, logger } = options;
-  const metrics = createMetrics({ collectDefaults: options.collectDefaultMetrics ?? false });
+  // Made here, opened below: the quarantine gauge reads it at each scrape.
+  const fileStore =
+    options.store === undefined && config.secretStore === 'file'
+      ? new FileSecretStore({
+          dataDir: config.dataDir,
+          keys: options.masterKeys,
+          acceptRestoredRecords: config.acceptRestoredRecords,
+        })
+      : undefined;
+  const metrics = createMetrics({
+    collectDefaults: options.collectDefaultMetrics ?? false,
+    quarantinedRecords: () => fileStore?.integrity().quarantined ?? [],
+  });
   // First: a broken policy must stop start-up before anything else is opened.
   const policy =
     config.policyFile === undefined
@@ -79,10 +91,6 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
       'the policy names JWT subjects, but BROKER_JWT_ISSUER and BROKER_JWT_AUDIENCE are not set: those principals can never authenticate',
     );
   }
-  const fileStore =
-    options.store === undefined && config.secretStore === 'file'
-      ? new FileSecretStore({ dataDir: config.dataDir, keys: options.masterKeys })
-      : undefined;
   const store = new InstrumentedSecretStore(
     options.store ??
       fileStore ??
@@ -97,6 +105,7 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
     metrics,
   );
   await store.open();
+  if (fileStore !== undefined) logStoreIntegrity(fileStore.integrity(), logger);
   const keys =
     fileStore === undefined
       ? undefined
@@ -225,4 +234,32 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
       await store.close();
     },
   };
+}
+
+/** One warning per finding; each names a connection or the journal, never a secret. */
+function logStoreIntegrity(integrity: StoreIntegrity, logger: Logger): void {
+  if (integrity.journal === 'created') {
+    logger.warn(
+      { journal: integrity.journal },
+      'the data directory had no version journal: started one from the record files as they are (data from before the journal, or the journal was deleted); rollbacks made before this start cannot be detected',
+    );
+  }
+  if (integrity.journal === 'rebuilt') {
+    logger.warn(
+      { journal: integrity.journal, problem: integrity.journalProblem },
+      'the version journal failed verification and was rebuilt from the record files as they are; rollbacks made before this start cannot be detected',
+    );
+  }
+  for (const { name, reason } of integrity.restored) {
+    logger.warn(
+      { connection: name, reason },
+      'accepted a restored record file (BROKER_ACCEPT_RESTORED_RECORDS); unset it for the next start',
+    );
+  }
+  for (const { name, kind, reason } of integrity.quarantined) {
+    logger.warn(
+      { connection: name, kind, reason },
+      'connection quarantined: its record file is not the one this broker last wrote; it answers InvalidStateException until deleted or accepted',
+    );
+  }
 }

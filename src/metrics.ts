@@ -13,9 +13,16 @@ export interface BrokerMetrics {
   connections: Gauge<'state'>;
   httpTaskInvocations: Counter<'outcome'>;
   httpTaskDuration: Histogram<'outcome'>;
+  secretStoreQuarantinedRecords: Gauge<'reason'>;
 }
 
-export function createMetrics(options: { collectDefaults?: boolean } = {}): BrokerMetrics {
+export function createMetrics(
+  options: {
+    collectDefaults?: boolean;
+    /** The file store's quarantined records, read at each scrape. */
+    quarantinedRecords?: () => ReadonlyArray<{ kind: string }>;
+  } = {},
+): BrokerMetrics {
   const registry = new Registry();
   if (options.collectDefaults === true)
     collectDefaultMetrics({ register: registry, prefix: 'broker_' });
@@ -52,6 +59,17 @@ export function createMetrics(options: { collectDefaults?: boolean } = {}): Brok
       help: 'Secret store operations by operation and outcome.',
       labelNames: ['op', 'outcome'],
       registers,
+    }),
+    secretStoreQuarantinedRecords: new Gauge({
+      name: 'broker_secret_store_quarantined_records',
+      help: 'File store records refused at start-up and not deleted since, by reason: rolled-back, unknown-version (replaced) or unreadable.',
+      labelNames: ['reason'],
+      registers,
+      collect() {
+        const records = options.quarantinedRecords?.() ?? [];
+        this.reset();
+        for (const { kind } of records) this.inc({ reason: kind });
+      },
     }),
     secretStoreHealthy: new Gauge({
       name: 'broker_secret_store_up',

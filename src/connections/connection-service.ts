@@ -5,7 +5,11 @@ import { BrokerError, connectionNotFound, isBrokerError } from '../errors.js';
 import type { BrokerMetrics } from '../metrics.js';
 import { OutboundPolicy } from '../net/outbound-policy.js';
 import type { TokenClient, TokenResult } from '../oauth/token-client.js';
-import type { SecretStore, StoredRecord } from '../secret-store/secret-store.js';
+import {
+  QuarantinedRecordError,
+  type SecretStore,
+  type StoredRecord,
+} from '../secret-store/secret-store.js';
 import { parseConnectionReference, type ArnContext } from './arn.js';
 import {
   prepareAuthorization,
@@ -207,7 +211,13 @@ export class ConnectionService {
   }
 
   async delete(nameOrArn: string): Promise<Connection> {
-    const { name } = (await this.load(nameOrArn)).connection;
+    let name: string;
+    try {
+      name = (await this.load(nameOrArn)).connection.name;
+    } catch (error) {
+      if (!(error instanceof QuarantinedRecordError)) throw error;
+      return this.deleteQuarantined(error.connectionName);
+    }
     return this.writes.run(name, async () => {
       const { connection } = await this.reload(name);
       await this.store.delete(name);
@@ -216,6 +226,29 @@ export class ConnectionService {
       this.backoff.clear(name);
       return { ...connection, state: 'DELETING' as const };
     });
+  }
+
+  /**
+   * A record the store refuses to read can only be deleted. Its content is unknown, so the
+   * answer names it with a nil uuid and the deletion's time (README, Storage and secrecy).
+   */
+  private async deleteQuarantined(name: string): Promise<Connection> {
+    await this.writes.run(name, () => this.store.delete(name));
+    this.cache.delete(name);
+    this.deps.states.forget(name);
+    this.backoff.clear(name);
+    const nowMs = this.now();
+    return {
+      name,
+      uuid: '00000000-0000-0000-0000-000000000000',
+      secretUuid: '00000000-0000-0000-0000-000000000000',
+      state: 'DELETING',
+      creationTimeMs: nowMs,
+      lastModifiedTimeMs: nowMs,
+      generation: 0,
+      authorizationType: 'BASIC',
+      basic: { username: '' },
+    };
   }
 
   /** Drops the credentials and the token; the non-secret fields and invocation parameters stay. */

@@ -1,4 +1,8 @@
-import { open } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { open, rename, unlink } from 'node:fs/promises';
+
+/** Suffix of files written but not yet renamed into place: leftovers of a crash. */
+export const TEMP_FILE_SUFFIX = '.tmp';
 
 /** fsyncs a directory, so a rename or unlink in it survives a power loss (POSIX). */
 export async function syncDirectory(dir: string): Promise<void> {
@@ -7,5 +11,26 @@ export async function syncDirectory(dir: string): Promise<void> {
     await handle.sync();
   } finally {
     await handle.close();
+  }
+}
+
+/**
+ * Readers see the old file or the new one, never a torn write, even after a crash: a temp file
+ * beside `path` (mode 0600), fsynced, then renamed over it. The caller fsyncs the directory.
+ */
+export async function replaceFileAtomically(path: string, content: string): Promise<void> {
+  const tempPath = `${path}.${process.pid}.${randomBytes(6).toString('hex')}${TEMP_FILE_SUFFIX}`;
+  try {
+    const handle = await open(tempPath, 'wx', 0o600);
+    try {
+      await handle.writeFile(content, 'utf8');
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await rename(tempPath, path);
+  } catch (error) {
+    await unlink(tempPath).catch(() => undefined);
+    throw error;
   }
 }

@@ -26,7 +26,7 @@ import {
   runSecretStoreContract,
   sampleSecret,
 } from '../../test/support/secret-store-contract.js';
-import { ENVELOPE_FORMAT, FileSecretStore } from './file-secret-store.js';
+import { ENVELOPE_FORMAT, FileSecretStore, encryptRecord } from './file-secret-store.js';
 import {
   loadOrCreateDevKeyFile,
   masterKeyFromBytes,
@@ -34,7 +34,7 @@ import {
   readMasterKeyFile,
 } from './master-key.js';
 import type { MasterKey } from './master-key.js';
-import type { StoredSecret } from './secret-store.js';
+import type { StoredRecord, StoredSecret } from './secret-store.js';
 
 const PROJECT_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const CRASH_WRITER = join(PROJECT_ROOT, 'test', 'support', 'crash-writer.ts');
@@ -147,28 +147,28 @@ describe('FileSecretStore on disk', () => {
     await track(openStore(dataDir, [key]));
   });
 
-  it('when an envelope is renamed to another connection, then open fails to decrypt it', async () => {
+  it('when an envelope is copied to another connection name, then that name is quarantined as undecryptable and the original still serves', async () => {
     const first = await openStore(dataDir, [key]);
     await first.create('original', sampleSecret('original'));
     await first.close();
-    await copyFile(
-      join(recordsDir(dataDir), 'c-original.json'),
-      join(recordsDir(dataDir), 'c-impostor.json'),
-    );
+    await copyFile(recordPath(dataDir, 'original'), recordPath(dataDir, 'impostor'));
 
-    await assert.rejects(openStore(dataDir, [key]), /c-impostor\.json: authentication failed/);
+    const store = await track(openStore(dataDir, [key]));
+    await assertQuarantined(store, 'impostor', /does not decrypt \(authentication failed/);
+    assert.equal((await store.get('original'))?.name, 'original');
   });
 
-  it('when an envelope carries a forged version, then open fails to decrypt it', async () => {
+  it('when an envelope carries a forged version, then the connection is quarantined as undecryptable', async () => {
     const first = await openStore(dataDir, [key]);
     await first.create('forged', sampleSecret('forged'));
     await first.close();
-    const path = join(recordsDir(dataDir), 'c-forged.json');
+    const path = recordPath(dataDir, 'forged');
     const envelope: unknown = JSON.parse(await readFile(path, 'utf8'));
     assert.ok(typeof envelope === 'object' && envelope !== null);
     await writeFile(path, JSON.stringify({ ...envelope, version: '7' }));
 
-    await assert.rejects(openStore(dataDir, [key]), /c-forged\.json: authentication failed/);
+    const store = await track(openStore(dataDir, [key]));
+    await assertQuarantined(store, 'forged', /does not decrypt \(authentication failed/);
   });
 
   it('when a record is written, then its file is a 0600 envelope with a fresh IV in a 0700 directory', async () => {
@@ -390,6 +390,406 @@ describe('FileSecretStore on disk', () => {
   );
 });
 
+describe('FileSecretStore with record files changed behind its back', () => {
+  let dataDir: string;
+  let key: MasterKey;
+  const opened: FileSecretStore[] = [];
+
+  async function track(store: Promise<FileSecretStore>): Promise<FileSecretStore> {
+    const resolved = await store;
+    opened.push(resolved);
+    return resolved;
+  }
+
+  /** Opens, writes through `write`, closes: the data directory as a previous run left it. */
+  async function previousRun(write: (store: FileSecretStore) => Promise<void>): Promise<void> {
+    const store = await openStore(dataDir, [key]);
+    await write(store);
+    await store.close();
+  }
+
+  beforeEach(async () => {
+    dataDir = await makeDataDir();
+    key = newKey();
+  });
+
+  afterEach(async () => {
+    for (const store of opened.splice(0)) await store.close();
+    await rm(dataDir, { recursive: true, force: true });
+  });
+
+  it('when a record file is replaced by its own older copy, then the next open quarantines it, get answers InvalidStateException naming both versions, and the other connections serve', async () => {
+    let olderCopy = '';
+    let bystander: StoredRecord | undefined;
+    await previousRun(async (store) => {
+      let record = await store.create('rolled', sampleSecret('rolled', { password: 'old-secret' }));
+      olderCopy = await readFile(recordPath(dataDir, 'rolled'), 'utf8');
+      for (const password of ['second', 'third', 'new-secret']) {
+        record = await store.replace(
+          'rolled',
+          sampleSecret('rolled', { password }),
+          record.version,
+        );
+      }
+      bystander = await store.create('bystander', sampleSecret('bystander'));
+    });
+    await writeFile(recordPath(dataDir, 'rolled'), olderCopy);
+
+    const store = await track(openStore(dataDir, [key]));
+    const reason =
+      'its record file is version 1 but the version journal says 4: the file was rolled back or replaced';
+    await assert.rejects(store.get('rolled'), (error: unknown) => {
+      assert.ok(isBrokerError(error) && error.code === 'InvalidStateException');
+      assert.equal(
+        error.message,
+        `Connection 'rolled' is quarantined: ${reason}. Delete the connection, or, if the file was restored on purpose, restart the broker once with BROKER_ACCEPT_RESTORED_RECORDS=1 to accept it as it is.`,
+      );
+      return true;
+    });
+    assert.deepEqual(await store.get('bystander'), bystander);
+    assert.deepEqual(
+      (await store.list({ limit: 10 })).records.map((record) => record.name),
+      ['bystander'],
+    );
+    assert.deepEqual([...(await store.listVersions()).keys()], ['bystander']);
+    await assertRejectsWithCode(
+      store.create('rolled', sampleSecret('rolled')),
+      'InvalidStateException',
+    );
+    await assertRejectsWithCode(
+      store.replace('rolled', sampleSecret('rolled'), '1'),
+      'InvalidStateException',
+    );
+    assert.deepEqual(store.integrity(), {
+      journal: 'verified',
+      journalProblem: undefined,
+      quarantined: [{ name: 'rolled', kind: 'rolled-back', reason }],
+      restored: [],
+    });
+
+    // The journal keeps the newer version, so a restart does not launder the rollback.
+    await store.close();
+    const restarted = await track(openStore(dataDir, [key]));
+    assert.deepEqual(restarted.integrity().quarantined, [
+      { name: 'rolled', kind: 'rolled-back', reason },
+    ]);
+  });
+
+  it('when two records swap files, then both are quarantined as undecryptable, open succeeds, and swapping them back serves both again', async () => {
+    await previousRun(async (store) => {
+      await store.create('left', sampleSecret('left'));
+      await store.create('right', sampleSecret('right'));
+      await store.create('untouched', sampleSecret('untouched'));
+    });
+    await swapFiles(recordPath(dataDir, 'left'), recordPath(dataDir, 'right'));
+
+    const store = await track(openStore(dataDir, [key]));
+    assert.deepEqual(
+      store.integrity().quarantined.map(({ name, kind }) => ({ name, kind })),
+      [
+        { name: 'left', kind: 'unreadable' },
+        { name: 'right', kind: 'unreadable' },
+      ],
+    );
+    for (const name of ['left', 'right']) {
+      await assertQuarantined(
+        store,
+        name,
+        /its record file does not decrypt \(authentication failed: wrong key, or the file was altered or renamed\)\. Delete the connection, or put back a record file the configured keys decrypt and restart the broker\.$/,
+      );
+    }
+    assert.equal((await store.get('untouched'))?.name, 'untouched');
+
+    await store.close();
+    await swapFiles(recordPath(dataDir, 'left'), recordPath(dataDir, 'right'));
+    const repaired = await track(openStore(dataDir, [key]));
+    assert.deepEqual(repaired.integrity().quarantined, []);
+    assert.equal((await repaired.get('left'))?.secret.broker.name, 'left');
+    assert.equal((await repaired.get('right'))?.secret.broker.name, 'right');
+  });
+
+  it('when a record file holds garbage, then it is quarantined as unreadable and the store opens', async () => {
+    await previousRun(async (store) => {
+      await store.create('garbled', sampleSecret('garbled'));
+      await store.create('fine', sampleSecret('fine'));
+    });
+    await writeFile(recordPath(dataDir, 'garbled'), randomBytes(64));
+
+    const store = await track(openStore(dataDir, [key]));
+    await assertQuarantined(
+      store,
+      'garbled',
+      /its record file is unreadable \(not a connection-broker\/v1 envelope \(invalid JSON\)\)/,
+    );
+    assert.equal((await store.get('fine'))?.name, 'fine');
+  });
+
+  it('when one record is under a key the ring lacks, then only that record is quarantined, naming the key', async () => {
+    const stranger = newKey();
+    await previousRun(async (store) => {
+      await store.create('known', sampleSecret('known'));
+    });
+    await writeFile(
+      recordPath(dataDir, 'foreign'),
+      JSON.stringify(
+        encryptRecord({ name: 'foreign', version: '1', secret: sampleSecret('foreign') }, stranger),
+      ),
+    );
+
+    const store = await track(openStore(dataDir, [key]));
+    await assertQuarantined(
+      store,
+      'foreign',
+      new RegExp(`encrypted with key ${stranger.id}, which is not among the configured keys`),
+    );
+    assert.equal((await store.get('known'))?.name, 'known');
+  });
+
+  it('when a journal line is altered, then open reports the journal rebuilt from the records and quarantines nothing for it', async () => {
+    await previousRun(async (store) => {
+      await store.create('a', sampleSecret('a'));
+      await store.create('b', sampleSecret('b'));
+    });
+    const lines = (await readFile(journalPath(dataDir), 'utf8')).split('\n');
+    lines[1] = (lines[1] ?? '').replace(/ b 1 /, ' b 9 ');
+    await writeFile(journalPath(dataDir), lines.join('\n'));
+
+    const store = await track(openStore(dataDir, [key]));
+    assert.deepEqual(store.integrity(), {
+      journal: 'rebuilt',
+      journalProblem: 'line 2 fails its HMAC: the journal was altered',
+      quarantined: [],
+      restored: [],
+    });
+    assert.equal((await store.get('b'))?.version, '1');
+    await store.close();
+    assert.equal((await track(openStore(dataDir, [key]))).integrity().journal, 'verified');
+  });
+
+  it('when a middle journal line is removed, then open reports the sequence gap', async () => {
+    await previousRun(async (store) => {
+      for (const name of ['a', 'b', 'c']) await store.create(name, sampleSecret(name));
+    });
+    const lines = (await readFile(journalPath(dataDir), 'utf8')).split('\n');
+    assert.ok(lines.length >= 4);
+    lines.splice(1, 1);
+    await writeFile(journalPath(dataDir), lines.join('\n'));
+
+    const store = await track(openStore(dataDir, [key]));
+    const { journal, journalProblem, quarantined } = store.integrity();
+    assert.equal(journal, 'rebuilt');
+    assert.equal(
+      journalProblem,
+      'line 2 has sequence number 3 where 2 was due: a line was removed or reordered',
+    );
+    assert.deepEqual(quarantined, []);
+  });
+
+  it('when acceptRestoredRecords is set, then a rolled-back record loads, is reported as restored, and a later normal open accepts it', async () => {
+    let olderCopy = '';
+    await previousRun(async (store) => {
+      const created = await store.create('restored', sampleSecret('restored', { password: 'v1' }));
+      olderCopy = await readFile(recordPath(dataDir, 'restored'), 'utf8');
+      await store.replace(
+        'restored',
+        sampleSecret('restored', { password: 'v2' }),
+        created.version,
+      );
+    });
+    await writeFile(recordPath(dataDir, 'restored'), olderCopy);
+
+    const accepting = new FileSecretStore({ dataDir, keys: [key], acceptRestoredRecords: true });
+    await accepting.open();
+    opened.push(accepting);
+    assert.equal((await accepting.get('restored'))?.secret.password, 'v1');
+    assert.deepEqual(accepting.integrity(), {
+      journal: 'verified',
+      journalProblem: undefined,
+      quarantined: [],
+      restored: [
+        {
+          name: 'restored',
+          reason:
+            'its record file is version 1 but the version journal says 2: the file was rolled back or replaced',
+        },
+      ],
+    });
+    await accepting.close();
+
+    const normal = await track(openStore(dataDir, [key]));
+    assert.deepEqual(normal.integrity().quarantined, []);
+    const record = await normal.get('restored');
+    assert.equal(record?.version, '1');
+    assert.equal(record.secret.password, 'v1');
+    // Writes continue from the restored version.
+    assert.equal((await normal.replace('restored', record.secret, '1')).version, '2');
+  });
+
+  it('when acceptRestoredRecords is set, then an undecryptable file stays quarantined', async () => {
+    await previousRun(async (store) => {
+      await store.create('garbled', sampleSecret('garbled'));
+    });
+    await writeFile(recordPath(dataDir, 'garbled'), 'not json');
+    const accepting = new FileSecretStore({ dataDir, keys: [key], acceptRestoredRecords: true });
+    await accepting.open();
+    opened.push(accepting);
+    await assertQuarantined(accepting, 'garbled', /its record file is unreadable/);
+  });
+
+  it('when a quarantined connection is deleted, then its file and quarantine go, and a create with its name starts again at version 1', async () => {
+    let olderCopy = '';
+    await previousRun(async (store) => {
+      const created = await store.create('again', sampleSecret('again'));
+      olderCopy = await readFile(recordPath(dataDir, 'again'), 'utf8');
+      await store.replace('again', sampleSecret('again'), created.version);
+    });
+    await writeFile(recordPath(dataDir, 'again'), olderCopy);
+
+    const store = await track(openStore(dataDir, [key]));
+    await assertQuarantined(store, 'again', /version 1 but the version journal says 2/);
+    await store.delete('again');
+    await assert.rejects(stat(recordPath(dataDir, 'again')), { code: 'ENOENT' });
+    assert.deepEqual(store.integrity().quarantined, []);
+    assert.equal(await store.get('again'), undefined);
+    await assertRejectsWithCode(store.delete('again'), 'ResourceNotFoundException');
+    const recreated = await store.create('again', sampleSecret('again', { password: 'fresh' }));
+    assert.equal(recreated.version, '1');
+
+    await store.close();
+    const reopened = await track(openStore(dataDir, [key]));
+    assert.deepEqual(reopened.integrity().quarantined, []);
+    assert.equal((await reopened.get('again'))?.secret.password, 'fresh');
+  });
+
+  it('when a quarantined record file is removed while the broker is stopped, then the next open forgets the connection', async () => {
+    await previousRun(async (store) => {
+      const created = await store.create('removed', sampleSecret('removed'));
+      await store.replace('removed', sampleSecret('removed'), created.version);
+    });
+    await writeFile(recordPath(dataDir, 'removed'), 'garbage');
+    const quarantining = await openStore(dataDir, [key]);
+    assert.equal(quarantining.integrity().quarantined.length, 1);
+    await quarantining.close();
+    await unlink(recordPath(dataDir, 'removed'));
+
+    const store = await track(openStore(dataDir, [key]));
+    assert.deepEqual(store.integrity().quarantined, []);
+    assert.equal(await store.get('removed'), undefined);
+    assert.equal((await store.create('removed', sampleSecret('removed'))).version, '1');
+  });
+
+  it('when a data directory has records but no journal, then open starts one from the records as they are and says so', async () => {
+    await previousRun(async (store) => {
+      await store.create('legacy', sampleSecret('legacy'));
+    });
+    await unlink(journalPath(dataDir));
+
+    const store = await track(openStore(dataDir, [key]));
+    assert.deepEqual(store.integrity(), {
+      journal: 'created',
+      journalProblem: undefined,
+      quarantined: [],
+      restored: [],
+    });
+    assert.equal((await store.get('legacy'))?.name, 'legacy');
+    assert.equal((await stat(journalPath(dataDir))).mode & 0o777, 0o600);
+    await store.close();
+    assert.equal((await track(openStore(dataDir, [key]))).integrity().journal, 'verified');
+  });
+
+  it('when the data directory is empty, then the journal state is new', async () => {
+    const store = await track(openStore(dataDir, [key]));
+    assert.equal(store.integrity().journal, 'new');
+  });
+
+  it('when the ring gains a key, re-encrypts, then drops the old key, then a reopen with the new key alone loads everything and quarantines nothing', async () => {
+    const store = await openStore(dataDir, [key]);
+    const records = [
+      await store.create('r-1', sampleSecret('r-1')),
+      await store.create('r-2', sampleSecret('r-2')),
+    ];
+    const deleted = await store.create('r-gone', sampleSecret('r-gone'));
+    await store.delete(deleted.name);
+    const rotated = newKey();
+    store.replaceKeys([rotated, key]);
+    records.push(await store.create('r-3', sampleSecret('r-3')));
+    assert.equal(await store.reencryptAll(), 2);
+    store.replaceKeys([rotated]);
+    await store.close();
+
+    const reopened = await track(openStore(dataDir, [rotated]));
+    assert.deepEqual(reopened.integrity(), {
+      journal: 'verified',
+      journalProblem: undefined,
+      quarantined: [],
+      restored: [],
+    });
+    for (const record of records) assert.deepEqual(await reopened.get(record.name), record);
+  });
+
+  it('when a ring drops the key of the journal before a re-encryption, then replaceKeys refuses naming the journal, and accepts after reencryptAll', async () => {
+    const store = await track(openStore(dataDir, [key]));
+    await store.create('short-lived', sampleSecret('short-lived'));
+    await store.delete('short-lived');
+    const rotated = newKey();
+    assert.throws(
+      () => store.replaceKeys([rotated]),
+      (error: unknown) => {
+        assert.ok(isBrokerError(error) && error.code === 'InvalidStateException');
+        assert.match(error.message, new RegExp(`${key.id} \\(the version journal\\)`));
+        return true;
+      },
+    );
+    store.replaceKeys([rotated, key]);
+    assert.equal(await store.reencryptAll(), 0);
+    store.replaceKeys([rotated]);
+  });
+
+  it('when the process died between a record rename and its journal line, then the file one version ahead is accepted', async () => {
+    let latest: StoredRecord | undefined;
+    await previousRun(async (store) => {
+      latest = await store.create('crashed', sampleSecret('crashed'));
+    });
+    assert.ok(latest !== undefined);
+    const ahead = { ...latest, version: '2', secret: sampleSecret('crashed', { password: 'p2' }) };
+    await writeFile(recordPath(dataDir, 'crashed'), JSON.stringify(encryptRecord(ahead, key)));
+    // A create that crashed the same way: version 1 of a name the journal never saw.
+    const created = { name: 'newborn', version: '1', secret: sampleSecret('newborn') };
+    await writeFile(recordPath(dataDir, 'newborn'), JSON.stringify(encryptRecord(created, key)));
+
+    const store = await track(openStore(dataDir, [key]));
+    assert.deepEqual(store.integrity().quarantined, []);
+    assert.deepEqual(await store.get('crashed'), ahead);
+    assert.deepEqual(await store.get('newborn'), created);
+  });
+
+  it('when a record file is more than one version ahead of the journal, then it is quarantined: no crash leaves it so', async () => {
+    await previousRun(async (store) => {
+      await store.create('jumped', sampleSecret('jumped'));
+    });
+    const forged = { name: 'jumped', version: '5', secret: sampleSecret('jumped') };
+    await writeFile(recordPath(dataDir, 'jumped'), JSON.stringify(encryptRecord(forged, key)));
+    const copiedIn = { name: 'stray', version: '3', secret: sampleSecret('stray') };
+    await writeFile(recordPath(dataDir, 'stray'), JSON.stringify(encryptRecord(copiedIn, key)));
+
+    const store = await track(openStore(dataDir, [key]));
+    assert.deepEqual(store.integrity().quarantined, [
+      {
+        name: 'jumped',
+        kind: 'unknown-version',
+        reason:
+          'its record file is version 5 but the version journal says 1, and a crash leaves a file at most one version ahead: the file was replaced',
+      },
+      {
+        name: 'stray',
+        kind: 'unknown-version',
+        reason:
+          'its record file is version 3 but the version journal holds no live record of the connection: the file was restored or copied in',
+      },
+    ]);
+  });
+});
+
 describe('master keys', () => {
   let dataDir: string;
 
@@ -479,6 +879,33 @@ ${older.toString('base64')}
     assert.match(await readFile(reloaded.path, 'utf8'), /^[A-Za-z0-9+/]{43}=\n$/);
   });
 });
+
+function recordPath(dataDir: string, name: string): string {
+  return join(recordsDir(dataDir), `c-${name}.json`);
+}
+
+function journalPath(dataDir: string): string {
+  return join(dataDir, 'versions.journal');
+}
+
+async function swapFiles(left: string, right: string): Promise<void> {
+  const [leftContent, rightContent] = [await readFile(left), await readFile(right)];
+  await writeFile(left, rightContent);
+  await writeFile(right, leftContent);
+}
+
+async function assertQuarantined(
+  store: FileSecretStore,
+  name: string,
+  reason: RegExp,
+): Promise<void> {
+  await assert.rejects(store.get(name), (error: unknown) => {
+    assert.ok(isBrokerError(error) && error.code === 'InvalidStateException');
+    assert.ok(error.message.startsWith(`Connection '${name}' is quarantined: `), error.message);
+    assert.match(error.message, reason);
+    return true;
+  });
+}
 
 function withoutBasic(secret: StoredSecret): StoredSecret {
   const rest = { ...secret };

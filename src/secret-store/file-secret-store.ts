@@ -1,7 +1,9 @@
 /**
  * The embedded secret store: one AES-256-GCM envelope per connection under `${dataDir}/connections`.
  * The store owns its directory (guarded by `${dataDir}/broker.lock`), so after open() memory is
- * authoritative and reads never touch the disk.
+ * authoritative and reads never touch the disk. A version journal beside the records catches
+ * record files rolled back or swapped behind the store's back; such records, and files that do
+ * not decrypt, are quarantined at open() instead of failing it.
  */
 
 import { KeyedMutex } from '../keyed-mutex.js';
@@ -11,9 +13,11 @@ import {
   encodeNextToken,
   validateLimit,
 } from './list-pages.js';
-import { syncDirectory } from './durable-fs.js';
+import { replaceFileAtomically, syncDirectory, TEMP_FILE_SUFFIX } from './durable-fs.js';
+import { JOURNAL_FILE_NAME, VersionJournal, judgeRecordVersion } from './version-journal.js';
+import type { JournalLoad } from './version-journal.js';
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
-import { mkdir, open, readFile, readdir, realpath, rename, unlink } from 'node:fs/promises';
+import { mkdir, open, readFile, readdir, realpath, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 
@@ -27,7 +31,7 @@ import type {
   StoredRecord,
   StoredSecret,
 } from './secret-store.js';
-import { isObject, isStoredSecret } from './secret-store.js';
+import { isObject, isStoredSecret, QuarantinedRecordError } from './secret-store.js';
 
 export const ENVELOPE_FORMAT = 'connection-broker/v1';
 export const RECORDS_DIR_NAME = 'connections';
@@ -35,9 +39,10 @@ export const LOCK_FILE_NAME = 'broker.lock';
 
 // The prefix keeps names such as `.` and `..` from ever being path components.
 const RECORD_FILE_PATTERN = /^c-([.\-_A-Za-z0-9]{1,64})\.json$/;
-const TEMP_FILE_SUFFIX = '.tmp';
 // Bounded so the increment stays within Number's exact integers.
 const VERSION_PATTERN = /^[1-9][0-9]{0,14}$/;
+// Key ids are 16 hex chars; bounded because a quarantine reason quotes them to API callers.
+const KEY_ID_PATTERN = /^[0-9A-Za-z_-]{1,64}$/;
 const FIRST_VERSION = '1';
 const CIPHER = 'aes-256-gcm';
 const IV_BYTES = 12;
@@ -65,12 +70,55 @@ export interface FileSecretStoreOptions {
   dataDir: string;
   /** The first key encrypts; every key decrypts (key rotation). */
   keys: MasterKey[];
+  /**
+   * Trust the record files as they are at open(), records older than the version journal
+   * included, and rewrite the journal from them: for one start after restoring records from a
+   * backup on purpose. Files that do not decrypt stay quarantined.
+   */
+  acceptRestoredRecords?: boolean;
+}
+
+/** Why a record was refused at open(): a bounded set, fit for a metrics label. */
+export type QuarantineKind = 'rolled-back' | 'unknown-version' | 'unreadable';
+
+export interface QuarantinedRecord {
+  name: string;
+  kind: QuarantineKind;
+  /** Why, in words; names no secret and no path. */
+  reason: string;
+}
+
+/**
+ * How open() found the version journal: `new` (empty data directory), `created` (records but no
+ * journal: a data directory from before the journal, or one whose journal was deleted),
+ * `verified`, or `rebuilt` (it failed verification; see journalProblem).
+ */
+export type JournalState = 'new' | 'created' | 'verified' | 'rebuilt';
+
+export interface StoreIntegrity {
+  journal: JournalState;
+  /** Why the journal was not trusted, when it was rebuilt. */
+  journalProblem: string | undefined;
+  /** Records refused at open() and not deleted since; get() answers InvalidStateException. */
+  quarantined: QuarantinedRecord[];
+  /** Records the journal disagreed with, loaded because acceptRestoredRecords was set. */
+  restored: Array<{ name: string; reason: string }>;
 }
 
 interface MemoryEntry {
   record: StoredRecord;
   kid: string;
 }
+
+interface Quarantine {
+  kind: QuarantineKind;
+  reason: string;
+}
+
+/** A record file as found at open(): decrypted, or with what is wrong with it. */
+type ScannedRecord =
+  | { name: string; envelope: Envelope; record: StoredRecord }
+  | { name: string; envelope: Envelope | undefined; problem: string };
 
 type StoreState = 'closed' | 'opening' | 'open' | 'closing';
 
@@ -85,9 +133,16 @@ export class FileSecretStore implements SecretStore {
   private readonly dataDir: string;
   private readonly recordsDir: string;
   private readonly lockPath: string;
+  private readonly acceptRestoredRecords: boolean;
+  private readonly journal: VersionJournal;
   private keys: readonly MasterKey[];
   private encryptionKey: MasterKey;
   private readonly records = new Map<string, MemoryEntry>();
+  /** Names refused at open(): not served, not overwritten, until deleted. */
+  private readonly quarantined = new Map<string, Quarantine>();
+  private journalState: JournalState = 'new';
+  private journalProblem: string | undefined;
+  private restored: Array<{ name: string; reason: string }> = [];
   /** Key id of each write between encryption and its rename: on disk soon, in memory not yet. */
   private readonly persisting = new Map<string, string>();
   /** Writes for one name run one after another; different names proceed in parallel. */
@@ -99,8 +154,25 @@ export class FileSecretStore implements SecretStore {
     this.dataDir = options.dataDir;
     this.recordsDir = join(options.dataDir, RECORDS_DIR_NAME);
     this.lockPath = join(options.dataDir, LOCK_FILE_NAME);
+    this.acceptRestoredRecords = options.acceptRestoredRecords ?? false;
     this.keys = checkedKeyRing(options.keys);
     this.encryptionKey = this.keys[0] as MasterKey;
+    this.journal = new VersionJournal({
+      path: join(options.dataDir, JOURNAL_FILE_NAME),
+      signingKey: () => this.encryptionKey,
+    });
+  }
+
+  /** What open() found: for one log line per finding, and a metric. */
+  integrity(): StoreIntegrity {
+    return {
+      journal: this.journalState,
+      journalProblem: this.journalProblem,
+      quarantined: [...this.quarantined]
+        .map(([name, { kind, reason }]) => ({ name, kind, reason }))
+        .sort(byName),
+      restored: this.restored.map((entry) => ({ ...entry })),
+    };
   }
 
   /** The ring, newest first, and how many records each key encrypts. */
@@ -117,21 +189,27 @@ export class FileSecretStore implements SecretStore {
   }
 
   /**
-   * Swaps the ring (the first key encrypts from now on). Refused while a record is under a key
-   * the new ring lacks: the next start could not decrypt it.
+   * Swaps the ring (the first key encrypts from now on). Refused while a record or a line of the
+   * version journal is under a key the new ring lacks: the next start could not verify it.
    */
   replaceKeys(keys: readonly MasterKey[]): void {
     const ring = checkedKeyRing(keys);
     const ids = new Set(ring.map((key) => key.id));
     // A write in flight under a key lands after this check, so it counts as a record already.
-    const inUse = this.keyRing().recordsByKeyId;
-    for (const kid of this.persisting.values()) inUse[kid] = (inUse[kid] ?? 0) + 1;
-    const stranded = Object.entries(inUse).filter(([id]) => !ids.has(id));
+    const inUse = new Map(Object.entries(this.keyRing().recordsByKeyId));
+    for (const kid of this.persisting.values()) inUse.set(kid, (inUse.get(kid) ?? 0) + 1);
+    const stranded = [...inUse]
+      .filter(([id]) => !ids.has(id))
+      .map(([id, count]) => `${id} (${count} records)`);
+    // reencryptAll() rewrites the journal under the newest key, so this only holds up a ring
+    // that skips the rotation step.
+    for (const id of this.journal.keyIdsInUse().keys()) {
+      if (!ids.has(id) && !inUse.has(id)) stranded.push(`${id} (the version journal)`);
+    }
     if (stranded.length > 0) {
-      const detail = stranded.map(([id, count]) => `${id} (${count} records)`).join(', ');
       throw new BrokerError(
         'InvalidStateException',
-        `The new key ring lacks keys that still encrypt records: ${detail}. Keep them in the ring until a rotation has re-encrypted those records under the newest key.`,
+        `The new key ring lacks keys still in use: ${stranded.join(', ')}. Keep them in the ring until a rotation has re-encrypted those records and the version journal under the newest key.`,
       );
     }
     this.keys = ring;
@@ -151,6 +229,8 @@ export class FileSecretStore implements SecretStore {
       this.state = 'open';
     } catch (error) {
       this.records.clear();
+      this.quarantined.clear();
+      await this.journal.close().catch(() => undefined);
       await this.releaseLock();
       this.state = 'closed';
       throw error;
@@ -161,7 +241,9 @@ export class FileSecretStore implements SecretStore {
     if (this.state !== 'open') return;
     this.state = 'closing';
     await this.writes.idle();
+    await this.journal.close();
     this.records.clear();
+    this.quarantined.clear();
     await this.releaseLock();
     this.state = 'closed';
   }
@@ -183,6 +265,7 @@ export class FileSecretStore implements SecretStore {
 
   private readRecord(name: string): StoredRecord | undefined {
     this.assertOpen();
+    this.assertNotQuarantined(name);
     const entry = this.records.get(name);
     return entry === undefined ? undefined : structuredClone(entry.record);
   }
@@ -209,6 +292,7 @@ export class FileSecretStore implements SecretStore {
     assertValidName(name);
     const copy = structuredClone(secret);
     return this.writes.run(name, async () => {
+      this.assertNotQuarantined(name);
       if (this.records.has(name)) {
         throw new BrokerError(
           'ResourceAlreadyExistsException',
@@ -227,6 +311,7 @@ export class FileSecretStore implements SecretStore {
     this.assertOpen();
     const copy = structuredClone(secret);
     return this.writes.run(name, async () => {
+      this.assertNotQuarantined(name);
       const current = this.records.get(name);
       if (current === undefined) throw connectionNotFound(name);
       if (current.record.version !== expectedVersion) throw concurrentModification(name);
@@ -235,21 +320,29 @@ export class FileSecretStore implements SecretStore {
     });
   }
 
+  /** Also the way out of a quarantine: the record file goes, and the name is free again. */
   async delete(name: string): Promise<void> {
     this.assertOpen();
     return this.writes.run(name, async () => {
-      if (!this.records.has(name)) throw connectionNotFound(name);
+      if (!this.records.has(name) && !this.quarantined.has(name)) throw connectionNotFound(name);
       const description = `the deletion of connection '${name}'`;
       await translateWriteErrors(description, () => unlinkIfPresent(this.recordPath(name)));
       this.records.delete(name);
+      this.quarantined.delete(name);
       await translateWriteErrors(description, () => syncDirectory(this.recordsDir));
+      if (this.journal.versionOf(name) !== undefined) {
+        await translateWriteErrors(journalDescription(name), () =>
+          this.journal.append(name, undefined),
+        );
+      }
     });
   }
 
   /**
    * Rewrites every record not encrypted with the first key, keeping its version: the content does
    * not change, so clients holding that version must not see a conflict. Returns the count.
-   * Memory holds every record decrypted, so no older key is needed to rewrite.
+   * Memory holds every record decrypted, so no older key is needed to rewrite. Then rewrites the
+   * version journal under the first key too, so the older keys can leave the ring.
    */
   async reencryptAll(signal?: AbortSignal): Promise<number> {
     this.assertOpen();
@@ -276,11 +369,21 @@ export class FileSecretStore implements SecretStore {
         });
       }
     }
+    const activeKeyId = this.encryptionKey.id;
+    if ([...this.journal.keyIdsInUse().keys()].some((id) => id !== activeKeyId)) {
+      await translateWriteErrors('the version journal', () => this.journal.compact());
+    }
     return rewritten;
   }
 
-  /** The rename is the commit point: memory follows the disk from then on. */
+  /**
+   * The rename is the commit point: memory follows the disk from then on, and the journal
+   * follows the renamed file (a crash in between leaves the file one version ahead, accepted).
+   */
   private async persist(record: StoredRecord, key: MasterKey): Promise<StoredRecord> {
+    await translateWriteErrors(journalDescription(record.name), () =>
+      this.catchUpJournal(record.name),
+    );
     const content = `${JSON.stringify(encryptRecord(record, key))}\n`;
     const description = `connection '${record.name}'`;
     // Writes of one name are serialized, so one entry per name suffices.
@@ -294,7 +397,28 @@ export class FileSecretStore implements SecretStore {
       this.persisting.delete(record.name);
     }
     await translateWriteErrors(description, () => syncDirectory(this.recordsDir));
+    // A re-encryption keeps the version: the journal already says it.
+    if (this.journal.versionOf(record.name) !== record.version) {
+      await translateWriteErrors(journalDescription(record.name), () =>
+        this.journal.append(record.name, record.version),
+      );
+    }
     return structuredClone(record);
+  }
+
+  /**
+   * A write whose journal line failed left its file ahead of the journal; writing again before
+   * the journal catches up would put the file two versions ahead, which open() quarantines.
+   */
+  private async catchUpJournal(name: string): Promise<void> {
+    if (this.journal.needsRepair) await this.journal.repair();
+    const version = this.records.get(name)?.record.version;
+    if (this.journal.versionOf(name) !== version) await this.journal.append(name, version);
+  }
+
+  private assertNotQuarantined(name: string): void {
+    const quarantine = this.quarantined.get(name);
+    if (quarantine !== undefined) throw quarantined(name, quarantine);
   }
 
   private assertOpen(): void {
@@ -344,31 +468,97 @@ export class FileSecretStore implements SecretStore {
     }
   }
 
+  /**
+   * Loads every record file the journal vouches for, quarantines the others, then rewrites the
+   * journal as one line per record (compaction) under the encryption key.
+   */
   private async loadRecords(): Promise<void> {
+    const scanned = await this.scanRecordFiles();
+    const journal = await this.journal.load(this.keys);
+    this.assertRingFits(scanned, journal);
+    const trusted = journal.status === 'verified' ? journal.versions : undefined;
+    const journaled = new Map<string, string>();
+    this.restored = [];
+    for (const file of scanned) {
+      const { name } = file;
+      const journalVersion = trusted?.get(name);
+      if ('problem' in file) {
+        this.quarantined.set(name, {
+          kind: 'unreadable',
+          reason: `its record file ${file.problem}`,
+        });
+        // Kept, so the file is judged again once readable (its key back in the ring).
+        const kept = trusted === undefined ? file.envelope?.version : journalVersion;
+        if (kept !== undefined) journaled.set(name, kept);
+        continue;
+      }
+      const verdict =
+        trusted === undefined ? 'current' : judgeRecordVersion(file.record.version, journalVersion);
+      if (verdict === 'rolled-back' || verdict === 'unknown') {
+        const reason = versionMismatch(file.record.version, journalVersion);
+        if (!this.acceptRestoredRecords) {
+          const kind = verdict === 'rolled-back' ? 'rolled-back' : 'unknown-version';
+          this.quarantined.set(name, { kind, reason });
+          // Kept, so the quarantine outlives restarts until a delete or an accepted restore.
+          if (journalVersion !== undefined) journaled.set(name, journalVersion);
+          continue;
+        }
+        this.restored.push({ name, reason });
+      }
+      this.records.set(name, { record: file.record, kid: file.envelope.kid });
+      journaled.set(name, file.record.version);
+    }
+    await this.journal.rewrite(journaled);
+    this.journalState = journalStateAfter(journal, scanned.length);
+    this.journalProblem = journal.status === 'untrusted' ? journal.problem : undefined;
+  }
+
+  private async scanRecordFiles(): Promise<ScannedRecord[]> {
+    const scanned: ScannedRecord[] = [];
     for (const entry of (await readdir(this.recordsDir)).sort()) {
       const name = RECORD_FILE_PATTERN.exec(entry)?.[1];
-      if (name === undefined) continue;
-      const envelope = await this.loadEnvelope(name);
-      this.records.set(name, { record: this.decryptLoaded(envelope, name), kid: envelope.kid });
+      if (name !== undefined) scanned.push(await this.scanRecordFile(name));
+    }
+    return scanned;
+  }
+
+  /** Never throws for a file's content: one bad file must not keep the others from loading. */
+  private async scanRecordFile(name: string): Promise<ScannedRecord> {
+    let text: string;
+    try {
+      text = await readFile(this.recordPath(name), 'utf8');
+    } catch (error) {
+      // The code only: fs messages carry the path, and reasons reach API callers.
+      return { name, envelope: undefined, problem: `cannot be read (${errorCode(error)})` };
+    }
+    let envelope: Envelope;
+    try {
+      envelope = parseEnvelope(text);
+    } catch (error) {
+      return { name, envelope: undefined, problem: `is unreadable (${describeLoadError(error)})` };
+    }
+    try {
+      return { name, envelope, record: decryptRecord(envelope, name, this.keys) };
+    } catch (error) {
+      return { name, envelope, problem: `does not decrypt (${describeLoadError(error)})` };
     }
   }
 
-  private async loadEnvelope(name: string): Promise<Envelope> {
-    const path = this.recordPath(name);
-    try {
-      return parseEnvelope(await readFile(path, 'utf8'));
-    } catch (error) {
-      throw new Error(`cannot load ${path}: ${describeLoadError(error)}`, { cause: error });
-    }
-  }
-
-  private decryptLoaded(envelope: Envelope, name: string): StoredRecord {
-    try {
-      return decryptRecord(envelope, name, this.keys);
-    } catch (error) {
-      const path = this.recordPath(name);
-      throw new Error(`cannot decrypt ${path}: ${describeLoadError(error)}`, { cause: error });
-    }
+  /**
+   * A ring that encrypts nothing here is a misconfiguration, not a hostile file: quarantining
+   * every record would also throw away the journal that vouches for them.
+   */
+  private assertRingFits(scanned: readonly ScannedRecord[], journal: JournalLoad): void {
+    const ids = new Set(this.keys.map((key) => key.id));
+    const sealed = scanned.flatMap(({ name, envelope }) =>
+      envelope === undefined ? [] : [{ name, kid: envelope.kid }],
+    );
+    const first = sealed[0];
+    if (first === undefined || sealed.some(({ kid }) => ids.has(kid))) return;
+    if (journal.status !== 'missing' && [...journal.keyIds].some((id) => ids.has(id))) return;
+    throw new Error(
+      `cannot open ${this.dataDir}: no record file and no version journal line is under a configured key (${[...ids].join(', ')}); ${this.recordPath(first.name)} is encrypted with key ${first.kid}. Configure the key ring that encrypts this data directory.`,
+    );
   }
 }
 
@@ -459,6 +649,7 @@ function isEnvelope(value: unknown): value is Envelope {
   return (
     format === ENVELOPE_FORMAT &&
     typeof kid === 'string' &&
+    KEY_ID_PATTERN.test(kid) &&
     isBase64OfLength(iv, IV_BYTES) &&
     isBase64OfLength(tag, TAG_BYTES) &&
     typeof ciphertext === 'string' &&
@@ -500,9 +691,45 @@ function matchesQuery(record: StoredRecord, query: ListQuery): boolean {
   return query.state === undefined || record.secret.broker.state === query.state;
 }
 
-function byName(left: StoredRecord, right: StoredRecord): number {
+function byName(left: { name: string }, right: { name: string }): number {
   if (left.name === right.name) return 0;
   return left.name < right.name ? -1 : 1;
+}
+
+function versionMismatch(fileVersion: string, journalVersion: string | undefined): string {
+  if (journalVersion === undefined) {
+    return `its record file is version ${fileVersion} but the version journal holds no live record of the connection: the file was restored or copied in`;
+  }
+  if (Number(fileVersion) < Number(journalVersion)) {
+    return `its record file is version ${fileVersion} but the version journal says ${journalVersion}: the file was rolled back or replaced`;
+  }
+  return `its record file is version ${fileVersion} but the version journal says ${journalVersion}, and a crash leaves a file at most one version ahead: the file was replaced`;
+}
+
+function journalStateAfter(journal: JournalLoad, recordFiles: number): JournalState {
+  switch (journal.status) {
+    case 'missing':
+      return recordFiles === 0 ? 'new' : 'created';
+    case 'untrusted':
+      return 'rebuilt';
+    case 'verified':
+      return 'verified';
+  }
+}
+
+function quarantined(name: string, quarantine: Quarantine): BrokerError {
+  const fix =
+    quarantine.kind === 'unreadable'
+      ? 'Delete the connection, or put back a record file the configured keys decrypt and restart the broker.'
+      : 'Delete the connection, or, if the file was restored on purpose, restart the broker once with BROKER_ACCEPT_RESTORED_RECORDS=1 to accept it as it is.';
+  return new QuarantinedRecordError(
+    name,
+    `Connection '${name}' is quarantined: ${quarantine.reason}. ${fix}`,
+  );
+}
+
+function journalDescription(name: string): string {
+  return `the version journal entry of connection '${name}'`;
 }
 
 function concurrentModification(name: string): BrokerError {
@@ -528,24 +755,6 @@ async function translateWriteErrors<T>(description: string, write: () => Promise
       `the file secret store could not write ${description} (${errorCode(error)})`,
       { cause: error },
     );
-  }
-}
-
-/** Readers see the old file or the new one, never a torn write, even after a crash. */
-async function replaceFileAtomically(path: string, content: string): Promise<void> {
-  const tempPath = `${path}.${process.pid}.${randomBytes(6).toString('hex')}${TEMP_FILE_SUFFIX}`;
-  try {
-    const handle = await open(tempPath, 'wx', 0o600);
-    try {
-      await handle.writeFile(content, 'utf8');
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    await rename(tempPath, path);
-  } catch (error) {
-    await unlinkIfPresent(tempPath).catch(() => undefined);
-    throw error;
   }
 }
 

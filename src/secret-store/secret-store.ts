@@ -1,3 +1,4 @@
+import { BrokerError } from '../errors.js';
 /**
  * The secret store port. A record is one connection's secret: EventBridge's snake_case JSON
  * (`username`, `api_key_value`, `client_secret`, `invocation_http_parameters`, …) plus the
@@ -132,4 +133,17 @@ export interface SecretStore {
   /** Fails with ResourceNotFoundException when absent. */
   delete(name: string): Promise<void>;
   close(): Promise<void>;
+}
+
+/**
+ * A record the store refuses to read (the file store's integrity check: rolled back, replaced,
+ * or undecryptable). It can still be deleted, which is how an operator clears it.
+ */
+export class QuarantinedRecordError extends BrokerError {
+  constructor(
+    readonly connectionName: string,
+    message: string,
+  ) {
+    super('InvalidStateException', message);
+  }
 }
