@@ -110,23 +110,31 @@ async function main(): Promise<void> {
   // Responses still being answered, so shutdown can end their connections after them.
   const inFlight = new Set<ServerResponse>();
   let phase: 'serving' | 'delaying' | 'draining' = 'serving';
-  const server = createServer((req, res) => {
-    inFlight.add(res);
-    res.once('close', () => {
-      inFlight.delete(res);
-      // A response whose headers went out before SIGTERM leaves its connection idle, not closed.
-      if (phase === 'draining') setImmediate(() => server.closeIdleConnections());
-    });
-    // During shutdown every answer ends its connection: keep-alive clients reconnect elsewhere.
-    if (phase !== 'serving') res.setHeader('connection', 'close');
-    broker.handler(req, res);
-  });
+  // Timeouts are checked every second, not Node's default 30 s, so headersTimeout bounds a
+  // half-sent request to about its own value.
+  // Bounds on what callers can hold (given here: Node reads them when the server is made):
+  // a slow request head or body ends with a 408, checked every second.
+  const server = createServer(
+    {
+      connectionsCheckingInterval: 1_000,
+      headersTimeout: HEADERS_TIMEOUT_MS,
+      requestTimeout: REQUEST_TIMEOUT_MS,
+    },
+    (req, res) => {
+      inFlight.add(res);
+      res.once('close', () => {
+        inFlight.delete(res);
+        // A response whose headers went out before SIGTERM leaves its connection idle, not closed.
+        if (phase === 'draining') setImmediate(() => server.closeIdleConnections());
+      });
+      // During shutdown every answer ends its connection: keep-alive clients reconnect elsewhere.
+      if (phase !== 'serving') res.setHeader('connection', 'close');
+      broker.handler(req, res);
+    },
+  );
   server.keepAliveTimeout = 65_000;
-  // Bounds on what callers can hold: sockets at once, and slow request heads and bodies
-  // (a client that sends a byte a minute keeps its socket otherwise).
+  // Sockets past the cap are closed on arrival, so idle callers cannot exhaust descriptors.
   server.maxConnections = config.maxSockets;
-  server.headersTimeout = HEADERS_TIMEOUT_MS;
-  server.requestTimeout = REQUEST_TIMEOUT_MS;
   server.on('error', (error: NodeJS.ErrnoException) => {
     const where = `${config.host}:${config.port}`;
     const hint =

@@ -112,6 +112,11 @@ export function prepareAuthorization(
   const invocation = connection.invocationHttpParameters;
   const headers = toMap(invocation?.headerParameters);
   const [name, value] = headerFor(connection);
+  // Header names are case-insensitive: an invocation header spelled `authorization` must not
+  // ride along beside (and, merged later, win over) the credential's `Authorization`.
+  for (const existing of Object.keys(headers)) {
+    if (existing.toLowerCase() === name.toLowerCase()) delete headers[existing];
+  }
   headers[name] = value;
   assertSendable(connection, headers);
   const expiresAtMs =

@@ -191,5 +191,10 @@ export function decodeConnection(secret: StoredSecret): Connection {
           },
         }),
       };
+    default:
+      // Written by a newer broker, or altered: the type decides every other field.
+      throw new Error(
+        `stored connection '${b.name}' has an unknown authorization type; update this broker or delete the connection`,
+      );
   }
 }

@@ -174,11 +174,30 @@ export function buildHttpTaskRequest(
   connection: ConnectionParameters,
   options: RequestOptions,
 ): PreparedRequest {
-  const taskHeaders = nullPrototypeRecord<string>();
-  for (const [name, value] of Object.entries(parameters.Headers ?? {})) {
-    taskHeaders[name] = String(value);
+  try {
+    return buildRequest(parameters, connection, options);
+  } catch (error) {
+    // encodeURIComponent and qs throw URIError on a lone surrogate, which JSON can carry.
+    if (error instanceof URIError) {
+      throw new TaskFailure(
+        'States.Runtime',
+        'The QueryParameters or RequestBody contain text that is not valid Unicode (a lone surrogate) and cannot be URL-encoded.',
+      );
+    }
+    throw error;
   }
-  assertAllowedHeaders(taskHeaders);
+}
+
+function buildRequest(
+  parameters: HttpTaskParameters,
+  connection: ConnectionParameters,
+  options: RequestOptions,
+): PreparedRequest {
+  const given = nullPrototypeRecord<string>();
+  for (const [name, value] of Object.entries(parameters.Headers ?? {})) given[name] = String(value);
+  assertAllowedHeaders(given);
+  // `Accept` and `ACCEPT` are one header: one of them is sent, not both.
+  const taskHeaders = mergeHeaders(nullPrototypeRecord<string>(), given);
   assertSendableConnectionHeaders(connection.headers);
   const body = mergeBody(parameters.RequestBody, connection.bodyParameters);
   const serialized = serializeBody(body, parameters);

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { chmod, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -156,4 +158,87 @@ describe('starting the broker as a process', () => {
       await exitOf(first.child);
     }
   });
+
+  it('when the port is in use, then start-up stops with one line naming the address and PORT, exit 2', async () => {
+    const first = await start({ BROKER_DATA_DIR: dataDir });
+    const port = new URL(first.url).port;
+    const otherDir = await mkdtemp(path.join(tmpdir(), 'broker-start-busy-'));
+    try {
+      const { code, stderr } = await failedStart({ BROKER_DATA_DIR: otherDir, PORT: port });
+      assert.equal(code, 2, stderr);
+      assert.match(
+        stderr,
+        new RegExp(`cannot listen on 127\\.0\\.0\\.1:${port}: the address is in use.*set PORT`),
+      );
+      assert.ok(!stderr.includes('Unhandled'), stderr);
+      assert.equal(stderr.trim().split('\n').length, 1, stderr);
+    } finally {
+      first.child.kill('SIGTERM');
+      await exitOf(first.child);
+      await rm(otherDir, { recursive: true, force: true });
+    }
+  });
+
+  it('when the master key file can be read by other users, then start-up warns with the path and how to fix it', async () => {
+    const keyDir = await mkdtemp(path.join(tmpdir(), 'broker-key-mode-'));
+    const keyFile = path.join(keyDir, 'master.key');
+    await writeFile(keyFile, `${randomBytes(32).toString('base64')}\n`, { mode: 0o644 });
+    await chmod(keyFile, 0o644);
+    const started = await start({ BROKER_DATA_DIR: keyDir, BROKER_MASTER_KEY_FILE: keyFile });
+    try {
+      const warning = started
+        .output()
+        .split('\n')
+        .find((line) => line.includes('can be read by other users'));
+      assert.ok(warning !== undefined, started.output());
+      assert.match(warning, /"mode":"0644"/);
+      assert.match(warning, /chmod 600/);
+    } finally {
+      started.child.kill('SIGTERM');
+      await exitOf(started.child);
+      await rm(keyDir, { recursive: true, force: true });
+    }
+  });
+
+  it(
+    'when callers hold every socket the broker allows with half-sent requests, then new sockets are turned away and the held ones are closed after the headers timeout',
+    { timeout: 60_000 },
+    async () => {
+      const started = await start({ BROKER_DATA_DIR: dataDir, BROKER_MAX_SOCKETS: '16' });
+      const { port } = new URL(started.url);
+      const held: Socket[] = [];
+      try {
+        for (let i = 0; i < 16; i += 1) {
+          const socket = connect(Number(port), '127.0.0.1');
+          socket.on('error', () => undefined);
+          // Read what the broker sends (its 408), so the socket can end on this side too.
+          socket.resume();
+          await new Promise((resolve) => socket.once('connect', resolve));
+          socket.write('GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ');
+          held.push(socket);
+        }
+        const closedAll = Promise.all(
+          held.map((s) => new Promise((resolve) => s.once('close', resolve))),
+        );
+        // Over the cap: the broker closes the socket at once, and is not starved of descriptors.
+        const extra = connect(Number(port), '127.0.0.1');
+        extra.on('error', () => undefined);
+        let answered = '';
+        extra.on('data', (chunk: Buffer) => (answered += chunk.toString()));
+        extra.write('GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n');
+        await new Promise((resolve) => extra.once('close', resolve));
+        assert.equal(answered, '');
+        // The headers timeout (10 s) ends the held ones; then the broker answers again.
+        await closedAll;
+        const healthy = await fetch(`${started.url}/healthz`, {
+          signal: AbortSignal.timeout(5000),
+        });
+        assert.equal(healthy.status, 200);
+      } finally {
+        for (const socket of held) socket.destroy();
+        started.child.kill('SIGTERM');
+        await exitOf(started.child);
+      }
+    },
+  );
 });
