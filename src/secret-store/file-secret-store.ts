@@ -177,7 +177,8 @@ export class FileSecretStore implements SecretStore {
 
   /** The ring, newest first, and how many records each key encrypts. */
   keyRing(): KeyRingStatus {
-    const recordsByKeyId: Record<string, number> = {};
+    // Key ids come from files on disk: no prototype, whatever they say.
+    const recordsByKeyId = Object.create(null) as Record<string, number>; // Object.create is typed `any`
     for (const { kid } of this.records.values()) {
       recordsByKeyId[kid] = (recordsByKeyId[kid] ?? 0) + 1;
     }
