@@ -202,6 +202,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Broke
     const problems = (validateEnv.errors ?? []).map((error) => {
       const variable = error.instancePath.replace(/^\//, '');
       // Secrets never reach the message: only the variable's name and the rule it broke.
+      if (error.keyword === 'enum') {
+        const allowed = (error.params as { allowedValues?: unknown[] }).allowedValues ?? [];
+        const shown = allowed.map((value) => (value === '' ? "'' (empty)" : String(value)));
+        return `${variable} must be one of: ${shown.join(', ')}`;
+      }
       return `${variable} ${error.message ?? 'is invalid'}`;
     });
     throw new ConfigError(`invalid configuration: ${problems.join('; ')}`);

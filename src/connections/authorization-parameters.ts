@@ -34,6 +34,7 @@ export const PROACTIVE_REFRESH_MS = 60_000;
  * through a shorter life, so a 30-second token is not fetched again on every call.
  */
 export function refreshAtMs(token: OAuthToken): number {
+  if (token.rejected === true) return 0;
   if (token.expiresAtMs === undefined) return Infinity;
   const lifetimeMs = Math.max(0, token.expiresAtMs - token.obtainedAtMs);
   return token.expiresAtMs - Math.min(PROACTIVE_REFRESH_MS, lifetimeMs / 2);

@@ -54,6 +54,7 @@ function encodeToken(token: OAuthToken): StoredToken {
     obtained_at: iso(token.obtainedAtMs),
   };
   if (token.expiresAtMs !== undefined) stored.expires_at = iso(token.expiresAtMs);
+  if (token.rejected === true) stored.rejected = true;
   return stored;
 }
 
@@ -64,6 +65,7 @@ function decodeToken(token: StoredToken): OAuthToken {
     obtainedAtMs: ms(token.obtained_at),
   };
   if (token.expires_at !== undefined) decoded.expiresAtMs = ms(token.expires_at);
+  if (token.rejected === true) decoded.rejected = true;
   return decoded;
 }
 

@@ -71,6 +71,12 @@ export interface WriteOptions {
    * DEAUTHORIZED; `background` answers AUTHORIZING at once, as EventBridge does.
    */
   authorization?: 'wait' | 'background';
+  /**
+   * An OAuth AuthorizationEndpoint that is no URL at all: `refuse` (default) answers
+   * ValidationException; `deauthorize` stores it and lets the authorization fail with a
+   * StateReason, as EventBridge does. A URL the outbound policy refuses is refused either way.
+   */
+  unparsableEndpoint?: 'refuse' | 'deauthorize';
 }
 
 const STATE_REASON_MAX = 512;
@@ -136,7 +142,7 @@ export class ConnectionService {
     requireBlockFor(type, input.AuthParameters);
     assertOnlyBlockFor(type, input.AuthParameters);
     const credentials = mergeCredentials(type, undefined, input.AuthParameters);
-    this.assertEndpoint(credentials);
+    this.assertEndpoint(credentials, options);
     const invocation = input.AuthParameters.InvocationHttpParameters;
     assertSendable(
       credentials,
@@ -201,7 +207,7 @@ export class ConnectionService {
     const updated = (
       await this.writes.run(name, async () => {
         const current = await this.reload(name);
-        const next = this.applyUpdate(current.connection, input);
+        const next = this.applyUpdate(current.connection, input, options);
         const saved = await this.save(next.connection, current.version);
         return next.reauthorize && !inBackground ? this.authorize(saved, 'deauthorize') : saved;
       })
@@ -371,8 +377,23 @@ export class ConnectionService {
           );
     const connection = loaded.connection;
     if (connection.state !== 'AUTHORIZED') throw notAuthorized(connection);
-    if (connection.generation === generation) throw this.unavailable(name);
+    if (connection.generation === generation) {
+      // No new token yet (the endpoint is unavailable): the one reported must not be handed
+      // out again, here or by another broker, until a refresh replaces it.
+      await this.markRejected(name, generation);
+      throw this.unavailable(name);
+    }
     return this.prepared(loaded);
+  }
+
+  private async markRejected(name: string, generation: number): Promise<void> {
+    await this.writes.run(name, async () => {
+      const current = await this.reload(name);
+      const c = current.connection;
+      if (!isOAuth(c) || c.generation !== generation || c.token === undefined) return;
+      if (c.token.rejected === true) return;
+      await this.saveOrAdopt({ ...c, token: { ...c.token, rejected: true } }, current.version);
+    });
   }
 
   // ---- internals --------------------------------------------------------------------------
@@ -499,7 +520,9 @@ export class ConnectionService {
     if (connection.authorizationType !== 'OAUTH_CLIENT_CREDENTIALS') return true;
     const token = connection.token;
     return (
-      token !== undefined && (token.expiresAtMs === undefined || token.expiresAtMs > this.now())
+      token !== undefined &&
+      token.rejected !== true &&
+      (token.expiresAtMs === undefined || token.expiresAtMs > this.now())
     );
   }
 
@@ -747,17 +770,20 @@ export class ConnectionService {
     );
   }
 
-  private assertEndpoint(credentials: Credentials): void {
+  private assertEndpoint(credentials: Credentials, options: WriteOptions): void {
     if (credentials.authorizationType !== 'OAUTH_CLIENT_CREDENTIALS') return;
+    const endpoint = credentials.oauth.authorizationEndpoint;
+    if (options.unparsableEndpoint === 'deauthorize' && !URL.canParse(endpoint)) return;
     const policy =
       this.deps.outboundPolicy ??
       new OutboundPolicy({ allowInsecure: this.deps.allowInsecureEndpoints });
-    policy.assertEndpointAllowed('AuthorizationEndpoint', credentials.oauth.authorizationEndpoint);
+    policy.assertEndpointAllowed('AuthorizationEndpoint', endpoint);
   }
 
   private applyUpdate(
     current: Connection,
     input: UpdateConnectionInput,
+    options: WriteOptions,
   ): { connection: Connection; reauthorize: boolean } {
     const type = input.AuthorizationType ?? current.authorizationType;
     const auth = input.AuthParameters;
@@ -769,7 +795,7 @@ export class ConnectionService {
     if (!touchesCredentials) return { connection: next, reauthorize: false };
 
     const credentials = mergeCredentials(type, current, auth);
-    this.assertEndpoint(credentials);
+    this.assertEndpoint(credentials, options);
     next = withCredentials(next, credentials);
     if (auth?.InvocationHttpParameters !== undefined) {
       next.invocationHttpParameters = mergeHttpParameters(

@@ -56,6 +56,11 @@ export interface OAuthToken {
   /** Absent when the token endpoint gave no expires_in: the token lives until the API rejects it. */
   expiresAtMs?: number;
   obtainedAtMs: number;
+  /**
+   * An executor reported that an API answered 401/407 to this token and no new one could be
+   * had yet: it is not handed out again, even before it expires.
+   */
+  rejected?: true;
 }
 
 interface ConnectionCommon {

@@ -134,6 +134,8 @@ export function createApp(deps: AppDeps): express.Express {
     express.json({
       limit: deps.bodyLimitBytes,
       type: 'application/json',
+      // Any JSON value parses; the validator then says "must be a JSON object" (null, [1]).
+      strict: false,
       verify: (_req, _res, body) => assertJsonDepth(body),
     }),
   );

@@ -1,3 +1,4 @@
+import { BrokerError } from '../errors.js';
 import { Router } from 'express';
 import type { ArnContext } from '../connections/arn.js';
 import type { ConnectionService } from '../connections/connection-service.js';
@@ -55,6 +56,13 @@ export function connectionsRoutes({ service, validator, arn }: ConnectionsRoutes
   router.patch('/v1/connections/:name', async (req, res) => {
     const { params, body } = validator.validate<UpdateConnectionInput>('UpdateConnection', req);
     authorize(res, 'UpdateConnection', nameOf(params));
+    // An empty update would only move LastModifiedTime: almost surely a mistake.
+    if (Object.keys(body).length === 0) {
+      throw new BrokerError(
+        'ValidationException',
+        'Nothing to update: give at least one of Description, AuthorizationType and AuthParameters.',
+      );
+    }
     res.json(stateView(arn, await service.update(nameOf(params), body), isoTime));
   });
 

@@ -20,8 +20,9 @@ export interface HotPathDeps {
 }
 
 function referenceFromUrl(url: string): string | undefined {
-  const queryAt = url.indexOf('?');
-  const path = queryAt === -1 ? url : url.slice(0, queryAt);
+  // A query string is express's to validate (it refuses parameters the route does not take).
+  if (url.includes('?')) return undefined;
+  const path = url;
   if (!path.startsWith(PREFIX) || !path.endsWith(SUFFIX)) return undefined;
   const segment = path.slice(PREFIX.length, path.length - SUFFIX.length);
   if (segment.length === 0 || segment.includes('/')) return undefined;

@@ -31,7 +31,11 @@ const TITLES: Record<ErrorCode, string> = {
 };
 
 /** body-parser errors carry a `type`; they become AWS-style codes here. */
-function fromParserError(error: { type?: unknown; status?: unknown }): BrokerError | undefined {
+function fromParserError(error: {
+  type?: unknown;
+  status?: unknown;
+  limit?: unknown;
+}): BrokerError | undefined {
   switch (error.type) {
     case 'entity.parse.failed':
       return new BrokerError('SerializationException', 'The request body is not valid JSON.');
@@ -41,7 +45,12 @@ function fromParserError(error: { type?: unknown; status?: unknown }): BrokerErr
         `The request body nests objects and arrays deeper than ${MAX_JSON_DEPTH} levels.`,
       );
     case 'entity.too.large':
-      return new BrokerError('PayloadTooLargeException', 'The request body is too large.');
+      return new BrokerError(
+        'PayloadTooLargeException',
+        typeof error.limit === 'number'
+          ? `The request body is larger than ${error.limit} bytes; the limit is BROKER_BODY_LIMIT_BYTES.`
+          : 'The request body is too large.',
+      );
     case 'encoding.unsupported':
     case 'charset.unsupported':
       return new BrokerError(

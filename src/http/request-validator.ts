@@ -22,6 +22,7 @@ export interface ValidatedRequest<TBody = unknown> {
 interface OperationValidators {
   params: ValidateFunction;
   query: ValidateFunction;
+  assertKnownQuery: (operationId: string, query: Record<string, unknown>) => void;
   body?: { required: boolean; validate: ValidateFunction };
 }
 
@@ -48,6 +49,25 @@ function rebaseRefs(schema: object): object {
   ) as object;
 }
 
+/**
+ * Unknown query parameters are refused like unknown body fields: a misspelt `limit` would
+ * otherwise be ignored without a word.
+ */
+function knownQueryCheck(
+  names: readonly string[],
+): (operationId: string, query: Record<string, unknown>) => void {
+  const known = new Set(names);
+  return (operationId, query) => {
+    const unknown = Object.keys(query).filter((name) => !known.has(name));
+    if (unknown.length === 0) return;
+    const takes = names.length === 0 ? 'it takes none' : `it takes ${[...names].sort().join(', ')}`;
+    throw new BrokerError(
+      'ValidationException',
+      `Query parameter '${unknown[0]?.slice(0, 64) ?? ''}' is not supported by ${operationId}; ${takes}.`,
+    );
+  };
+}
+
 function parametersSchema(parameters: OpenApiParameter[]): object {
   return {
     type: 'object',
@@ -68,9 +88,11 @@ export class RequestValidator {
     for (const { path, method, operation } of listOperations(document)) {
       this.addMethod(path, method);
       const parameters = (operation.parameters ?? []).map((p) => resolveParameter(document, p));
+      const queryNames = parameters.filter((p) => p.in === 'query').map((p) => p.name);
       const validators: OperationValidators = {
         params: paramAjv.compile(parametersSchema(parameters.filter((p) => p.in === 'path'))),
         query: paramAjv.compile(parametersSchema(parameters.filter((p) => p.in === 'query'))),
+        assertKnownQuery: knownQueryCheck(queryNames),
       };
       const json = operation.requestBody?.content['application/json'];
       if (json !== undefined) {
@@ -112,6 +134,7 @@ export class RequestValidator {
     if (validators === undefined) throw new Error(`no operation ${operationId} in openapi.yaml`);
     const params: Record<string, unknown> = { ...req.params };
     const query: Record<string, unknown> = { ...(req.query as Record<string, unknown>) };
+    validators.assertKnownQuery(operationId, query);
     const errors: ErrorObject[] = [];
     if (!validators.params(params)) errors.push(...(validators.params.errors ?? []));
     if (!validators.query(query)) errors.push(...(validators.query.errors ?? []));
@@ -129,7 +152,17 @@ export class RequestValidator {
   }
 
   private readBody(req: Request, required: boolean): unknown {
-    if (req.body !== undefined) return structuredClone(req.body as unknown);
+    if (req.body !== undefined) {
+      const body = req.body as unknown;
+      if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+        const kind = body === null ? 'null' : Array.isArray(body) ? 'an array' : `a ${typeof body}`;
+        throw new BrokerError(
+          'ValidationException',
+          `The request body must be a JSON object ({"Name": …}), not ${kind}.`,
+        );
+      }
+      return structuredClone(body);
+    }
     const contentType = req.headers['content-type'];
     if (contentType !== undefined && req.is('application/json') === false) {
       throw new BrokerError(

@@ -593,7 +593,9 @@ export function decryptRecord(
 ): StoredRecord {
   const key = keys.find((candidate) => candidate.id === envelope.kid);
   if (key === undefined) {
-    throw new Error(`encrypted with key ${envelope.kid}, which is not among the configured keys`);
+    throw new Error(
+      `encrypted with key ${envelope.kid}, which is not among the configured keys (BROKER_MASTER_KEY_FILE, BROKER_MASTER_KEYS or BROKER_MASTER_KEY): add it to the ring, newest key first`,
+    );
   }
   const plaintext = authenticateAndDecrypt(envelope, name, key);
   try {

@@ -37,6 +37,8 @@ export interface StoredToken {
   expires_at?: string;
   /** ISO 8601. */
   obtained_at: string;
+  /** Reported rejected (401/407) while no new token could be had: not served. */
+  rejected?: true;
 }
 
 /**

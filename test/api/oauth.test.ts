@@ -1084,6 +1084,45 @@ describe('a token endpoint that is unavailable after create', () => {
       await assertStillAuthorized(h, name);
     },
   );
+
+  it(
+    'when a 401 report could not be followed by a new token, then GET authorization does not hand out the rejected token (503) until a refresh succeeds, with the next generation',
+    BOUNDED,
+    async () => {
+      const { clock, endpoint, h, name, generation } = await setUp('reported-then-down');
+      endpoint.setDefault({
+        kind: 'status',
+        status: 503,
+        headers: { 'retry-after': '30' },
+      });
+      const reported = await reportRejection(h, name, {
+        StatusCode: 401,
+        TokenGeneration: generation,
+      });
+      assertProblem(reported, 503, 'ServiceUnavailableException', /unavailable/);
+      const requestsAfterReport = endpoint.requestCount();
+
+      // Within the backoff: refused without another token request, on both routes.
+      const served = await getAuthorization(h, name);
+      assertProblem(served, 503, 'ServiceUnavailableException', /no valid token/);
+      assert.ok(served.headers['retry-after'] !== undefined);
+      const again = await reportRejection(h, name, {
+        StatusCode: 401,
+        TokenGeneration: generation,
+      });
+      assertProblem(again, 503, 'ServiceUnavailableException', /unavailable/);
+      assert.equal(endpoint.requestCount(), requestsAfterReport);
+      await assertStillAuthorized(h, name);
+
+      // After the backoff, with the endpoint back: a new token, the next generation.
+      endpoint.setDefault({ kind: 'token', accessToken: 'fresh-after-outage', expiresIn: HOUR_S });
+      clock.advanceSeconds(120);
+      const recovered = await getAuthorization(h, name);
+      assert.equal(recovered.status, 200, JSON.stringify(recovered.body));
+      assert.equal(recovered.body.TokenGeneration, generation + 1);
+      assert.equal(recovered.body.Headers.Authorization, 'Bearer fresh-after-outage');
+    },
+  );
 });
 
 // ---- 6. a rejection on refresh ------------------------------------------------------------

@@ -89,7 +89,7 @@ describe('starting the broker as a process', () => {
       [{ PORT: 'eighty' }, /PORT must be integer/],
       [
         { BROKER_ALLOW_INSECURE_ENDPOINTS: 'yes' },
-        /BROKER_ALLOW_INSECURE_ENDPOINTS must be equal to one of the allowed values/,
+        /BROKER_ALLOW_INSECURE_ENDPOINTS must be one of: 1, 0, true, false, '' \(empty\)/,
       ],
       [{ BROKER_ACCOUNT_ID: '12' }, /BROKER_ACCOUNT_ID must match pattern/],
     ];
