@@ -42,13 +42,21 @@ interface NameInput {
   Name: string;
 }
 
-/** One use case each, with the REST API's rules: same validation, same policy, same service. */
+/**
+ * EventBridge's way for writes: answer AUTHORIZING and get the OAuth token afterwards; store an
+ * AuthorizationEndpoint that is no URL at all and let its authorization fail (DEAUTHORIZED).
+ */
+const WRITE_OPTIONS = { authorization: 'background', unparsableEndpoint: 'deauthorize' } as const;
+
+/**
+ * One use case each, with the REST API's rules: same validation, same policy, same service;
+ * only HttpMethod's casing and AuthorizationEndpoint follow EventBridge's looser model.
+ */
 const HANDLERS: Record<WireOperation, Handler> = {
   CreateConnection: async (input, { service, validator, arn, res }) => {
     const body = validator.validate<CreateConnectionInput>('CreateConnection', input);
     authorize(res, 'CreateConnection', body.Name);
-    // EventBridge answers AUTHORIZING and gets the OAuth token afterwards.
-    return createdShape(arn, await service.create(body, { authorization: 'background' }));
+    return createdShape(arn, await service.create(body, WRITE_OPTIONS));
   },
 
   DescribeConnection: async (input, { service, validator, arn, res }) => {
@@ -73,7 +81,7 @@ const HANDLERS: Record<WireOperation, Handler> = {
       input,
     );
     authorize(res, 'UpdateConnection', Name);
-    return stateShape(arn, await service.update(Name, body, { authorization: 'background' }));
+    return stateShape(arn, await service.update(Name, body, WRITE_OPTIONS));
   },
 
   DeleteConnection: async (input, { service, validator, arn, res }) => {

@@ -7,6 +7,7 @@ import {
   type OpenApiDocument,
 } from '../http/openapi-document.js';
 import { formatValidationErrors } from '../http/validation-message.js';
+import { OAUTH_HTTP_METHODS } from '../connections/connection.js';
 import type { WireOperation } from './wire-operations.js';
 
 // ajv-formats ships CommonJS with a default export property.
@@ -29,6 +30,38 @@ const NAME_ONLY = {
   required: ['Name'],
   properties: { Name: schemaRef('ConnectionName') },
 };
+
+/**
+ * EventBridge's HttpsEndpoint (1..2048 and this pattern), which needs no scheme: AWS accepts
+ * "replace_this" and the authorization fails afterwards. REST keeps `format: uri`. Anchored
+ * twice: the formatter drops one pair, and AWS prints this pattern with its anchors.
+ */
+const HTTPS_ENDPOINT = {
+  type: 'string',
+  minLength: 1,
+  maxLength: 2048,
+  pattern: "^^((%[0-9A-Fa-f]{2}|[-()_.!~*';/?:@&=+$,A-Za-z0-9])+)([).!';/?:,])?$$",
+};
+
+/** The document with the wire protocol's own member rules where they differ from REST's. */
+function wireDocument(document: OpenApiDocument): OpenApiDocument {
+  const copy = structuredClone(document);
+  copy.components.schemas['AuthorizationEndpoint'] = HTTPS_ENDPOINT;
+  return copy;
+}
+
+/** AWS accepts the OAuth HttpMethod in any casing ("put"); it is stored in upper case. */
+function normalizeHttpMethod(input: Record<string, unknown>): void {
+  const oauth = memberAt(input, ['AuthParameters', 'OAuthParameters']);
+  if (typeof oauth !== 'object' || oauth === null) return;
+  const method: unknown = (oauth as Record<string, unknown>)['HttpMethod'];
+  // ASCII letters only: 'poſt'.toUpperCase() is 'POST'.
+  if (typeof method !== 'string' || !/^[A-Za-z]{3,4}$/.test(method)) return;
+  const upper = method.toUpperCase();
+  if ((OAUTH_HTTP_METHODS as readonly string[]).includes(upper)) {
+    (oauth as Record<string, unknown>)['HttpMethod'] = upper;
+  }
+}
 
 /** Members of EventBridge's model the broker refuses, with the reason the caller reads. */
 const UNSUPPORTED: ReadonlyArray<{ path: readonly string[]; reason: string }> = [
@@ -71,7 +104,7 @@ export class WireValidator {
     const ajv = new Ajv2020({ strict: false, allErrors: true, verbose: true, useDefaults: true });
     addFormats(ajv);
     ajv.addFormat('password', true);
-    ajv.addSchema(document, DOCUMENT_ID);
+    ajv.addSchema(wireDocument(document), DOCUMENT_ID);
     const list = listOperations(document).find(
       (o) => o.operation.operationId === 'ListConnections',
     );
@@ -101,6 +134,7 @@ export class WireValidator {
     assertSupported(input);
     const candidate = structuredClone(input);
     if (candidate['KmsKeyIdentifier'] === '') delete candidate['KmsKeyIdentifier'];
+    normalizeHttpMethod(candidate);
     const errors: ErrorObject[] = [];
     if (operation === 'UpdateConnection') {
       const { Name, ...rest } = candidate;

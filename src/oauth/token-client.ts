@@ -126,6 +126,16 @@ function withQuery(endpoint: string, parameters: readonly HttpParameter[] | unde
   return url.href;
 }
 
+/**
+ * Why an AuthorizationEndpoint is no URL at all, or undefined when it parses. The wire protocol
+ * stores what EventBridge's model accepts ("replace_this"); its authorization then fails here.
+ */
+function unparsableEndpoint(endpoint: string): string | undefined {
+  if (URL.canParse(endpoint)) return undefined;
+  const shown = endpoint.slice(0, 128).replace(/[^\x20-\x7e]/g, '?');
+  return `AuthorizationEndpoint '${shown}' is not an absolute https:// URL`;
+}
+
 function isTimeout(error: unknown): boolean {
   for (let e: unknown = error, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) {
     if (e.name === 'TimeoutError' || e.name === 'AbortError') return true;
@@ -278,6 +288,11 @@ export function createTokenClient(options: TokenClientOptions): TokenClient {
       const startedMs = now();
       const observed: Observed = {};
       const elapsed = () => now() - startedMs;
+      // Before any URL is built: `new URL` throws on such a value, and this must not throw.
+      const unparsable = unparsableEndpoint(oauth.authorizationEndpoint);
+      if (unparsable !== undefined) {
+        return { outcome: 'rejected', reason: unparsable, durationMs: 0 };
+      }
       const tokenEndpoint = withQuery(
         oauth.authorizationEndpoint,
         oauth.oauthHttpParameters?.queryStringParameters,
