@@ -112,7 +112,7 @@ const jsonBodiesOnly: RequestHandler = (req, _res, next) => {
   next(
     new BrokerError(
       'UnsupportedMediaTypeException',
-      `${req.method} ${req.path} takes a JSON body: send it with Content-Type: application/json.`,
+      `${req.method} ${req.path.slice(0, 200)} takes a JSON body: send it with Content-Type: application/json.`,
     ),
   );
 };
