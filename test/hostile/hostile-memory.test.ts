@@ -74,7 +74,7 @@ describe('a broker process against endless peers', () => {
   it(
     'when every token request and every task meets an endless answer, then RSS grows by less than the allowance and the broker keeps answering',
     BOUNDED,
-    async () => {
+    async (t) => {
       const created = await post('/v1/connections', {
         Name: 'api',
         AuthorizationType: 'API_KEY',
