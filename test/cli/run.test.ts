@@ -280,6 +280,8 @@ describe('broker CLI arguments', () => {
       ['connections', 'update'],
       ['connections', 'delete'],
       ['connections', 'deauthorize'],
+      ['connections', 'authorization'],
+      ['connections', 'refresh'],
       ['keys', 'status'],
       ['keys', 'rotate'],
     ];
@@ -297,6 +299,13 @@ describe('broker CLI arguments', () => {
     }
     const update = await run(['connections', 'update', '--help']);
     assert.match(update.stdout, /^Usage: broker connections update NAME \[options\]\n/);
+    const refresh = await run(['connections', 'refresh', '--help']);
+    assert.match(
+      refresh.stdout,
+      /\n {2}--generation N +the rejected TokenGeneration \(default: the current one, fetched first\)\n/,
+    );
+    const authorization = await run(['connections', 'authorization', '--help']);
+    assert.match(authorization.stdout, /\n {2}--reveal +show the values in full/);
     const rotate = await run(['keys', 'rotate', '--help']);
     assert.match(rotate.stdout, /Runbook:/);
 

@@ -1,7 +1,8 @@
-import { unwrap } from '../../client/broker-api-error.js';
+import { BrokerApiError, BrokerUnreachableError, unwrap } from '../../client/broker-api-error.js';
 import type { components } from '../../openapi-types.js';
 import { parseChoice, parseCount } from '../args.js';
-import type { OutputFormat } from '../args.js';
+import type { OptionSpecs, OutputFormat } from '../args.js';
+import { formatAuthorization, maskAuthorization } from '../authorization-views.js';
 import type { Command, CommandContext } from '../command.js';
 import { defineCommand } from '../command.js';
 import {
@@ -16,6 +17,7 @@ import {
   formatConnectionState,
 } from '../connection-views.js';
 import { CONNECTION_STATES } from '../../connections/connection.js';
+import { UsageError } from '../exit-codes.js';
 import { formatJson, printable } from '../format.js';
 
 type Schemas = components['schemas'];
@@ -25,6 +27,18 @@ const MAX_PAGE_SIZE = 100;
 const MAX_LIMIT = 1_000_000;
 
 const NAME_OR_ARN = ['name'] as const;
+
+/** The statuses RefreshAuthorization accepts (openapi.yaml): the upstream's rejections. */
+const REJECTION_STATUSES = ['401', '407'] as const;
+
+const REVEAL_OPTION = { reveal: { type: 'boolean' } } as const satisfies OptionSpecs;
+const REVEAL_HELP = [
+  '--reveal',
+  'show the values in full (default: masked, in the table and in -o json)',
+] as const;
+const MASKING_DETAILS = `Every value is masked as **** (followed by its last 4 characters when it is longer than 12),
+in the table and in -o json, unless --reveal: a revealed value is a live credential, so keep it
+out of shared terminals, tickets and logs.`;
 
 const list = defineCommand({
   path: 'connections list',
@@ -128,7 +142,7 @@ Examples:
   async run({ values, output }, context) {
     const body = await buildCreateRequest(values, context.files);
     const state = unwrap(await context.client().POST('/v1/connections', { body }));
-    writeChangedState(context, output, state);
+    await writeChangedState(context, output, state);
   },
 });
 
@@ -152,7 +166,7 @@ Examples:
         body,
       }),
     );
-    writeChangedState(context, output, state);
+    await writeChangedState(context, output, state);
   },
 });
 
@@ -189,6 +203,90 @@ const deauthorize = defineCommand({
   },
 });
 
+const authorization = defineCommand({
+  path: 'connections authorization',
+  summary: 'Show the headers, query and body parameters an executor would apply (values masked).',
+  positionals: NAME_OR_ARN,
+  options: REVEAL_OPTION,
+  optionsHelp: [REVEAL_HELP],
+  details: `NAME is a connection name or its ARN. Sends GET /v1/connections/NAME/authorization, which
+needs RetrieveConnectionCredentials; an OAuth token with under 60 seconds left is refreshed first.
+
+${MASKING_DETAILS}
+
+Examples:
+  broker connections authorization stripe
+  broker connections authorization github -o json | jq .TokenGeneration`,
+  async run({ values, positionals, output }, context) {
+    const parameters = unwrap(
+      await context.client().GET('/v1/connections/{name}/authorization', {
+        params: { path: { name: nameArgument(positionals) } },
+      }),
+    );
+    const shown = values.reveal === true ? parameters : maskAuthorization(parameters);
+    context.io.writeOut(output === 'json' ? formatJson(shown) : formatAuthorization(shown));
+  },
+});
+
+const refresh = defineCommand({
+  path: 'connections refresh',
+  summary:
+    'Report a 401 or 407 from the upstream API, as an executor does, and show what to retry with.',
+  positionals: NAME_OR_ARN,
+  options: { status: { type: 'string' }, generation: { type: 'string' }, ...REVEAL_OPTION },
+  optionsHelp: [
+    ['--status 401|407', "the upstream API's answer (required)"],
+    ['--generation N', 'the rejected TokenGeneration (default: the current one, fetched first)'],
+    REVEAL_HELP,
+  ],
+  details: `NAME is a connection name or its ARN. Sends POST /v1/connections/NAME/authorization/refresh
+and prints the new TokenGeneration and expiry with the parameters to apply on the retry. Without
+--generation, the CLI first fetches the authorization (GET /v1/connections/NAME/authorization)
+to learn the current TokenGeneration, and reports that one.
+
+OAUTH_CLIENT_CREDENTIALS: while N is current the broker requests a new token (one request
+however many callers report N); when the token already moved on, it answers the current one.
+BASIC and API_KEY: the connection becomes DEAUTHORIZED (EventBridge's rule) and the broker
+answers 409 InvalidConnectionStateException (exit 1); it stays unusable until updated with new
+credentials, so reporting needs DeauthorizeConnection besides RetrieveConnectionCredentials.
+
+${MASKING_DETAILS}
+
+Examples:
+  broker connections refresh github --status 401
+  broker connections refresh github --status 407 --generation 3 -o json`,
+  async run({ values, positionals, output }, context) {
+    const status = parseChoice(values.status, '--status', REJECTION_STATUSES);
+    if (status === undefined) {
+      throw new UsageError(`--status is required: ${REJECTION_STATUSES.join(' or ')}`);
+    }
+    const reported = parseCount(values.generation, '--generation', Number.MAX_SAFE_INTEGER);
+    const client = context.client();
+    const name = nameArgument(positionals);
+    const generation =
+      reported ??
+      unwrap(
+        await client.GET('/v1/connections/{name}/authorization', {
+          params: { path: { name } },
+        }),
+      ).TokenGeneration;
+    const parameters = unwrap(
+      await client.POST('/v1/connections/{name}/authorization/refresh', {
+        params: { path: { name } },
+        body: { StatusCode: status === '401' ? 401 : 407, TokenGeneration: generation },
+      }),
+    );
+    const shown = values.reveal === true ? parameters : maskAuthorization(parameters);
+    if (output === 'json') {
+      context.io.writeOut(formatJson(shown));
+      return;
+    }
+    context.io.writeOut(
+      `Reported HTTP ${status} for token generation ${generation}; the broker now serves generation ${parameters.TokenGeneration}.\n\n${formatAuthorization(shown)}`,
+    );
+  },
+});
+
 export const CONNECTIONS_COMMANDS: Record<string, Command> = {
   list,
   describe: describeCommand,
@@ -196,6 +294,8 @@ export const CONNECTIONS_COMMANDS: Record<string, Command> = {
   update,
   delete: deleteCommand,
   deauthorize,
+  authorization,
+  refresh,
 };
 
 function writeState(
@@ -206,16 +306,48 @@ function writeState(
   context.io.writeOut(output === 'json' ? formatJson(state) : formatConnectionState(state));
 }
 
-/** Create and update: an OAuth token request that failed leaves the connection DEAUTHORIZED. */
-function writeChangedState(
+/**
+ * Create and update: an OAuth token request that failed leaves the connection DEAUTHORIZED, and
+ * the call still succeeded (exit 0); its StateReason goes to stderr, so -o json stays the answer.
+ */
+async function writeChangedState(
   context: CommandContext,
   output: OutputFormat,
   state: Schemas['ConnectionStateResponse'],
-): void {
+): Promise<void> {
   writeState(context, output, state);
-  if (output === 'table' && state.ConnectionState === 'DEAUTHORIZED') {
-    context.io.writeErr('The connection is DEAUTHORIZED: describe it for the StateReason.\n');
+  if (state.ConnectionState === 'DEAUTHORIZED') {
+    context.io.writeErr(await explainDeauthorized(context, state));
   }
+}
+
+/** `StateReason: …` from the answer or, as ConnectionStateResponse declares none yet, a describe. */
+async function explainDeauthorized(
+  context: CommandContext,
+  state: Schemas['ConnectionStateResponse'],
+): Promise<string> {
+  const answered: unknown = (state as { StateReason?: unknown }).StateReason;
+  let reason = typeof answered === 'string' ? answered : undefined;
+  if (reason === undefined) {
+    try {
+      const described = unwrap(
+        await context.client().GET('/v1/connections/{name}', {
+          params: { path: { name: state.ConnectionArn } },
+        }),
+      );
+      reason = described.StateReason;
+    } catch (error) {
+      // The change itself succeeded: only its explanation is missing, which is no reason to fail.
+      const unread = 'The connection is DEAUTHORIZED; describing it for its StateReason failed';
+      if (error instanceof BrokerApiError)
+        return `${unread}: ${printable(error.code)} (HTTP ${error.status}).\n`;
+      if (error instanceof BrokerUnreachableError) return `${unread}: ${error.message}.\n`;
+      throw error;
+    }
+  }
+  return reason === undefined
+    ? 'The connection is DEAUTHORIZED (the broker described no StateReason).\n'
+    : `StateReason: ${printable(reason)}\n`;
 }
 
 /** parseCommand checked the count; this only satisfies noUncheckedIndexedAccess. */
