@@ -5,6 +5,7 @@ import { createAuditLog } from './auth/audit.js';
 import { Authenticator } from './auth/authenticator.js';
 import { JwtVerifier } from './auth/jwt-verifier.js';
 import { PolicySource } from './auth/policy-source.js';
+import { ExpensiveWorkGate } from './auth/expensive-work.js';
 import { PrincipalRateLimiter } from './auth/rate-limiter.js';
 import { ConnectionCache } from './connections/connection-cache.js';
 import { ConnectionService } from './connections/connection-service.js';
@@ -206,9 +207,10 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
     isShuttingDown: () => shuttingDown,
     authenticator: new Authenticator(policy, jwt),
     rateLimiter: new PrincipalRateLimiter(config.rateLimitPerSecond, config.rateLimitBurst),
-    expensiveRateLimiter: new PrincipalRateLimiter(
+    expensiveWork: new ExpensiveWorkGate(
       config.expensiveRateLimitPerSecond,
       config.expensiveRateLimitBurst,
+      config.expensiveMaxInFlight,
     ),
     allowedHosts: config.allowedHosts,
     audit: createAuditLog(logger),

@@ -54,6 +54,8 @@ export interface BrokerConfig {
   /** Per principal: token-requesting and HTTP Task calls per second (0: no limit), and burst. */
   expensiveRateLimitPerSecond: number;
   expensiveRateLimitBurst: number;
+  /** Per principal: such requests running at once (0: no limit). */
+  expensiveMaxInFlight: number;
   /** Trust record files as they are at start (a restore from backup on purpose). */
   acceptRestoredRecords: boolean;
 }
@@ -123,6 +125,7 @@ const envSchema = {
       maximum: 1000000,
       default: 400,
     },
+    BROKER_EXPENSIVE_MAX_IN_FLIGHT: { type: 'integer', minimum: 0, maximum: 100000, default: 64 },
     BROKER_ACCEPT_RESTORED_RECORDS: {
       type: 'string',
       enum: ['1', '0', 'true', 'false', ''],
@@ -173,6 +176,7 @@ interface ParsedEnv {
   BROKER_MAX_SOCKETS: number;
   BROKER_EXPENSIVE_RATE_LIMIT_PER_SECOND: number;
   BROKER_EXPENSIVE_RATE_LIMIT_BURST: number;
+  BROKER_EXPENSIVE_MAX_IN_FLIGHT: number;
   BROKER_ACCEPT_RESTORED_RECORDS: string;
 }
 
@@ -250,6 +254,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Broke
     maxSockets: parsed.BROKER_MAX_SOCKETS,
     expensiveRateLimitPerSecond: parsed.BROKER_EXPENSIVE_RATE_LIMIT_PER_SECOND,
     expensiveRateLimitBurst: parsed.BROKER_EXPENSIVE_RATE_LIMIT_BURST,
+    expensiveMaxInFlight: parsed.BROKER_EXPENSIVE_MAX_IN_FLIGHT,
     acceptRestoredRecords: ['1', 'true'].includes(parsed.BROKER_ACCEPT_RESTORED_RECORDS),
   };
   if (parsed.BROKER_POLICY_FILE !== undefined) {

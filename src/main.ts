@@ -133,8 +133,19 @@ async function main(): Promise<void> {
     },
   );
   server.keepAliveTimeout = 65_000;
-  // Sockets past the cap are closed on arrival, so idle callers cannot exhaust descriptors.
+  // Sockets past the cap are closed on arrival, so idle callers cannot exhaust descriptors; and
+  // near the cap, idle keep-alive sockets (which a caller can hold for keepAliveTimeout) are
+  // closed first, so open sockets cannot shut out new callers either.
   server.maxConnections = config.maxSockets;
+  const crowdedAt = Math.floor(config.maxSockets * 0.9);
+  let sockets = 0;
+  server.on('connection', (socket) => {
+    sockets += 1;
+    socket.once('close', () => {
+      sockets -= 1;
+    });
+    if (sockets >= crowdedAt) server.closeIdleConnections();
+  });
   server.on('error', (error: NodeJS.ErrnoException) => {
     const where = `${config.host}:${config.port}`;
     const hint =

@@ -17,16 +17,24 @@ import { loadOpenApiDocument } from '../http/openapi-document.js';
 import { sendWire, sendWireError, toWireError, WireProtocolError } from './wire-errors.js';
 import { isWireOperation, runWireOperation, type WireOperation } from './wire-operations.js';
 import { WireValidator } from './wire-validator.js';
+import type { ExpensiveWorkGate } from '../auth/expensive-work.js';
 
 export interface AwsApiDeps {
   service: ConnectionService;
   arn: ArnContext;
   authenticator: Authenticator;
   rateLimiter: PrincipalRateLimiter;
+  /** Creates and updates request tokens: they take from the same gate as REST's. */
+  expensiveWork?: ExpensiveWorkGate;
   audit: AuditLog;
   logger: Logger;
   bodyLimitBytes: number;
 }
+
+const TOKEN_REQUESTING: ReadonlySet<WireOperation> = new Set([
+  'CreateConnection',
+  'UpdateConnection',
+]);
 
 /** SigV4's service name for EventBridge, and its JSON protocol's target prefix. */
 const SIGNING_SERVICE = 'events';
@@ -141,7 +149,18 @@ export function awsApiRoutes(deps: AwsApiDeps): Router {
     if (wait !== undefined) {
       throw new BrokerError('ThrottlingException', 'Rate exceeded', { retryAfterSeconds: wait });
     }
+    // As on REST, a body that is not the protocol's JSON is refused (an HTML form's would be).
+    const type = req.headers['content-type'] ?? '';
+    if (!AMZ_JSON_TYPE.test(type) && !/^application\/json\b/i.test(type)) {
+      throw new BrokerError(
+        'UnsupportedMediaTypeException',
+        'Send the call with Content-Type: application/x-amz-json-1.1.',
+      );
+    }
     const operation = operationOf(req.headers['x-amz-target']);
+    if (deps.expensiveWork !== undefined && TOKEN_REQUESTING.has(operation)) {
+      res.once('close', deps.expensiveWork.admit(caller.principal.name));
+    }
     const output = await runWireOperation(operation, parseInput(body), {
       service: deps.service,
       validator,

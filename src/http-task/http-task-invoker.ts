@@ -22,6 +22,9 @@ export interface HttpTaskOutput {
   StatusText: string;
 }
 
+/** Upstream sockets open at once, over all tasks. */
+export const MAX_UPSTREAM_SOCKETS = 1024;
+
 /** The HTTP Task's 60-second cap. */
 export const INVOKE_TIMEOUT_MS = 60_000;
 
@@ -54,7 +57,14 @@ const agentsByPolicy = new WeakMap<OutboundPolicy, Agents>();
 function agentsFor(policy: OutboundPolicy): Agents {
   let agents = agentsByPolicy.get(policy);
   if (agents === undefined) {
-    const options = { keepAlive: true, timeout: 5_000, lookup: policy.lookup };
+    // A bound on upstream sockets for the whole process; callers beyond it queue (each within
+    // its 60 s cap), and each principal's in-flight cap keeps one caller from taking them all.
+    const options = {
+      keepAlive: true,
+      timeout: 5_000,
+      lookup: policy.lookup,
+      maxTotalSockets: MAX_UPSTREAM_SOCKETS,
+    };
     agents = { http: new http.Agent(options), https: new https.Agent(options) };
     agentsByPolicy.set(policy, agents);
   }

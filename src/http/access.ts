@@ -1,6 +1,7 @@
 import type { RequestHandler, Response } from 'express';
 import { parseConnectionReference } from '../connections/arn.js';
 import { accessDenied, type Authenticator, type Caller } from '../auth/authenticator.js';
+import type { ExpensiveWorkGate } from '../auth/expensive-work.js';
 import type { PrincipalRateLimiter } from '../auth/rate-limiter.js';
 import { BrokerError } from '../errors.js';
 import type { AuditLog } from '../auth/audit.js';
@@ -61,23 +62,25 @@ function isExpensive(method: string, path: string): boolean {
 }
 
 /**
- * A second, smaller bucket per principal for work that reaches a token endpoint or an upstream
- * (create, update, refresh, prepare, invoke): a caller cannot turn the broker into a load
- * generator against an identity provider or an API. Runs after authenticate().
+ * Requests that reach a token endpoint or an upstream take from the principal's expensive-work
+ * gate (src/auth/expensive-work.ts) for as long as they run. Runs after authenticate().
  */
-export function limitExpensiveWork(limiter: PrincipalRateLimiter): RequestHandler {
+export function limitExpensiveWork(gate: ExpensiveWorkGate): RequestHandler {
   return (req, res, next) => {
-    if (!isExpensive(req.method, req.path)) {
+    const caller = res.locals['caller'] as Caller | undefined;
+    if (!isExpensive(req.method, req.path) || caller === undefined) {
       next();
       return;
     }
-    const caller = res.locals['caller'] as Caller | undefined;
-    const wait = caller === undefined ? undefined : limiter.take(caller.principal.name);
-    next(
-      wait === undefined || caller === undefined
-        ? undefined
-        : throttled(caller.principal.name, wait),
-    );
+    let release: () => void;
+    try {
+      release = gate.admit(caller.principal.name);
+    } catch (error) {
+      next(error);
+      return;
+    }
+    res.once('close', release);
+    next();
   };
 }
 

@@ -11,6 +11,7 @@ import type { BrokerMetrics } from '../metrics.js';
 import type { StoreHealth } from '../secret-store/instrumented-store.js';
 import type { Authenticator } from '../auth/authenticator.js';
 import type { AuditLog } from '../auth/audit.js';
+import type { ExpensiveWorkGate } from '../auth/expensive-work.js';
 import type { PrincipalRateLimiter } from '../auth/rate-limiter.js';
 import { auditFinished, authenticate, limitExpensiveWork } from './access.js';
 import { awsApiRoutes } from '../aws-api/aws-api.routes.js';
@@ -40,8 +41,8 @@ export interface AppDeps {
   isShuttingDown: () => boolean;
   authenticator: Authenticator;
   rateLimiter: PrincipalRateLimiter;
-  /** The smaller bucket for token requests and outbound calls; none when undefined. */
-  expensiveRateLimiter?: PrincipalRateLimiter;
+  /** The smaller bucket and in-flight cap for token requests and outbound calls. */
+  expensiveWork?: ExpensiveWorkGate;
   audit: AuditLog;
   /** Whether /metrics needs an authenticated caller. */
   metricsAuth: boolean;
@@ -126,9 +127,7 @@ export function createApp(deps: AppDeps): express.Express {
   // AWS's wire protocol (POST / with X-Amz-Target) authenticates by SigV4 and parses its own body.
   app.use(awsApiRoutes(deps));
   app.use(authenticate(deps));
-  if (deps.expensiveRateLimiter !== undefined) {
-    app.use(limitExpensiveWork(deps.expensiveRateLimiter));
-  }
+  if (deps.expensiveWork !== undefined) app.use(limitExpensiveWork(deps.expensiveWork));
   app.use(jsonBodiesOnly);
   app.use(
     express.json({

@@ -177,15 +177,14 @@ export class FileSecretStore implements SecretStore {
 
   /** The ring, newest first, and how many records each key encrypts. */
   keyRing(): KeyRingStatus {
-    // Key ids come from files on disk: no prototype, whatever they say.
-    const recordsByKeyId = Object.create(null) as Record<string, number>; // Object.create is typed `any`
-    for (const { kid } of this.records.values()) {
-      recordsByKeyId[kid] = (recordsByKeyId[kid] ?? 0) + 1;
-    }
+    // Key ids come from files on disk: counted in a Map, whatever they say, then made a plain
+    // object by defining properties (Object.fromEntries), never by assignment.
+    const counts = new Map<string, number>();
+    for (const { kid } of this.records.values()) counts.set(kid, (counts.get(kid) ?? 0) + 1);
     return {
       activeKeyId: this.encryptionKey.id,
       keyIds: this.keys.map((key) => key.id),
-      recordsByKeyId,
+      recordsByKeyId: Object.fromEntries(counts),
     };
   }
 

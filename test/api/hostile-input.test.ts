@@ -7,6 +7,8 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import { connect, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -14,6 +16,7 @@ import type { Connection } from '../../src/connections/connection.js';
 import { encodeConnection } from '../../src/connections/connection-codec.js';
 import { MAX_LISTED_ERRORS } from '../../src/http/validation-message.js';
 import { startBroker, type Harness } from '../support/broker-harness.js';
+import { startHostilePeer, type HostilePeer } from '../support/hostile-peer.js';
 import { startUpstreamServer, type UpstreamServer } from '../support/upstream-server.js';
 
 const BOUNDED = { timeout: 20_000 } as const;
@@ -341,6 +344,70 @@ describe('an open broker (no policy file) and browsers', () => {
       await h.request.get('/v1/connections').set('Sec-Fetch-Site', 'none').expect(200);
     },
   );
+
+  /** One raw request to the broker's handler on a real socket: what supertest cannot send. */
+  async function raw(request: string): Promise<string> {
+    const server = createServer(h.broker.handler);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as AddressInfo;
+    try {
+      return await new Promise<string>((resolve, reject) => {
+        const socket = connect(port, '127.0.0.1');
+        let answer = '';
+        socket.setTimeout(5000, () => reject(new Error(`no answer: ${answer}`)));
+        socket.on('data', (chunk: Buffer) => (answer += chunk.toString('latin1')));
+        socket.on('end', () => resolve(answer));
+        socket.on('error', reject);
+        socket.write(request);
+      });
+    } finally {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    }
+  }
+
+  for (const [label, head] of [
+    ['two Host headers', 'Host: localhost\r\nHost: rebind.attacker.example\r\n'],
+    ['a Host with userinfo', 'Host: localhost:80@rebind.attacker.example\r\n'],
+  ] as const) {
+    it(`when a request carries ${label}, then it is refused`, BOUNDED, async () => {
+      const answer = await raw(
+        `GET /v1/connections/victim/authorization HTTP/1.1\r\n${head}Connection: close\r\n\r\n`,
+      );
+      assert.match(answer, /^HTTP\/1\.1 (403|400) /);
+      assert.ok(!answer.includes('secret-value'));
+    });
+  }
+
+  it(
+    'when the request line names another host (absolute form), then it is refused',
+    BOUNDED,
+    async () => {
+      const answer = await raw(
+        'GET http://rebind.attacker.example/v1/connections/victim/authorization HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n',
+      );
+      assert.match(answer, /^HTTP\/1\.1 403 /);
+      assert.match(answer, /absolute-form request target/);
+    },
+  );
+
+  it(
+    'when a wire-protocol call carries a form body, then it answers 415 and changes nothing',
+    BOUNDED,
+    async () => {
+      const response = await h.request
+        .post('/')
+        .set('X-Amz-Target', 'AWSEvents.DeauthorizeConnection')
+        .set('Content-Type', 'text/plain')
+        .send('{"Name":"victim"}')
+        .expect(400);
+      assert.equal(
+        (JSON.parse(response.text) as { __type?: string }).__type,
+        'UnsupportedMediaTypeException',
+      );
+      await h.request.get('/v1/connections/victim/authorization').expect(200);
+    },
+  );
 });
 
 describe('a report of rejected BASIC or API_KEY credentials', () => {
@@ -423,6 +490,97 @@ describe('a report of rejected BASIC or API_KEY credentials', () => {
         .get('/v1/connections/shared/authorization')
         .set('Authorization', `Bearer ${readerKey}`)
         .expect(409);
+    },
+  );
+});
+
+describe('expensive work per principal', () => {
+  let h: Harness;
+  let upstream: HostilePeer;
+
+  before(async () => {
+    h = await startBroker({
+      env: {
+        BROKER_EXPENSIVE_MAX_IN_FLIGHT: '2',
+        BROKER_EXPENSIVE_RATE_LIMIT_PER_SECOND: '1',
+        BROKER_EXPENSIVE_RATE_LIMIT_BURST: '4',
+      },
+    });
+    upstream = await startHostilePeer('/slow');
+    upstream.behave({
+      kind: 'trickle',
+      head: 'HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n',
+      chunk: '1\r\na\r\n',
+      everyMs: 200,
+    });
+    await h.request.post('/v1/connections').send(apiKey('slow-target')).expect(201);
+  });
+  after(async () => {
+    await upstream.close();
+    await h.close();
+  });
+
+  it(
+    'when a caller has the in-flight maximum of invokes hanging on a slow upstream, then its next one answers 429 at once, and a finished one frees a place',
+    BOUNDED,
+    async () => {
+      const invoke = () =>
+        h.request.post('/v1/http-task/invoke').send({
+          ApiEndpoint: upstream.url,
+          Method: 'GET',
+          Authentication: { ConnectionArn: 'slow-target' },
+        });
+      const first = invoke()
+        .timeout(1500)
+        .then(
+          () => undefined,
+          () => undefined,
+        );
+      const second = invoke()
+        .timeout(1500)
+        .then(
+          () => undefined,
+          () => undefined,
+        );
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      const third = await invoke().expect(429);
+      assert.equal(third.body.code, 'ThrottlingException');
+      assert.match(third.body.detail, /BROKER_EXPENSIVE_MAX_IN_FLIGHT/);
+      // The two hanging ones end when their callers hang up; then the gate lets work in again.
+      await Promise.all([first, second]);
+      await new Promise((resolve) => setTimeout(resolve, 1100));
+      const fourth = await invoke()
+        .timeout(1500)
+        .then(
+          (response) => response.status,
+          (error: { timeout?: number }) => (error.timeout !== undefined ? 'admitted' : 'error'),
+        );
+      assert.equal(fourth, 'admitted');
+    },
+  );
+
+  it(
+    'when a caller creates connections over the wire protocol faster than the expensive-work rate, then it is throttled as on REST',
+    BOUNDED,
+    async () => {
+      const statuses: number[] = [];
+      const types: string[] = [];
+      for (let i = 0; i < 8; i += 1) {
+        const response = await h.request
+          .post('/')
+          .set('X-Amz-Target', 'AWSEvents.CreateConnection')
+          .set('Content-Type', 'application/x-amz-json-1.1')
+          .send(
+            JSON.stringify({
+              Name: `wire-${i}`,
+              AuthorizationType: 'API_KEY',
+              AuthParameters: { ApiKeyAuthParameters: { ApiKeyName: 'k', ApiKeyValue: 'v' } },
+            }),
+          );
+        statuses.push(response.status);
+        types.push(String((JSON.parse(response.text) as { __type?: string }).__type ?? ''));
+      }
+      assert.ok(types.includes('ThrottlingException'), JSON.stringify({ statuses, types }));
     },
   );
 });

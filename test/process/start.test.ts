@@ -241,4 +241,36 @@ describe('starting the broker as a process', () => {
       }
     },
   );
+
+  it(
+    'when a caller holds idle keep-alive sockets up to the cap, then the broker closes idle ones and still answers a new caller',
+    { timeout: 60_000 },
+    async () => {
+      const started = await start({ BROKER_DATA_DIR: dataDir, BROKER_MAX_SOCKETS: '20' });
+      const { port } = new URL(started.url);
+      const held: Socket[] = [];
+      try {
+        // Each socket finishes one request, then sits idle under the 65 s keep-alive.
+        for (let i = 0; i < 20; i += 1) {
+          const socket = connect(Number(port), '127.0.0.1');
+          socket.on('error', () => undefined);
+          const answered = new Promise((resolve) => socket.once('data', resolve));
+          await new Promise((resolve) => socket.once('connect', resolve));
+          socket.write('GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n');
+          await answered;
+          socket.resume();
+          held.push(socket);
+        }
+        const healthy = await fetch(`${started.url}/healthz`, {
+          signal: AbortSignal.timeout(5000),
+        });
+        assert.equal(healthy.status, 200);
+        assert.ok(held.some((socket) => socket.destroyed || socket.readableEnded));
+      } finally {
+        for (const socket of held) socket.destroy();
+        started.child.kill('SIGTERM');
+        await exitOf(started.child);
+      }
+    },
+  );
 });
