@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import type { ChildProcessWithoutNullStreams } from 'node:child_process';
-import { randomBytes, randomInt } from 'node:crypto';
+import { createHmac, hkdfSync, randomBytes, randomInt } from 'node:crypto';
 import {
   copyFile,
   mkdir,
@@ -636,7 +636,7 @@ describe('FileSecretStore with record files changed behind its back', () => {
     await assertQuarantined(accepting, 'garbled', /its record file is unreadable/);
   });
 
-  it('when a quarantined connection is deleted, then its file and quarantine go, and a create with its name starts again at version 1', async () => {
+  it('when a quarantined connection is deleted, then its file and quarantine go, and a create with its name continues after the journal’s version', async () => {
     let olderCopy = '';
     await previousRun(async (store) => {
       const created = await store.create('again', sampleSecret('again'));
@@ -653,7 +653,7 @@ describe('FileSecretStore with record files changed behind its back', () => {
     assert.equal(await store.get('again'), undefined);
     await assertRejectsWithCode(store.delete('again'), 'ResourceNotFoundException');
     const recreated = await store.create('again', sampleSecret('again', { password: 'fresh' }));
-    assert.equal(recreated.version, '1');
+    assert.equal(recreated.version, '3');
 
     await store.close();
     const reopened = await track(openStore(dataDir, [key]));
@@ -661,7 +661,7 @@ describe('FileSecretStore with record files changed behind its back', () => {
     assert.equal((await reopened.get('again'))?.secret.password, 'fresh');
   });
 
-  it('when a quarantined record file is removed while the broker is stopped, then the next open forgets the connection', async () => {
+  it('when a quarantined record file is removed while the broker is stopped, then the next open forgets the connection but not its versions', async () => {
     await previousRun(async (store) => {
       const created = await store.create('removed', sampleSecret('removed'));
       await store.replace('removed', sampleSecret('removed'), created.version);
@@ -675,7 +675,7 @@ describe('FileSecretStore with record files changed behind its back', () => {
     const store = await track(openStore(dataDir, [key]));
     assert.deepEqual(store.integrity().quarantined, []);
     assert.equal(await store.get('removed'), undefined);
-    assert.equal((await store.create('removed', sampleSecret('removed'))).version, '1');
+    assert.equal((await store.create('removed', sampleSecret('removed'))).version, '3');
   });
 
   it('when a data directory has records but no journal, then open starts one from the records as they are and says so', async () => {
@@ -788,6 +788,193 @@ describe('FileSecretStore with record files changed behind its back', () => {
       },
     ]);
   });
+
+  it('when a deleted connection’s file is copied back while the broker is stopped, then it is quarantined across restarts and a delete clears it (regression: a deleted connection could be resurrected)', async () => {
+    let copy = '';
+    await previousRun(async (store) => {
+      await store.create('revoked', sampleSecret('revoked', { password: 'revoked-secret' }));
+      copy = await readFile(recordPath(dataDir, 'revoked'), 'utf8');
+      await store.delete('revoked');
+    });
+    // An open between the delete and the copy compacts the journal: the tombstone must survive it.
+    await previousRun(() => Promise.resolve());
+    await writeFile(recordPath(dataDir, 'revoked'), copy);
+
+    const reason =
+      'the connection was deleted at version 1 and its record file is version 1: an old copy was put back';
+    const store = await openStore(dataDir, [key]);
+    assert.deepEqual(store.integrity().quarantined, [
+      { name: 'revoked', kind: 'rolled-back', reason },
+    ]);
+    await assertQuarantined(store, 'revoked', /deleted at version 1 .*an old copy was put back/);
+    assert.deepEqual(await store.listVersions(), new Map());
+    await store.close();
+
+    const restarted = await track(openStore(dataDir, [key]));
+    assert.deepEqual(restarted.integrity().quarantined, [
+      { name: 'revoked', kind: 'rolled-back', reason },
+    ]);
+    await restarted.delete('revoked');
+    await assert.rejects(stat(recordPath(dataDir, 'revoked')), { code: 'ENOENT' });
+    assert.equal(await restarted.get('revoked'), undefined);
+    assert.equal((await restarted.create('revoked', sampleSecret('revoked'))).version, '2');
+  });
+
+  it('when a re-created connection’s file is swapped for its predecessor’s, then it is quarantined and the old secret is not served (regression: the old uuid and secret were served)', async () => {
+    let predecessor = '';
+    let successor: StoredRecord | undefined;
+    await previousRun(async (store) => {
+      await store.create('revoked', sampleSecret('revoked', { password: 'old-secret' }));
+      predecessor = await readFile(recordPath(dataDir, 'revoked'), 'utf8');
+      await store.delete('revoked');
+      successor = await store.create('revoked', sampleSecret('revoked', { password: 'new' }));
+    });
+    assert.equal(successor?.version, '2');
+    await writeFile(recordPath(dataDir, 'revoked'), predecessor);
+
+    const store = await track(openStore(dataDir, [key]));
+    assert.deepEqual(store.integrity().quarantined, [
+      {
+        name: 'revoked',
+        kind: 'rolled-back',
+        reason:
+          'its record file is version 1 but the version journal says 2: the file was rolled back or replaced',
+      },
+    ]);
+    await assert.rejects(store.get('revoked'), (error: unknown) => {
+      assert.ok(isBrokerError(error) && error.code === 'InvalidStateException');
+      assert.doesNotMatch(error.message, /old-secret/);
+      return true;
+    });
+  });
+
+  it('when a record file is replaced by another write of the same version (another data directory under the same key), then it is quarantined as replaced', async () => {
+    await previousRun(async (store) => {
+      await store.create('shared', sampleSecret('shared', { password: 'production' }));
+    });
+    const otherDir = await makeDataDir();
+    try {
+      const other = await openStore(otherDir, [key]);
+      assert.equal((await other.create('shared', sampleSecret('shared'))).version, '1');
+      await other.close();
+      await copyFile(recordPath(otherDir, 'shared'), recordPath(dataDir, 'shared'));
+    } finally {
+      await rm(otherDir, { recursive: true, force: true });
+    }
+
+    const store = await track(openStore(dataDir, [key]));
+    assert.deepEqual(store.integrity().quarantined, [
+      {
+        name: 'shared',
+        kind: 'unknown-version',
+        reason:
+          'its record file is version 1, as the version journal says, but not the write the journal recorded (another GCM tag): the file was replaced with another copy of that version',
+      },
+    ]);
+  });
+
+  it('when the process died between the record rename and the journal line of a create after a delete, then the file one version past the tombstone is accepted', async () => {
+    await previousRun(async (store) => {
+      await store.create('phoenix', sampleSecret('phoenix'));
+      await store.delete('phoenix');
+    });
+    const reborn = { name: 'phoenix', version: '2', secret: sampleSecret('phoenix') };
+    await writeFile(recordPath(dataDir, 'phoenix'), JSON.stringify(encryptRecord(reborn, key)));
+
+    const store = await track(openStore(dataDir, [key]));
+    assert.deepEqual(store.integrity().quarantined, []);
+    assert.deepEqual(await store.get('phoenix'), reborn);
+    assert.equal((await store.replace('phoenix', reborn.secret, '2')).version, '3');
+  });
+
+  it('when the process died between a delete’s unlink and its tombstone, then the next open keeps the deletion and a copy put back later is quarantined', async () => {
+    let copy = '';
+    await previousRun(async (store) => {
+      const created = await store.create('half-gone', sampleSecret('half-gone'));
+      await store.replace('half-gone', sampleSecret('half-gone'), created.version);
+      copy = await readFile(recordPath(dataDir, 'half-gone'), 'utf8');
+    });
+    // What the delete did before the crash: the file is gone, the journal still holds it live.
+    await unlink(recordPath(dataDir, 'half-gone'));
+    await previousRun(async (store) => {
+      assert.equal(await store.get('half-gone'), undefined);
+    });
+    await writeFile(recordPath(dataDir, 'half-gone'), copy);
+
+    const store = await track(openStore(dataDir, [key]));
+    await assertQuarantined(
+      store,
+      'half-gone',
+      /deleted at version 2 and its record file is version 2/,
+    );
+  });
+
+  it('when a re-encryption died between its journal line and its rename, then the copy under the older key still opens', async () => {
+    let beforeRotation = '';
+    const rotated = newKey();
+    await previousRun(async (store) => {
+      await store.create('rewrapped', sampleSecret('rewrapped'));
+      beforeRotation = await readFile(recordPath(dataDir, 'rewrapped'), 'utf8');
+      store.replaceKeys([rotated, key]);
+      assert.equal(await store.reencryptAll(), 1);
+    });
+    // The rename never happened: the file is the copy the re-encryption would have replaced.
+    await writeFile(recordPath(dataDir, 'rewrapped'), beforeRotation);
+
+    const store = await track(openStore(dataDir, [rotated, key]));
+    assert.deepEqual(store.integrity().quarantined, []);
+    assert.equal((await store.get('rewrapped'))?.version, '1');
+    assert.deepEqual(store.keyRing().recordsByKeyId, { [key.id]: 1 });
+  });
+
+  it('when the journal is in the previous format (no tags), then it loads, vouches for the records as they are, and the first open rewrites it with tags and tombstones', async () => {
+    let goneCopy = '';
+    await previousRun(async (store) => {
+      const created = await store.create('kept', sampleSecret('kept'));
+      await store.replace('kept', sampleSecret('kept', { password: 'v2' }), created.version);
+      await store.create('gone', sampleSecret('gone'));
+      goneCopy = await readFile(recordPath(dataDir, 'gone'), 'utf8');
+      await store.delete('gone');
+    });
+    await writeFile(
+      journalPath(dataDir),
+      previousFormatJournal(key, [
+        ['kept', '1'],
+        ['kept', '2'],
+        ['gone', '1'],
+        ['gone', '-'],
+      ]),
+    );
+
+    const store = await openStore(dataDir, [key]);
+    assert.deepEqual(store.integrity(), {
+      journal: 'verified',
+      journalProblem: undefined,
+      quarantined: [],
+      restored: [],
+    });
+    assert.equal((await store.get('kept'))?.secret.password, 'v2');
+    await store.close();
+    const keptTag = envelopeTag(await readFile(recordPath(dataDir, 'kept'), 'utf8'));
+    const upgraded = (await readFile(journalPath(dataDir), 'utf8')).split('\n').slice(0, -1);
+    assert.deepEqual(
+      upgraded.map((line) => line.split(' ').slice(2, -1).join(' ')),
+      ['gone 1 -', `kept 2 ${keptTag}`],
+    );
+
+    // Upgraded: another write of the same version, and the deleted file, no longer pass.
+    const sameVersion = { name: 'kept', version: '2', secret: sampleSecret('kept') };
+    await writeFile(recordPath(dataDir, 'kept'), JSON.stringify(encryptRecord(sameVersion, key)));
+    await writeFile(recordPath(dataDir, 'gone'), goneCopy);
+    const checked = await track(openStore(dataDir, [key]));
+    assert.deepEqual(
+      checked.integrity().quarantined.map(({ name, kind }) => ({ name, kind })),
+      [
+        { name: 'gone', kind: 'rolled-back' },
+        { name: 'kept', kind: 'unknown-version' },
+      ],
+    );
+  });
 });
 
 describe('master keys', () => {
@@ -886,6 +1073,33 @@ function recordPath(dataDir: string, name: string): string {
 
 function journalPath(dataDir: string): string {
   return join(dataDir, 'versions.journal');
+}
+
+/**
+ * A journal as the store wrote it before lines carried GCM tags: `<seq> <kid> <name> <version or
+ * -> <mac>`, the mac chained as it still is (the fixture an existing data directory holds).
+ */
+function previousFormatJournal(key: MasterKey, entries: Array<[string, string]>): string {
+  const domain = 'connection-broker/version-journal/v1';
+  const macKey = Buffer.from(hkdfSync('sha256', key.key, Buffer.alloc(0), domain, 32));
+  let previousMac = '';
+  return entries
+    .map(([name, version], index) => {
+      const fields = `${index + 1} ${key.id} ${name} ${version}`;
+      const mac = createHmac('sha256', macKey)
+        .update(`${domain}\n${fields}\n${previousMac}`, 'utf8')
+        .digest('base64url');
+      previousMac = mac;
+      return `${fields} ${mac}\n`;
+    })
+    .join('');
+}
+
+function envelopeTag(text: string): string {
+  const envelope: unknown = JSON.parse(text);
+  assert.ok(typeof envelope === 'object' && envelope !== null && 'tag' in envelope);
+  assert.ok(typeof envelope.tag === 'string');
+  return envelope.tag;
 }
 
 async function swapFiles(left: string, right: string): Promise<void> {

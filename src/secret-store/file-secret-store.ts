@@ -2,8 +2,9 @@
  * The embedded secret store: one AES-256-GCM envelope per connection under `${dataDir}/connections`.
  * The store owns its directory (guarded by `${dataDir}/broker.lock`), so after open() memory is
  * authoritative and reads never touch the disk. A version journal beside the records catches
- * record files rolled back or swapped behind the store's back; such records, and files that do
- * not decrypt, are quarantined at open() instead of failing it.
+ * record files rolled back, swapped or put back after a delete behind the store's back; such
+ * records, and files that do not decrypt, are quarantined at open() instead of failing it. A
+ * name's versions never restart: a create after a delete continues from the deleted version.
  */
 
 import { KeyedMutex } from '../keyed-mutex.js';
@@ -15,7 +16,7 @@ import {
 } from './list-pages.js';
 import { replaceFileAtomically, syncDirectory, TEMP_FILE_SUFFIX } from './durable-fs.js';
 import { JOURNAL_FILE_NAME, VersionJournal, judgeRecordVersion } from './version-journal.js';
-import type { JournalLoad } from './version-journal.js';
+import type { JournalEntry, JournalLoad, VersionVerdict } from './version-journal.js';
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { mkdir, open, readFile, readdir, realpath, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -78,8 +79,21 @@ export interface FileSecretStoreOptions {
   acceptRestoredRecords?: boolean;
 }
 
-/** Why a record was refused at open(): a bounded set, fit for a metrics label. */
+/**
+ * Why a record was refused at open(): a bounded set, fit for a metrics label. `rolled-back`: an
+ * older copy than the journal's, or any copy of a deleted connection; `unknown-version`: a copy
+ * the journal cannot place (too far ahead, or its version from another write: replaced).
+ */
 export type QuarantineKind = 'rolled-back' | 'unknown-version' | 'unreadable';
+
+type RefusedVerdict = Exclude<VersionVerdict, 'current' | 'one-ahead'>;
+
+const QUARANTINE_KINDS: Record<RefusedVerdict, QuarantineKind> = {
+  'rolled-back': 'rolled-back',
+  resurrected: 'rolled-back',
+  replaced: 'unknown-version',
+  unknown: 'unknown-version',
+};
 
 export interface QuarantinedRecord {
   name: string;
@@ -108,16 +122,20 @@ export interface StoreIntegrity {
 interface MemoryEntry {
   record: StoredRecord;
   kid: string;
+  /** The GCM tag of the write on disk, canonical base64: what the journal binds. */
+  tag: string;
 }
 
 interface Quarantine {
   kind: QuarantineKind;
   reason: string;
+  /** What its tombstone says once deleted: the highest version the journal or its file gives. */
+  lastVersion: string | undefined;
 }
 
 /** A record file as found at open(): decrypted, or with what is wrong with it. */
 type ScannedRecord =
-  | { name: string; envelope: Envelope; record: StoredRecord }
+  | { name: string; envelope: Envelope; record: StoredRecord; tag: string }
   | { name: string; envelope: Envelope | undefined; problem: string };
 
 type StoreState = 'closed' | 'opening' | 'open' | 'closing';
@@ -299,7 +317,10 @@ export class FileSecretStore implements SecretStore {
           `Connection ${name} already exists.`,
         );
       }
-      return this.persist({ name, version: FIRST_VERSION, secret: copy }, this.encryptionKey);
+      // Never a version the name had before a delete: its old files would pass for this one.
+      const previous = this.journal.entryOf(name);
+      const version = previous === undefined ? FIRST_VERSION : nextVersion(previous.version);
+      return this.persist({ name, version, secret: copy }, this.encryptionKey);
     });
   }
 
@@ -320,19 +341,27 @@ export class FileSecretStore implements SecretStore {
     });
   }
 
-  /** Also the way out of a quarantine: the record file goes, and the name is free again. */
+  /**
+   * Also the way out of a quarantine: the record file goes, and the name is free again. The
+   * journal keeps a tombstone at the last version, so the file cannot come back, even after a
+   * crash before the tombstone lands (open() reads a journaled name without a file as deleted).
+   */
   async delete(name: string): Promise<void> {
     this.assertOpen();
     return this.writes.run(name, async () => {
-      if (!this.records.has(name) && !this.quarantined.has(name)) throw connectionNotFound(name);
+      const quarantine = this.quarantined.get(name);
+      const record = this.records.get(name)?.record;
+      if (record === undefined && quarantine === undefined) throw connectionNotFound(name);
+      const lastVersion = record?.version ?? quarantine?.lastVersion;
       const description = `the deletion of connection '${name}'`;
       await translateWriteErrors(description, () => unlinkIfPresent(this.recordPath(name)));
       this.records.delete(name);
       this.quarantined.delete(name);
       await translateWriteErrors(description, () => syncDirectory(this.recordsDir));
-      if (this.journal.versionOf(name) !== undefined) {
+      // Undefined only for an unreadable file the journal never held: no version to keep.
+      if (lastVersion !== undefined) {
         await translateWriteErrors(journalDescription(name), () =>
-          this.journal.append(name, undefined),
+          this.journal.append(name, { state: 'deleted', version: lastVersion }),
         );
       }
     });
@@ -377,30 +406,41 @@ export class FileSecretStore implements SecretStore {
   }
 
   /**
-   * The rename is the commit point: memory follows the disk from then on, and the journal
-   * follows the renamed file (a crash in between leaves the file one version ahead, accepted).
+   * The rename is the commit point: memory follows the disk from then on. A new version is
+   * journaled after its rename (a crash in between leaves the file one version ahead, accepted).
+   * A re-encryption keeps its version, so a file one ahead cannot stand for it: its tag is
+   * journaled before the rename, beside the tag of the copy it replaces, and a crash on either
+   * side of the rename leaves a file the journal vouches for. Both copies hold the same secret.
    */
   private async persist(record: StoredRecord, key: MasterKey): Promise<StoredRecord> {
-    await translateWriteErrors(journalDescription(record.name), () =>
-      this.catchUpJournal(record.name),
-    );
-    const content = `${JSON.stringify(encryptRecord(record, key))}\n`;
-    const description = `connection '${record.name}'`;
+    const { name, version } = record;
+    await translateWriteErrors(journalDescription(name), () => this.catchUpJournal(name));
+    const envelope = encryptRecord(record, key);
+    const tag = canonicalTag(envelope.tag);
+    const previous = this.records.get(name);
+    const isReencryption = previous?.record.version === version;
+    const content = `${JSON.stringify(envelope)}\n`;
+    const description = `connection '${name}'`;
     // Writes of one name are serialized, so one entry per name suffices.
-    this.persisting.set(record.name, key.id);
+    this.persisting.set(name, key.id);
     try {
+      if (isReencryption) {
+        const tags = [tag, previous.tag];
+        await translateWriteErrors(journalDescription(name), () =>
+          this.journal.append(name, { state: 'live', version, tags }),
+        );
+      }
       await translateWriteErrors(description, () =>
-        replaceFileAtomically(this.recordPath(record.name), content),
+        replaceFileAtomically(this.recordPath(name), content),
       );
-      this.records.set(record.name, { record, kid: key.id });
+      this.records.set(name, { record, kid: key.id, tag });
     } finally {
-      this.persisting.delete(record.name);
+      this.persisting.delete(name);
     }
     await translateWriteErrors(description, () => syncDirectory(this.recordsDir));
-    // A re-encryption keeps the version: the journal already says it.
-    if (this.journal.versionOf(record.name) !== record.version) {
-      await translateWriteErrors(journalDescription(record.name), () =>
-        this.journal.append(record.name, record.version),
+    if (!isReencryption) {
+      await translateWriteErrors(journalDescription(name), () =>
+        this.journal.append(name, { state: 'live', version, tags: [tag] }),
       );
     }
     return structuredClone(record);
@@ -412,8 +452,18 @@ export class FileSecretStore implements SecretStore {
    */
   private async catchUpJournal(name: string): Promise<void> {
     if (this.journal.needsRepair) await this.journal.repair();
-    const version = this.records.get(name)?.record.version;
-    if (this.journal.versionOf(name) !== version) await this.journal.append(name, version);
+    const entry = this.records.get(name);
+    const journaled = this.journal.entryOf(name);
+    if (entry === undefined) {
+      if (journaled?.state === 'live') {
+        await this.journal.append(name, { state: 'deleted', version: journaled.version });
+      }
+      return;
+    }
+    const { version } = entry.record;
+    if (judgeRecordVersion(version, entry.tag, journaled) !== 'current') {
+      await this.journal.append(name, { state: 'live', version, tags: [entry.tag] });
+    }
   }
 
   private assertNotQuarantined(name: string): void {
@@ -470,43 +520,51 @@ export class FileSecretStore implements SecretStore {
 
   /**
    * Loads every record file the journal vouches for, quarantines the others, then rewrites the
-   * journal as one line per record (compaction) under the encryption key.
+   * journal as one line per name (compaction) under the encryption key: each record with its
+   * write's tag, and a tombstone for each name deleted, including names whose file is gone.
    */
   private async loadRecords(): Promise<void> {
     const scanned = await this.scanRecordFiles();
     const journal = await this.journal.load(this.keys);
     this.assertRingFits(scanned, journal);
-    const trusted = journal.status === 'verified' ? journal.versions : undefined;
-    const journaled = new Map<string, string>();
+    const trusted = journal.status === 'verified' ? journal.entries : undefined;
+    const journaled = new Map<string, JournalEntry>();
+    for (const [name, entry] of trusted ?? []) {
+      // No file: deleted while stopped, or by a delete whose tombstone never landed.
+      journaled.set(name, { state: 'deleted', version: entry.version });
+    }
     this.restored = [];
     for (const file of scanned) {
       const { name } = file;
-      const journalVersion = trusted?.get(name);
+      const entry = trusted?.get(name);
       if ('problem' in file) {
+        // Kept, so the file is judged again once readable (its key back in the ring).
+        const kept = trusted === undefined ? unverifiedEntry(file.envelope) : entry;
         this.quarantined.set(name, {
           kind: 'unreadable',
           reason: `its record file ${file.problem}`,
+          lastVersion: kept?.version,
         });
-        // Kept, so the file is judged again once readable (its key back in the ring).
-        const kept = trusted === undefined ? file.envelope?.version : journalVersion;
-        if (kept !== undefined) journaled.set(name, kept);
+        if (kept === undefined) journaled.delete(name);
+        else journaled.set(name, kept);
         continue;
       }
+      const { version } = file.record;
       const verdict =
-        trusted === undefined ? 'current' : judgeRecordVersion(file.record.version, journalVersion);
-      if (verdict === 'rolled-back' || verdict === 'unknown') {
-        const reason = versionMismatch(file.record.version, journalVersion);
+        trusted === undefined ? 'current' : judgeRecordVersion(version, file.tag, entry);
+      if (verdict !== 'current' && verdict !== 'one-ahead') {
+        const reason = versionMismatch(verdict, version, entry);
         if (!this.acceptRestoredRecords) {
-          const kind = verdict === 'rolled-back' ? 'rolled-back' : 'unknown-version';
-          this.quarantined.set(name, { kind, reason });
+          const lastVersion = entry === undefined ? version : higherVersion(version, entry.version);
+          this.quarantined.set(name, { kind: QUARANTINE_KINDS[verdict], reason, lastVersion });
           // Kept, so the quarantine outlives restarts until a delete or an accepted restore.
-          if (journalVersion !== undefined) journaled.set(name, journalVersion);
+          if (entry !== undefined) journaled.set(name, entry);
           continue;
         }
         this.restored.push({ name, reason });
       }
-      this.records.set(name, { record: file.record, kid: file.envelope.kid });
-      journaled.set(name, file.record.version);
+      this.records.set(name, { record: file.record, kid: file.envelope.kid, tag: file.tag });
+      journaled.set(name, { state: 'live', version, tags: [file.tag] });
     }
     await this.journal.rewrite(journaled);
     this.journalState = journalStateAfter(journal, scanned.length);
@@ -538,7 +596,8 @@ export class FileSecretStore implements SecretStore {
       return { name, envelope: undefined, problem: `is unreadable (${describeLoadError(error)})` };
     }
     try {
-      return { name, envelope, record: decryptRecord(envelope, name, this.keys) };
+      const record = decryptRecord(envelope, name, this.keys);
+      return { name, envelope, record, tag: canonicalTag(envelope.tag) };
     } catch (error) {
       return { name, envelope, problem: `does not decrypt (${describeLoadError(error)})` };
     }
@@ -698,14 +757,42 @@ function byName(left: { name: string }, right: { name: string }): number {
   return left.name < right.name ? -1 : 1;
 }
 
-function versionMismatch(fileVersion: string, journalVersion: string | undefined): string {
-  if (journalVersion === undefined) {
-    return `its record file is version ${fileVersion} but the version journal holds no live record of the connection: the file was restored or copied in`;
+function versionMismatch(
+  verdict: RefusedVerdict,
+  fileVersion: string,
+  entry: JournalEntry | undefined,
+): string {
+  const journalVersion = entry?.version;
+  switch (verdict) {
+    case 'rolled-back':
+      return `its record file is version ${fileVersion} but the version journal says ${journalVersion}: the file was rolled back or replaced`;
+    case 'replaced':
+      return `its record file is version ${fileVersion}, as the version journal says, but not the write the journal recorded (another GCM tag): the file was replaced with another copy of that version`;
+    case 'resurrected':
+      return `the connection was deleted at version ${journalVersion} and its record file is version ${fileVersion}: an old copy was put back`;
+    case 'unknown':
+      return journalVersion === undefined
+        ? `its record file is version ${fileVersion} but the version journal holds no live record of the connection: the file was restored or copied in`
+        : `its record file is version ${fileVersion} but the version journal says ${journalVersion}, and a crash leaves a file at most one version ahead: the file was replaced`;
   }
-  if (Number(fileVersion) < Number(journalVersion)) {
-    return `its record file is version ${fileVersion} but the version journal says ${journalVersion}: the file was rolled back or replaced`;
-  }
-  return `its record file is version ${fileVersion} but the version journal says ${journalVersion}, and a crash leaves a file at most one version ahead: the file was replaced`;
+}
+
+/** The journal vouches for nothing when it is untrusted; the envelope's own word is all there is. */
+function unverifiedEntry(envelope: Envelope | undefined): JournalEntry | undefined {
+  if (envelope === undefined) return undefined;
+  return { state: 'live', version: envelope.version, tags: [canonicalTag(envelope.tag)] };
+}
+
+/**
+ * The tag as the journal spells it. Node's base64 decoder is lenient (padding, url-safe letters),
+ * so the same write can be spelled several ways in a file: compare the bytes, not the text.
+ */
+function canonicalTag(tag: string): string {
+  return Buffer.from(tag, 'base64').toString('base64');
+}
+
+function higherVersion(left: string, right: string): string {
+  return Number(left) >= Number(right) ? left : right;
 }
 
 function journalStateAfter(journal: JournalLoad, recordFiles: number): JournalState {

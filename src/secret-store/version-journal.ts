@@ -1,13 +1,21 @@
 /**
- * The version journal of the file store: `${dataDir}/versions.journal` says which version of each
- * connection the store last wrote, so a record file rolled back to an older copy of itself, or
- * swapped with another file, is caught at open. A record's own AAD cannot catch that: it binds the
- * version read from the very file it authenticates.
+ * The version journal of the file store: `${dataDir}/versions.journal` says which write of each
+ * connection the store made last, so a record file rolled back to an older copy of itself,
+ * swapped with another file, or put back after its connection was deleted, is caught at open. A
+ * record's own AAD cannot catch that: it binds the version read from the very file it
+ * authenticates.
  *
- * One line per create, replace or delete, appended and fsynced (O(1) per write):
- * `<seq> <kid> <name> <version or -> <mac>`, where mac = HMAC-SHA256 under a key derived (HKDF)
- * from master key <kid>, over the line's fields and the previous line's mac. The sequence number
- * catches a removed middle line; the chain catches lines spliced in from another journal.
+ * One line per create, replace, re-encryption or delete, appended and fsynced (O(1) per write):
+ * `<seq> <kid> <name> <version> <tags> <mac>`, where tags are the GCM tags (base64) of the
+ * writes the journal vouches for at that version (one; two after a re-encryption, journaled
+ * before its rename: the new write and the copy it replaces, which hold the same secret), or `-`
+ * for a deletion (a tombstone: the name and its last version), and
+ * mac = HMAC-SHA256 under a key derived (HKDF) from master key <kid>, over the line's fields and
+ * the previous line's mac. A write gets a fresh IV, so its tag names that write alone: a copy of
+ * the same version from another write, such as one from before a delete and re-create, differs.
+ * The sequence number catches a removed middle line; the chain catches lines spliced in from
+ * another journal. Lines of the previous format, `<seq> <kid> <name> <version or -> <mac>`,
+ * still load: they name a version but not its write.
  *
  * Limit: the journal proves what it says, not that it is complete. Lines removed from its end
  * cannot be told from a journal restored from an older backup, so the records written after the
@@ -27,17 +35,30 @@ export const JOURNAL_FILE_NAME = 'versions.journal';
 const DOMAIN = 'connection-broker/version-journal/v1';
 const MAC_BYTES = 32;
 const DELETED = '-';
-// Every field bounded: names as CONNECTION_NAME_PATTERN, versions as the store's, a 256-bit mac.
+const TAG_SEPARATOR = ',';
+// Every field bounded: names as CONNECTION_NAME_PATTERN, versions as the store's, a 128-bit GCM
+// tag in base64 (at most two), a 256-bit mac. The tags field is absent from previous-format lines.
 const LINE_PATTERN =
-  /^([1-9][0-9]{0,14}) ([0-9A-Za-z_-]{1,64}) ([.\-_A-Za-z0-9]{1,64}) ([1-9][0-9]{0,14}|-) ([A-Za-z0-9_-]{43})$/;
+  /^([1-9][0-9]{0,14}) ([0-9A-Za-z_-]{1,64}) ([.\-_A-Za-z0-9]{1,64}) ([1-9][0-9]{0,14}|-)(?: ([A-Za-z0-9+/]{22}==(?:,[A-Za-z0-9+/]{22}==)?|-))? ([A-Za-z0-9_-]{43})$/;
 const KEY_ID_PATTERN = /^[0-9A-Za-z_-]{1,64}$/;
-// A journal stays within this many lines per live record (and this floor), so the rewrites
+const VERSION_PATTERN = /^[1-9][0-9]{0,14}$/;
+const TAG_PATTERN = /^[A-Za-z0-9+/]{22}==$/;
+const MAX_TAGS = 2;
+// A journal stays within this many lines per name it holds (and this floor), so the rewrites
 // that keep it short cost O(1) per write, amortized.
 const COMPACTION_RATIO = 4;
 const COMPACTION_FLOOR = 1024;
-// Four lines of at most 206 bytes for each of some 300,000 records: a larger file is not one
-// this store wrote, and reading it whole must not exhaust memory.
+// Four lines of at most 256 bytes for each of some 250,000 names: a larger file is not one this
+// store wrote, and reading it whole must not exhaust memory.
 const MAX_JOURNAL_BYTES = 256 * 1024 * 1024;
+
+/**
+ * What the journal holds for a name. `tags` are the GCM tags of the writes of `version` it
+ * vouches for; empty for a line of the previous format, which vouches for any write of it.
+ */
+export type JournalEntry =
+  | { state: 'live'; version: string; tags: readonly string[] }
+  | { state: 'deleted'; version: string };
 
 /** What the file on disk says, judged with the key ring. */
 export type JournalLoad =
@@ -49,24 +70,39 @@ export type JournalLoad =
       /** Key ids the journal's well-formed lines name, trusted or not. */
       keyIds: ReadonlySet<string>;
     }
-  | { status: 'verified'; versions: ReadonlyMap<string, string>; keyIds: ReadonlySet<string> };
-
-/** How a record file's version stands against the journal's. */
-export type VersionVerdict = 'current' | 'one-ahead' | 'rolled-back' | 'unknown';
+  | {
+      status: 'verified';
+      entries: ReadonlyMap<string, JournalEntry>;
+      keyIds: ReadonlySet<string>;
+    };
 
 /**
- * A name's writes are serialized and each is journaled before the next starts, so a crash leaves
- * a file at most one version ahead of the journal: anything else is a file the store did not
- * write last. `journalVersion` is undefined when the journal holds no live record of the name.
+ * How a record file stands against the journal: `replaced` is the journal's version from another
+ * write, `resurrected` a file of a deleted connection other than the create that may follow it.
+ */
+export type VersionVerdict =
+  'current' | 'one-ahead' | 'rolled-back' | 'replaced' | 'resurrected' | 'unknown';
+
+/**
+ * A name's writes are serialized and each new version is journaled right after its rename, so a
+ * crash leaves a file at most one version ahead of the journal, of a write the journal cannot
+ * name yet: anything else is a file the store did not write last. After a deletion, one ahead is
+ * the create that may follow it. `entry` is undefined when the journal holds nothing of the name.
  */
 export function judgeRecordVersion(
   fileVersion: string,
-  journalVersion: string | undefined,
+  fileTag: string,
+  entry: JournalEntry | undefined,
 ): VersionVerdict {
   const file = Number(fileVersion);
-  const journal = journalVersion === undefined ? 0 : Number(journalVersion);
-  if (file === journal) return 'current';
+  const journal = entry === undefined ? 0 : Number(entry.version);
   if (file === journal + 1) return 'one-ahead';
+  if (entry?.state === 'deleted') return 'resurrected';
+  if (file === journal) {
+    return entry === undefined || entry.tags.length === 0 || entry.tags.includes(fileTag)
+      ? 'current'
+      : 'replaced';
+  }
   return file < journal ? 'rolled-back' : 'unknown';
 }
 
@@ -84,8 +120,14 @@ interface FormedLine {
 export class VersionJournal {
   private readonly path: string;
   private readonly signingKey: () => MasterKey;
-  /** What the journal says once every queued write has landed: name → version of live records. */
-  private versions = new Map<string, string>();
+  /**
+   * What the journal says once every queued write has landed. Tombstones stay through every
+   * compaction, or a deleted connection's old file would pass for a create the journal never saw,
+   * and a re-created one would reuse its predecessor's versions; so each name ever deleted keeps
+   * a line of about a hundred bytes, and the journal grows with the number of distinct deleted
+   * names, not with the records alone.
+   */
+  private entries = new Map<string, JournalEntry>();
   private lastSeq = 0;
   private lastMac = '';
   /** Lines of the current file by key id, with lines being written: what replaceKeys must keep. */
@@ -109,9 +151,9 @@ export class VersionJournal {
     return this.damaged;
   }
 
-  /** The version the journal holds for a live record. */
-  versionOf(name: string): string | undefined {
-    return this.versions.get(name);
+  /** What the journal holds for a name: a live record, a tombstone, or nothing. */
+  entryOf(name: string): JournalEntry | undefined {
+    return this.entries.get(name);
   }
 
   /** Key ids that lines on disk (or being written) depend on, with their line counts. */
@@ -146,35 +188,36 @@ export class VersionJournal {
     }
   }
 
-  /** Replaces the file atomically with one line per live record, under the signing key. */
-  rewrite(versions: ReadonlyMap<string, string>): Promise<void> {
-    return this.enqueue(() => this.writeWhole(new Map(versions)));
+  /** Replaces the file atomically with one line per name, under the signing key. */
+  rewrite(entries: ReadonlyMap<string, JournalEntry>): Promise<void> {
+    return this.enqueue(() => this.writeWhole(new Map(entries)));
   }
 
   /** Rewrites what the journal holds, so no line depends on a key other than the signing key. */
   compact(): Promise<void> {
-    return this.enqueue(() => this.writeWhole(this.versions));
+    return this.enqueue(() => this.writeWhole(this.entries));
   }
 
   /** Rewrites the file after a failed write; a no-op once it is whole. */
   repair(): Promise<void> {
     return this.enqueue(async () => {
-      if (this.damaged) await this.writeWhole(this.versions);
+      if (this.damaged) await this.writeWhole(this.entries);
     });
   }
 
-  /** Records a write that is already on disk; `undefined` records a deletion. */
-  append(name: string, version: string | undefined): Promise<void> {
+  /** Records a write: a new version once on disk, a re-encryption before, a deletion's tombstone. */
+  append(name: string, entry: JournalEntry): Promise<void> {
     return this.enqueue(async () => {
+      // Before memory: an entry no line can hold must not reach the next rewrite either.
+      const fields = entryFields(entry);
       // Memory first: whatever happens to the file, a rewrite must include this record's state.
-      if (version === undefined) this.versions.delete(name);
-      else this.versions.set(name, version);
+      this.entries.set(name, entry);
       if (this.damaged || this.handle === undefined) {
-        await this.writeWhole(this.versions);
+        await this.writeWhole(this.entries);
         return;
       }
       const key = this.signingKey();
-      const line = this.formLine(name, version, key, this.lastSeq + 1, this.lastMac);
+      const line = this.formLine(name, fields, key, this.lastSeq + 1, this.lastMac);
       this.linesByKeyId.set(key.id, (this.linesByKeyId.get(key.id) ?? 0) + 1);
       try {
         await this.handle.write(`${line.text}\n`);
@@ -185,9 +228,9 @@ export class VersionJournal {
       }
       this.lastSeq += 1;
       this.lastMac = line.mac;
-      if (this.lastSeq > Math.max(COMPACTION_FLOOR, COMPACTION_RATIO * this.versions.size)) {
+      if (this.lastSeq > Math.max(COMPACTION_FLOOR, COMPACTION_RATIO * this.entries.size)) {
         // The append is durable: a failed compaction leaves a journal the next write repairs.
-        await this.writeWhole(this.versions).catch(() => undefined);
+        await this.writeWhole(this.entries).catch(() => undefined);
       }
     });
   }
@@ -197,7 +240,7 @@ export class VersionJournal {
     await this.queue;
     await this.handle?.close();
     this.handle = undefined;
-    this.versions = new Map();
+    this.entries = new Map();
     this.linesByKeyId = new Map();
     this.lastSeq = 0;
     this.lastMac = '';
@@ -211,12 +254,12 @@ export class VersionJournal {
   }
 
   /** Temp file, fsync, rename, directory fsync: readers find the old journal or the new one. */
-  private async writeWhole(versions: Map<string, string>): Promise<void> {
+  private async writeWhole(entries: Map<string, JournalEntry>): Promise<void> {
     const key = this.signingKey();
     const lines: string[] = [];
     let mac = '';
-    for (const [name, version] of [...versions].sort(([left], [right]) => compare(left, right))) {
-      const line = this.formLine(name, version, key, lines.length + 1, mac);
+    for (const [name, entry] of [...entries].sort(([left], [right]) => compare(left, right))) {
+      const line = this.formLine(name, entryFields(entry), key, lines.length + 1, mac);
       lines.push(line.text);
       mac = line.mac;
     }
@@ -229,7 +272,7 @@ export class VersionJournal {
       this.pendingByKeyId = new Map();
       throw error;
     }
-    this.versions = versions;
+    this.entries = entries;
     this.lastSeq = lines.length;
     this.lastMac = mac;
     this.linesByKeyId = this.pendingByKeyId;
@@ -246,7 +289,7 @@ export class VersionJournal {
 
   private formLine(
     name: string,
-    version: string | undefined,
+    entryText: string,
     key: MasterKey,
     seq: number,
     previousMac: string,
@@ -254,7 +297,7 @@ export class VersionJournal {
     if (!KEY_ID_PATTERN.test(key.id)) {
       throw new Error(`master key id ${key.id} cannot be journaled`);
     }
-    const fields = `${seq} ${key.id} ${name} ${version ?? DELETED}`;
+    const fields = `${seq} ${key.id} ${name} ${entryText}`;
     const mac = lineMac(this.derivedKey(key), fields, previousMac);
     return { text: `${fields} ${mac}`, mac };
   }
@@ -280,6 +323,24 @@ export class VersionJournal {
 }
 
 /**
+ * An entry as line fields. A live entry without tags comes from a previous-format line (kept for
+ * a quarantined name) and keeps that format: writing a tag the journal never saw would vouch for
+ * a write nobody checked.
+ */
+function entryFields(entry: JournalEntry): string {
+  if (!VERSION_PATTERN.test(entry.version)) {
+    throw new Error(`version ${entry.version} cannot be journaled`);
+  }
+  if (entry.state === 'deleted') return `${entry.version} ${DELETED}`;
+  if (entry.tags.length > MAX_TAGS || !entry.tags.every((tag) => TAG_PATTERN.test(tag))) {
+    throw new Error('only one or two base64 GCM tags can be journaled per version');
+  }
+  return entry.tags.length === 0
+    ? entry.version
+    : `${entry.version} ${entry.tags.join(TAG_SEPARATOR)}`;
+}
+
+/**
  * Verifies every line in order. A final fragment without its newline is a crash in the middle of
  * an append and is ignored: the write it journaled is then one version ahead, as after any crash.
  */
@@ -287,7 +348,7 @@ function verifyJournal(text: string, keys: readonly MasterKey[]): JournalLoad {
   const lines = text.split('\n').slice(0, -1);
   const parsed = lines.map((line) => LINE_PATTERN.exec(line));
   const keyIds = new Set(parsed.flatMap((match) => (match?.[2] === undefined ? [] : [match[2]])));
-  const versions = new Map<string, string>();
+  const entries = new Map<string, JournalEntry>();
   const macKeys = new Map<string, Buffer>();
   let previousMac = '';
   for (const [index, match] of parsed.entries()) {
@@ -297,13 +358,15 @@ function verifyJournal(text: string, keys: readonly MasterKey[]): JournalLoad {
       problem: `line ${lineNumber} ${problem}`,
       keyIds,
     });
-    const [, seq, kid, name, version, mac] = match ?? [];
+    const [, seq, kid, name, version, tags, mac] = match ?? [];
     if (
       seq === undefined ||
       kid === undefined ||
       name === undefined ||
       version === undefined ||
-      mac === undefined
+      mac === undefined ||
+      // Only previous-format lines mark a deletion in the version field.
+      (version === DELETED && tags !== undefined)
     ) {
       return untrusted('is not a journal line');
     }
@@ -318,15 +381,37 @@ function verifyJournal(text: string, keys: readonly MasterKey[]): JournalLoad {
     }
     const macKey = macKeys.get(kid) ?? deriveMacKey(key);
     macKeys.set(kid, macKey);
-    const expected = lineMac(macKey, `${seq} ${kid} ${name} ${version}`, previousMac);
+    const fields = `${seq} ${kid} ${name} ${version}${tags === undefined ? '' : ` ${tags}`}`;
+    const expected = lineMac(macKey, fields, previousMac);
     if (!timingSafeEqual(Buffer.from(expected), Buffer.from(mac))) {
       return untrusted('fails its HMAC: the journal was altered');
     }
-    if (version === DELETED) versions.delete(name);
-    else versions.set(name, version);
+    applyLine(entries, name, version, tags);
     previousMac = mac;
   }
-  return { status: 'verified', versions, keyIds };
+  return { status: 'verified', entries, keyIds };
+}
+
+function applyLine(
+  entries: Map<string, JournalEntry>,
+  name: string,
+  version: string,
+  tags: string | undefined,
+): void {
+  if (version === DELETED) {
+    // A previous-format deletion names no version: the line before it for the name does.
+    const previous = entries.get(name);
+    if (previous === undefined) return;
+    entries.set(name, { state: 'deleted', version: previous.version });
+  } else if (tags === DELETED) {
+    entries.set(name, { state: 'deleted', version });
+  } else {
+    entries.set(name, {
+      state: 'live',
+      version,
+      tags: tags === undefined ? [] : tags.split(TAG_SEPARATOR),
+    });
+  }
 }
 
 /** The master key itself never keys an HMAC: it also keys AES-GCM, and keys get one use each. */

@@ -114,4 +114,46 @@ describe('a data directory altered while the broker was stopped', () => {
       assert.doesNotMatch(metrics.text, /broker_secret_store_quarantined_records\{/);
     },
   );
+
+  it(
+    'when a deleted connection’s record file is copied back, then after a restart it answers 409 quarantined instead of serving, and DELETE clears it (regression: a deleted connection was resurrected)',
+    BOUNDED,
+    async () => {
+      const first = await startBroker();
+      harnesses.push(first);
+      await first.request
+        .post('/v1/connections')
+        .send(apiKey('revoked', 'revoked-key'))
+        .expect(201);
+      const copy = await readFile(recordFile(first, 'revoked'), 'utf8');
+      await first.request.delete('/v1/connections/revoked').expect(200);
+      await first.request.get('/v1/connections/revoked').expect(404);
+      await first.stop();
+      await writeFile(recordFile(first, 'revoked'), copy);
+
+      const second = await restart(first);
+      for (const route of ['/v1/connections/revoked', '/v1/connections/revoked/authorization']) {
+        const refused = await second.request.get(route).expect(409);
+        assert.equal(refused.body.code, 'InvalidStateException');
+        assert.match(
+          refused.body.detail,
+          /quarantined: the connection was deleted at version 1 and its record file is version 1: an old copy was put back/,
+        );
+        assert.ok(!JSON.stringify(refused.body).includes('revoked-key'));
+      }
+      const metrics = await second.request.get('/metrics').expect(200);
+      assert.match(
+        metrics.text,
+        /broker_secret_store_quarantined_records\{reason="rolled-back"\} 1/,
+      );
+
+      await second.request.delete('/v1/connections/revoked').expect(200);
+      await second.request.get('/v1/connections/revoked').expect(404);
+      const third = await restart(second);
+      await third.request.get('/v1/connections/revoked').expect(404);
+      await third.request.post('/v1/connections').send(apiKey('revoked', 'fresh')).expect(201);
+      const served = await third.request.get('/v1/connections/revoked/authorization').expect(200);
+      assert.equal(served.body.Headers['x-api-key'], 'fresh');
+    },
+  );
 });
