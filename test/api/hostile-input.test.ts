@@ -5,18 +5,16 @@
  * a connection for everyone (README, Security).
  */
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
 import { connect, type AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { Connection } from '../../src/connections/connection.js';
 import { encodeConnection } from '../../src/connections/connection-codec.js';
 import { MAX_LISTED_ERRORS } from '../../src/http/validation-message.js';
 import { startBroker, type Harness } from '../support/broker-harness.js';
 import { startHostilePeer, type HostilePeer } from '../support/hostile-peer.js';
+import { writePolicyFile } from '../support/policy-file.js';
 import { startUpstreamServer, type UpstreamServer } from '../support/upstream-server.js';
 
 const BOUNDED = { timeout: 20_000 } as const;
@@ -412,42 +410,31 @@ describe('an open broker (no policy file) and browsers', () => {
 
 describe('a report of rejected BASIC or API_KEY credentials', () => {
   let h: Harness;
-  let dir: string;
+  let policy: { file: string; remove: () => Promise<void> };
   const readerKey = randomBytes(16).toString('hex');
   const deauthorizerKey = randomBytes(16).toString('hex');
-  const sha256 = (text: string): string => createHash('sha256').update(text).digest('hex');
 
   before(async () => {
-    dir = await mkdtemp(path.join(tmpdir(), 'broker-reject-'));
-    const policyFile = path.join(dir, 'policy.json');
-    await writeFile(
-      policyFile,
-      JSON.stringify({
-        principals: [
+    policy = await writePolicyFile([
+      {
+        name: 'reader',
+        apiKey: readerKey,
+        statements: [
           {
-            name: 'reader',
-            apiKeySha256: sha256(readerKey),
-            statements: [
-              {
-                actions: ['RetrieveConnectionCredentials', 'InvokeHttpTask', 'CreateConnection'],
-                resources: ['*'],
-              },
-            ],
-          },
-          {
-            name: 'executor',
-            apiKeySha256: sha256(deauthorizerKey),
-            statements: [
-              {
-                actions: ['RetrieveConnectionCredentials', 'DeauthorizeConnection'],
-                resources: ['*'],
-              },
-            ],
+            actions: ['RetrieveConnectionCredentials', 'InvokeHttpTask', 'CreateConnection'],
+            resources: ['*'],
           },
         ],
-      }),
-    );
-    h = await startBroker({ env: { BROKER_POLICY_FILE: policyFile } });
+      },
+      {
+        name: 'executor',
+        apiKey: deauthorizerKey,
+        statements: [
+          { actions: ['RetrieveConnectionCredentials', 'DeauthorizeConnection'], resources: ['*'] },
+        ],
+      },
+    ]);
+    h = await startBroker({ env: { BROKER_POLICY_FILE: policy.file } });
     await h.request
       .post('/v1/connections')
       .set('Authorization', `Bearer ${readerKey}`)
@@ -456,7 +443,7 @@ describe('a report of rejected BASIC or API_KEY credentials', () => {
   });
   after(async () => {
     await h.close();
-    await rm(dir, { recursive: true, force: true });
+    await policy.remove();
   });
 
   it(
