@@ -27,6 +27,7 @@ try {
       // The bench is one principal far beyond any sensible per-caller rate.
       BROKER_RATE_LIMIT_PER_SECOND: '0',
       BROKER_EXPENSIVE_RATE_LIMIT_PER_SECOND: '0',
+      BROKER_EXPENSIVE_MAX_IN_FLIGHT: '0',
       BROKER_ALLOW_INSECURE_ENDPOINTS: process.env['BROKER_ALLOW_INSECURE_ENDPOINTS'] ?? 'false',
     }),
     // Asynchronous, as main.ts writes standard output.

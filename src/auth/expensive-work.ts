@@ -2,8 +2,8 @@ import { BrokerError } from '../errors.js';
 import { PrincipalRateLimiter } from './rate-limiter.js';
 
 /**
- * Work that reaches a token endpoint or an upstream API (create, update, refresh, HTTP Task
- * prepare and invoke, on REST and on the wire protocol) costs far more than a cached credential:
+ * Work whose every call reaches a token endpoint or an upstream API (create, update and HTTP Task
+ * invoke, on REST and on the wire protocol) costs far more than a cached credential:
  * a socket held up to 60 s, buffers up to the response limits. Per principal it takes from a
  * smaller token bucket, and at most `maxInFlight` such requests run at once, so no caller can
  * turn the broker into a load generator or hold every socket with slow upstreams.

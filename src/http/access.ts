@@ -48,16 +48,13 @@ export function authenticate(deps: {
   };
 }
 
-/** Requests that may cost a token request or an outbound call: REST paths, by method. */
+/**
+ * Requests whose every call costs a token request or an outbound call: create, update, invoke.
+ * Not refresh or prepare: their token requests are single-flighted per generation and backed off,
+ * so a storm of 300 executors reporting one 401 is one token request, and must not be throttled.
+ */
 function isExpensive(method: string, path: string): boolean {
-  if (method === 'POST') {
-    return (
-      path === '/v1/connections' ||
-      path === '/v1/http-task/invoke' ||
-      path === '/v1/http-task/prepare' ||
-      path.endsWith('/authorization/refresh')
-    );
-  }
+  if (method === 'POST') return path === '/v1/connections' || path === '/v1/http-task/invoke';
   return method === 'PATCH' && path.startsWith('/v1/connections/');
 }
 

@@ -164,10 +164,15 @@ function send(h: Harness, method: Method, url: string, call: Call = {}): Promise
 function assertProblem(
   res: Response,
   operationId: string,
-  status: 401 | 403,
+  status: 400 | 401 | 403,
   message?: RegExp,
 ): void {
-  const code = status === 401 ? 'UnauthorizedException' : 'AccessDeniedException';
+  const code =
+    status === 400
+      ? 'ValidationException'
+      : status === 401
+        ? 'UnauthorizedException'
+        : 'AccessDeniedException';
   assert.equal(res.status, status, `${operationId}: ${res.status} ${res.text}`);
   assert.equal(res.headers['content-type'], 'application/problem+json');
   assert.equal(res.body.code, code);
@@ -886,15 +891,18 @@ describe('caller security', () => {
             '/v1/connections/github/authorization?x=1',
             '/v1/connections/githu%62/authorization',
           ]) {
+            // A query parameter the route does not take is refused (400) before the access
+            // check, for anyone authenticated: either way nothing is served.
+            const denied = url.includes('?') ? 400 : 403;
             for (const who of ['billing', 'reader', 'nobody'] as const) {
               const res = await send(h, 'get', url, { auth: keyOf(who) });
-              assertProblem(res, 'GetAuthorization', 403);
+              assertProblem(res, 'GetAuthorization', denied);
               assert.ok(!res.text.includes(SECRETS.githubPassword));
             }
             assertProblem(
               await send(h, 'get', url, { auth: bearer(jwt['valid']!) }),
               'GetAuthorization',
-              403,
+              denied,
             );
             assertProblem(await send(h, 'get', url), 'GetAuthorization', 401);
             assertProblem(

@@ -110,6 +110,7 @@ describe('openapi.yaml against the running broker (schemathesis)', () => {
         // Throttling is documented (429) but would make which requests reach the routes vary.
         BROKER_RATE_LIMIT_PER_SECOND: '0',
         BROKER_EXPENSIVE_RATE_LIMIT_PER_SECOND: '0',
+        BROKER_EXPENSIVE_MAX_IN_FLIGHT: '0',
       });
     },
     { timeout: INSTALL_TIMEOUT_MS + 60_000 },
