@@ -131,7 +131,7 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
   });
   const states = new ConnectionStates();
   const now = options.now ?? Date.now;
-  // Issue 5's SSRF rules, for token requests and HTTP Tasks alike.
+  // README, Outbound safety: one policy for token requests and HTTP Tasks alike.
   const outboundPolicy = new OutboundPolicy({
     allowInsecure: config.allowInsecureEndpoints,
     allowed: config.allowedEndpoints,

@@ -14,8 +14,9 @@ const FIELD_VALUE = /^[\x21-\x7E](?:[\t\x20-\x7E]*[\x21-\x7E])?$/;
 export const MAX_FIELD_NAME_LENGTH = 512;
 
 /**
- * The Step Functions HTTP Task's forbidden headers (the seed's list), plus the hop-by-hop
- * fields it leaves out (RFC 9110 §7.6.1): none may come from a task or a connection.
+ * The Step Functions HTTP Task's forbidden headers (AWS Step Functions, "Call third-party APIs",
+ * https://docs.aws.amazon.com/step-functions/latest/dg/call-https-apis.html), plus the
+ * hop-by-hop fields it leaves out (RFC 9110 §7.6.1): none may come from a task or a connection.
  */
 const FORBIDDEN = new Set(
   [
@@ -58,7 +59,7 @@ const FORBIDDEN = new Set(
 const FORBIDDEN_PREFIXES = ['x-forwarded-', 'x-amz-', 'x-amzn-'];
 
 /**
- * Where a header comes from. A task may not carry credentials (the seed: they belong in the
+ * Where a header comes from. A task may not carry credentials (Step Functions' advice: they belong in the
  * connection) and its Content-Length is replaced by the body's real length; a connection is
  * where authentication belongs, and it has no body length to give.
  */

@@ -3,7 +3,7 @@ import type { components } from '../openapi-types.js';
 import { HEADER_RULES, headerRefusal, nullPrototypeRecord } from '../connections/http-fields.js';
 import { TaskFailure } from './task-failure.js';
 
-/** An HTTP Task's resolved `Parameters` and the exact request they make (the seed's rules). */
+/** An HTTP Task's resolved `Parameters` and the exact request they make (AWS Step Functions, "Call third-party APIs"). */
 
 export type HttpTaskParameters = components['schemas']['HttpTaskParameters'];
 type ArrayFormat = NonNullable<
@@ -140,7 +140,7 @@ function encodeForm(body: unknown, arrayFormat: ArrayFormat): string {
   return qs.stringify(body, {
     arrayFormat: QS_ARRAY_FORMAT[arrayFormat],
     format: 'RFC3986',
-    // COMMAS joins the values with literal commas, as the seed's example shows.
+    // COMMAS joins the values with literal commas, as Step Functions' own example shows ("Call third-party APIs").
     ...(arrayFormat === 'COMMAS' && {
       encoder: (text: string, encode: (s: string) => string, _charset: string, type: string) =>
         type === 'value' ? encode(text).replaceAll('%2C', ',') : encode(text),

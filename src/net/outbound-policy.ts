@@ -135,7 +135,7 @@ class Allowlist {
 }
 
 /**
- * Where the broker may send token requests and HTTP Tasks (issue 5, "Outbound safety").
+ * Where the broker may send token requests and HTTP Tasks (README, "Outbound safety").
  *
  * Without BROKER_ALLOW_INSECURE_ENDPOINTS an endpoint must be https:// and must not reach a
  * loopback, private, link-local, unspecified, carrier-grade NAT, multicast or reserved address

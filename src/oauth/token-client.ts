@@ -22,7 +22,7 @@ export interface TokenClientOptions {
   allowInsecureEndpoints: boolean;
   userAgent: string;
   /**
-   * Where token requests may go (issue 5's SSRF rules); checked on the URL before each request
+   * Where token requests may go (README, Outbound safety); checked on the URL before each request
    * and on every resolved address before connecting. Defaults to allowInsecureEndpoints' rules
    * with no BROKER_ALLOWED_ENDPOINTS.
    */
