@@ -5,7 +5,7 @@
 
 import { syncDirectory } from './durable-fs.js';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, open, readFile } from 'node:fs/promises';
+import { access, mkdir, open, readFile, readdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 
@@ -73,6 +73,13 @@ export async function loadOrCreateDevKeyFile(
 ): Promise<{ key: MasterKey; created: boolean; path: string }> {
   await mkdir(dataDir, { recursive: true, mode: 0o700 });
   const path = join(dataDir, DEV_KEY_FILE_NAME);
+  // Records without the development key were sealed by another key (a migration to a key file,
+  // README "Rotating the master key"): a new key would decrypt none of them, so none is made.
+  if (!(await exists(path)) && (await holdsRecords(dataDir))) {
+    throw new Error(
+      `${dataDir} holds connections but no development key: they are sealed by another key; set BROKER_MASTER_KEY_FILE (or BROKER_MASTER_KEYS, BROKER_MASTER_KEY) to the key ring that encrypted them`,
+    );
+  }
   const created = await createKeyFileIfAbsent(path);
   if (created) return { key: created, created: true, path };
   return { key: await readExistingDevKeyFile(path), created: false, path };
@@ -112,4 +119,22 @@ async function readExistingDevKeyFile(path: string): Promise<MasterKey> {
 function errorCode(error: unknown): string {
   if (typeof error === 'object' && error !== null && 'code' in error) return String(error.code);
   return 'unknown error';
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await access(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Whether the file store's records folder holds at least one record file. */
+async function holdsRecords(dataDir: string): Promise<boolean> {
+  try {
+    return (await readdir(join(dataDir, 'connections'))).some((entry) => entry.endsWith('.json'));
+  } catch {
+    return false;
+  }
 }

@@ -273,4 +273,31 @@ describe('starting the broker as a process', () => {
       }
     },
   );
+
+  it('when the data directory holds connections sealed by a configured key and a start forgets the key, then it stops naming the variables and makes no development key', async () => {
+    const ownDir = await mkdtemp(path.join(tmpdir(), 'broker-start-forgotten-key-'));
+    const key = randomBytes(32).toString('base64');
+    const first = await start({ BROKER_DATA_DIR: ownDir, BROKER_MASTER_KEY: key });
+    try {
+      const created = await fetch(`${first.url}/v1/connections`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({
+          Name: 'sealed',
+          AuthorizationType: 'API_KEY',
+          AuthParameters: { ApiKeyAuthParameters: { ApiKeyName: 'x-api-key', ApiKeyValue: 'v' } },
+        }),
+        signal: AbortSignal.timeout(5000),
+      });
+      assert.equal(created.status, 201);
+    } finally {
+      first.child.kill('SIGTERM');
+      await exitOf(first.child);
+    }
+    const { code, stderr } = await failedStart({ BROKER_DATA_DIR: ownDir });
+    assert.equal(code, 1, stderr);
+    assert.match(stderr, /holds connections but no development key.*BROKER_MASTER_KEY_FILE/);
+    await assert.rejects(stat(path.join(ownDir, 'master.key')), { code: 'ENOENT' });
+    await rm(ownDir, { recursive: true, force: true });
+  });
 });
