@@ -143,6 +143,7 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
     storeHealthy: () => store.health.healthy,
     // One token request plus the writes around it.
     refreshLeaseMs: config.tokenTimeoutMs + 5_000,
+    maxConnections: config.maxConnectionsStored,
     arn,
     logger,
     metrics,

@@ -56,6 +56,8 @@ export interface BrokerConfig {
   expensiveRateLimitBurst: number;
   /** Per principal: such requests running at once (0: no limit). */
   expensiveMaxInFlight: number;
+  /** Connections the broker holds at most (0: no limit). */
+  maxConnectionsStored: number;
   /** Trust record files as they are at start (a restore from backup on purpose). */
   acceptRestoredRecords: boolean;
 }
@@ -126,6 +128,12 @@ const envSchema = {
       default: 400,
     },
     BROKER_EXPENSIVE_MAX_IN_FLIGHT: { type: 'integer', minimum: 0, maximum: 100000, default: 64 },
+    BROKER_MAX_CONNECTIONS_STORED: {
+      type: 'integer',
+      minimum: 0,
+      maximum: 100000000,
+      default: 100000,
+    },
     BROKER_ACCEPT_RESTORED_RECORDS: {
       type: 'string',
       enum: ['1', '0', 'true', 'false', ''],
@@ -177,6 +185,7 @@ interface ParsedEnv {
   BROKER_EXPENSIVE_RATE_LIMIT_PER_SECOND: number;
   BROKER_EXPENSIVE_RATE_LIMIT_BURST: number;
   BROKER_EXPENSIVE_MAX_IN_FLIGHT: number;
+  BROKER_MAX_CONNECTIONS_STORED: number;
   BROKER_ACCEPT_RESTORED_RECORDS: string;
 }
 
@@ -255,6 +264,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Broke
     expensiveRateLimitPerSecond: parsed.BROKER_EXPENSIVE_RATE_LIMIT_PER_SECOND,
     expensiveRateLimitBurst: parsed.BROKER_EXPENSIVE_RATE_LIMIT_BURST,
     expensiveMaxInFlight: parsed.BROKER_EXPENSIVE_MAX_IN_FLIGHT,
+    maxConnectionsStored: parsed.BROKER_MAX_CONNECTIONS_STORED,
     acceptRestoredRecords: ['1', 'true'].includes(parsed.BROKER_ACCEPT_RESTORED_RECORDS),
   };
   if (parsed.BROKER_POLICY_FILE !== undefined) {

@@ -57,6 +57,8 @@ export interface ConnectionServiceDeps {
   outboundPolicy?: OutboundPolicy;
   logger: Logger;
   metrics: Pick<BrokerMetrics, 'tokenRequests' | 'tokenRequestDuration' | 'connections'>;
+  /** Connections the broker holds at most (0: no limit), as this broker counts them. */
+  maxConnections?: number;
   now?: () => number;
 }
 
@@ -138,6 +140,14 @@ export class ConnectionService {
   // ---- management -------------------------------------------------------------------------
 
   async create(input: CreateConnectionInput, options: WriteOptions = {}): Promise<Connection> {
+    const limit = this.deps.maxConnections ?? 0;
+    // Every connection costs memory and disk: a caller allowed to create cannot take it all.
+    if (limit > 0 && this.deps.states.size >= limit) {
+      throw new BrokerError(
+        'LimitExceededException',
+        `The broker holds ${this.deps.states.size} connections, its limit (BROKER_MAX_CONNECTIONS_STORED); delete some, or raise the limit with the memory to hold them.`,
+      );
+    }
     const type = input.AuthorizationType;
     requireBlockFor(type, input.AuthParameters);
     assertOnlyBlockFor(type, input.AuthParameters);

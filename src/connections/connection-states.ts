@@ -42,6 +42,11 @@ export class ConnectionStates {
     return [...this.seen].filter(([, seen]) => seen.state === state).map(([name]) => name);
   }
 
+  /** How many connections this broker knows of. */
+  get size(): number {
+    return this.seen.size;
+  }
+
   counts(): Map<ConnectionState, number> {
     const counts = new Map<ConnectionState, number>();
     for (const { state } of this.seen.values()) counts.set(state, (counts.get(state) ?? 0) + 1);

@@ -571,3 +571,27 @@ describe('expensive work per principal', () => {
     },
   );
 });
+
+describe('the number of connections', () => {
+  let h: Harness;
+  before(async () => {
+    h = await startBroker({ env: { BROKER_MAX_CONNECTIONS_STORED: '3' } });
+  });
+  after(() => h.close());
+
+  it(
+    'when the broker holds its limit of connections, then a create answers LimitExceededException naming the variable, and a delete makes room',
+    BOUNDED,
+    async () => {
+      for (const name of ['one', 'two', 'three']) {
+        await h.request.post('/v1/connections').send(apiKey(name)).expect(201);
+      }
+      const refused = await h.request.post('/v1/connections').send(apiKey('four')).expect(429);
+      assert.equal(refused.body.code, 'LimitExceededException');
+      assert.match(refused.body.detail, /BROKER_MAX_CONNECTIONS_STORED/);
+      await h.request.get('/v1/connections/four').expect(404);
+      await h.request.delete('/v1/connections/one').expect(200);
+      await h.request.post('/v1/connections').send(apiKey('four')).expect(201);
+    },
+  );
+});
