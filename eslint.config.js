@@ -3,6 +3,41 @@ import js from '@eslint/js';
 import { defineConfig } from 'eslint/config';
 import tseslint from 'typescript-eslint';
 
+/**
+ * The layers of src/ (README, Development: Layout): entry points (http/, with the AWS wire
+ * protocol in http/aws-api/, and cli/) on top; then http-task/; the domain (connections/);
+ * the adapters that implement its ports (oauth/, secret-store/) and the leaves (net/, auth/,
+ * client/). A folder may not import the folders listed for it: an import upwards, or sideways
+ * into an adapter, fails lint. Tests may cross layers.
+ */
+const FORBIDDEN_IMPORTS = {
+  'http-task': ['http', 'cli', 'oauth', 'secret-store', 'auth'],
+  connections: ['http', 'cli', 'http-task', 'oauth', 'auth'],
+  oauth: ['http', 'cli', 'http-task', 'secret-store', 'auth'],
+  'secret-store': ['http', 'cli', 'http-task', 'connections', 'oauth', 'auth', 'net'],
+  net: ['http', 'cli', 'http-task', 'connections', 'oauth', 'secret-store', 'auth'],
+  auth: ['http', 'cli', 'http-task', 'connections', 'oauth', 'secret-store', 'net'],
+  client: ['http', 'cli', 'http-task', 'connections', 'oauth', 'secret-store', 'auth', 'net'],
+  // The CLI shares the domain's vocabulary (connection states, types), nothing else of the server.
+  cli: ['http', 'http-task', 'oauth', 'secret-store', 'auth', 'net'],
+};
+
+const layerRules = Object.entries(FORBIDDEN_IMPORTS).map(([folder, forbidden]) => ({
+  files: [`src/${folder}/**/*.ts`],
+  ignores: ['**/*.test.ts'],
+  rules: {
+    'no-restricted-imports': [
+      'error',
+      {
+        patterns: forbidden.map((target) => ({
+          group: [`../${target}/*`, `../../${target}/*`],
+          message: `src/${folder}/ may not import src/${target}/ (eslint.config.js: the layers of src/).`,
+        })),
+      },
+    ],
+  },
+}));
+
 export default defineConfig(
   {
     ignores: [
@@ -57,6 +92,7 @@ export default defineConfig(
       ],
     },
   },
+  ...layerRules,
   {
     files: ['**/*.test.ts', 'test/**/*.ts'],
     rules: {

@@ -38,7 +38,7 @@ export class Authenticator {
     return this.policy === undefined;
   }
 
-  /** For SigV4 callers (src/aws-api): the policy's AWS credential with this access key id. */
+  /** For SigV4 callers (src/http/aws-api): the policy's AWS credential with this access key id. */
   awsCredential(accessKeyId: string): AwsCredential | undefined {
     return this.policy?.policy.awsCredentialFor(accessKeyId);
   }

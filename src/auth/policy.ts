@@ -33,7 +33,7 @@ interface PrincipalDocument {
   name: string;
   apiKeySha256?: string;
   subject?: string;
-  /** An AWS-style credential for the SigV4-signed wire protocol (src/aws-api). */
+  /** An AWS-style credential for the SigV4-signed wire protocol (src/http/aws-api). */
   awsAccessKeyId?: string;
   awsSecretAccessKey?: string;
   statements: StatementDocument[];

@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import { BrokerError, connectionNotFound, isBrokerError } from '../errors.js';
 import type { BrokerMetrics } from '../metrics.js';
 import { OutboundPolicy } from '../net/outbound-policy.js';
-import type { TokenClient, TokenResult } from '../oauth/token-client.js';
+import type { TokenClient, TokenResult } from './token-port.js';
 import {
   QuarantinedRecordError,
   type SecretStore,

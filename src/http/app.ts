@@ -14,7 +14,7 @@ import type { AuditLog } from '../auth/audit.js';
 import type { ExpensiveWorkGate } from '../auth/expensive-work.js';
 import type { PrincipalRateLimiter } from '../auth/rate-limiter.js';
 import { auditFinished, authenticate, limitExpensiveWork } from './access.js';
-import { awsApiRoutes } from '../aws-api/aws-api.routes.js';
+import { awsApiRoutes } from './aws-api/aws-api.routes.js';
 import { assertJsonDepth } from './json-depth.js';
 import { connectionsRoutes } from './connections.routes.js';
 import { httpTaskRoutes } from './http-task.routes.js';

@@ -1,21 +1,13 @@
 import * as client from 'openid-client';
 import { Agent, fetch as undiciFetch, type Dispatcher } from 'undici';
-import type { HttpParameter, OAuthAuth, OAuthToken } from '../connections/connection.js';
+import type { HttpParameter, OAuthAuth } from '../connections/connection.js';
+import type { TokenClient } from '../connections/token-port.js';
 import { headerRefusal, isFieldValue, nullPrototypeRecord } from '../connections/http-fields.js';
 import { findOutboundRefusal, OutboundPolicy } from '../net/outbound-policy.js';
 
-/**
- * One client-credentials token request. The outcome separates a definitive rejection (which
- * deauthorizes a connection) from an unreachable endpoint (which keeps a valid token in service).
- */
-export type TokenResult =
-  | { outcome: 'issued'; token: OAuthToken; durationMs: number }
-  | { outcome: 'rejected'; reason: string; durationMs: number }
-  | { outcome: 'unavailable'; reason: string; durationMs: number };
-
-export interface TokenClient {
-  requestToken(oauth: OAuthAuth): Promise<TokenResult>;
-}
+// The port this module implements is the domain's (src/connections/token-port.ts), so the
+// domain never imports this adapter.
+export type { TokenClient, TokenResult } from '../connections/token-port.js';
 
 export interface TokenClientOptions {
   timeoutMs: number;

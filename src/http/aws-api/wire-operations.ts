@@ -1,13 +1,13 @@
 import type { Response } from 'express';
-import type { ArnContext } from '../connections/arn.js';
-import type { ConnectionService } from '../connections/connection-service.js';
+import type { ArnContext } from '../../connections/arn.js';
+import type { ConnectionService } from '../../connections/connection-service.js';
 import {
   toListQuery,
   type CreateConnectionInput,
   type ListConnectionsInput,
   type UpdateConnectionInput,
-} from '../connections/connection-input.js';
-import { authorize, authorizeSome } from '../http/access.js';
+} from '../../connections/connection-input.js';
+import { authorize, authorizeSome } from '../access.js';
 import type { WireValidator } from './wire-validator.js';
 import {
   createdShape,

@@ -5,19 +5,19 @@ import express, {
   type RequestHandler,
 } from 'express';
 import type { Logger } from 'pino';
-import type { AuditLog } from '../auth/audit.js';
-import type { Authenticator, Caller } from '../auth/authenticator.js';
-import type { PrincipalRateLimiter } from '../auth/rate-limiter.js';
-import { SigV4Error, SigV4Verifier } from '../auth/sigv4-verifier.js';
-import type { ArnContext } from '../connections/arn.js';
-import type { ConnectionService } from '../connections/connection-service.js';
-import { BrokerError } from '../errors.js';
-import { assertJsonDepth } from '../http/json-depth.js';
-import { loadOpenApiDocument } from '../http/openapi-document.js';
+import type { AuditLog } from '../../auth/audit.js';
+import type { Authenticator, Caller } from '../../auth/authenticator.js';
+import type { PrincipalRateLimiter } from '../../auth/rate-limiter.js';
+import { SigV4Error, SigV4Verifier } from '../../auth/sigv4-verifier.js';
+import type { ArnContext } from '../../connections/arn.js';
+import type { ConnectionService } from '../../connections/connection-service.js';
+import { BrokerError } from '../../errors.js';
+import { assertJsonDepth } from '../json-depth.js';
+import { loadOpenApiDocument } from '../openapi-document.js';
 import { sendWire, sendWireError, toWireError, WireProtocolError } from './wire-errors.js';
 import { isWireOperation, runWireOperation, type WireOperation } from './wire-operations.js';
 import { WireValidator } from './wire-validator.js';
-import type { ExpensiveWorkGate } from '../auth/expensive-work.js';
+import type { ExpensiveWorkGate } from '../../auth/expensive-work.js';
 
 export interface AwsApiDeps {
   service: ConnectionService;

@@ -1,13 +1,13 @@
 import { Ajv2020, type ErrorObject, type ValidateFunction } from 'ajv/dist/2020.js';
 import addFormatsModule from 'ajv-formats';
-import { BrokerError } from '../errors.js';
+import { BrokerError } from '../../errors.js';
 import {
   listOperations,
   resolveParameter,
   type OpenApiDocument,
-} from '../http/openapi-document.js';
-import { formatValidationErrors } from '../http/validation-message.js';
-import { OAUTH_HTTP_METHODS } from '../connections/connection.js';
+} from '../openapi-document.js';
+import { formatValidationErrors } from '../validation-message.js';
+import { OAUTH_HTTP_METHODS } from '../../connections/connection.js';
 import type { WireOperation } from './wire-operations.js';
 
 // ajv-formats ships CommonJS with a default export property.

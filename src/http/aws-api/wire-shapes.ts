@@ -1,11 +1,11 @@
-import type { ArnContext } from '../connections/arn.js';
-import type { Connection } from '../connections/connection.js';
+import type { ArnContext } from '../../connections/arn.js';
+import type { Connection } from '../../connections/connection.js';
 import {
   describeView,
   stateView,
   summaryView,
   type TimeFormat,
-} from '../connections/connection-view.js';
+} from '../../connections/connection-view.js';
 
 /** The REST API's views (no secrets, one place) in the AWS JSON protocol's shapes. */
 

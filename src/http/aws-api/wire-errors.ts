@@ -1,7 +1,7 @@
 import type { ServerResponse } from 'node:http';
-import { SigV4Error } from '../auth/sigv4-verifier.js';
-import type { ErrorCode } from '../errors.js';
-import { toBrokerError } from '../http/problem.js';
+import { SigV4Error } from '../../auth/sigv4-verifier.js';
+import type { ErrorCode } from '../../errors.js';
+import { toBrokerError } from '../problem.js';
 
 /** Errors of the AWS JSON protocol itself, which the REST API has no use for. */
 export class WireProtocolError extends Error {
