@@ -110,10 +110,8 @@ async function main(): Promise<void> {
   // Responses still being answered, so shutdown can end their connections after them.
   const inFlight = new Set<ServerResponse>();
   let phase: 'serving' | 'delaying' | 'draining' = 'serving';
-  // Timeouts are checked every second, not Node's default 30 s, so headersTimeout bounds a
-  // half-sent request to about its own value.
-  // Bounds on what callers can hold (given here: Node reads them when the server is made):
-  // a slow request head or body ends with a 408, checked every second.
+  // Bounds on what callers can hold, given here because Node reads them when the server is made:
+  // a slow request head or body ends with a 408, checked every second (Node's default is 30 s).
   const server = createServer(
     {
       connectionsCheckingInterval: 1_000,

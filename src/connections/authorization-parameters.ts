@@ -93,7 +93,10 @@ export class UnsendableConnectionError extends BrokerError {
   }
 }
 
-function assertSendable(connection: Connection, headers: Record<string, string>): void {
+function assertStoredHeadersSendable(
+  connection: Connection,
+  headers: Record<string, string>,
+): void {
   for (const [name, value] of Object.entries(headers)) {
     const refusal = headerRefusal(name, value, 'connection');
     if (refusal !== undefined) {
@@ -119,7 +122,7 @@ export function prepareAuthorization(
     if (existing.toLowerCase() === name.toLowerCase()) delete headers[existing];
   }
   headers[name] = value;
-  assertSendable(connection, headers);
+  assertStoredHeadersSendable(connection, headers);
   const expiresAtMs =
     connection.authorizationType === 'OAUTH_CLIENT_CREDENTIALS'
       ? connection.token?.expiresAtMs

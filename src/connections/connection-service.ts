@@ -101,6 +101,7 @@ const isConflict = (error: unknown): boolean =>
 
 const authorizeKey = (name: string): string => `${name}#authorize`;
 const generationKey = (name: string, generation: number): string => `${name}#${generation}`;
+const rejectedKey = (name: string, generation: number): string => `${name}#${generation}#rejected`;
 
 function truncate(text: string): string {
   return text.length <= STATE_REASON_MAX ? text : `${text.slice(0, STATE_REASON_MAX - 1)}…`;
@@ -396,13 +397,14 @@ export class ConnectionService {
     return this.prepared(loaded);
   }
 
+  /** Single flight, like the refresh it follows: a storm of reports costs one read and write. */
   private async markRejected(name: string, generation: number): Promise<void> {
-    await this.writes.run(name, async () => {
+    await this.singleFlight(rejectedKey(name, generation), name, async () => {
       const current = await this.reload(name);
       const c = current.connection;
-      if (!isOAuth(c) || c.generation !== generation || c.token === undefined) return;
-      if (c.token.rejected === true) return;
-      await this.saveOrAdopt({ ...c, token: { ...c.token, rejected: true } }, current.version);
+      if (!isOAuth(c) || c.generation !== generation || c.token === undefined) return current;
+      if (c.token.rejected === true) return current;
+      return this.saveOrAdopt({ ...c, token: { ...c.token, rejected: true } }, current.version);
     });
   }
 

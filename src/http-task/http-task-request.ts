@@ -42,8 +42,8 @@ const QS_ARRAY_FORMAT: Record<ArrayFormat, 'indices' | 'repeat' | 'comma' | 'bra
 };
 
 /**
- * The task's own headers: valid fields, none on the forbidden list (seed's rules, one module for
- * every source of headers: src/connections/http-fields.ts).
+ * The task's own headers: valid fields, none on the forbidden list (Step Functions' rules, one
+ * module for every source of headers: src/connections/http-fields.ts).
  */
 export function assertAllowedHeaders(headers: Record<string, string>): void {
   const refused: string[] = [];

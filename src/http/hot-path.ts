@@ -22,9 +22,8 @@ export interface HotPathDeps {
 function referenceFromUrl(url: string): string | undefined {
   // A query string is express's to validate (it refuses parameters the route does not take).
   if (url.includes('?')) return undefined;
-  const path = url;
-  if (!path.startsWith(PREFIX) || !path.endsWith(SUFFIX)) return undefined;
-  const segment = path.slice(PREFIX.length, path.length - SUFFIX.length);
+  if (!url.startsWith(PREFIX) || !url.endsWith(SUFFIX)) return undefined;
+  const segment = url.slice(PREFIX.length, url.length - SUFFIX.length);
   if (segment.length === 0 || segment.includes('/')) return undefined;
   if (!segment.includes('%')) return segment;
   try {

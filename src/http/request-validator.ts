@@ -163,13 +163,7 @@ export class RequestValidator {
       }
       return structuredClone(body);
     }
-    const contentType = req.headers['content-type'];
-    if (contentType !== undefined && req.is('application/json') === false) {
-      throw new BrokerError(
-        'UnsupportedMediaTypeException',
-        `Content-Type '${contentType}' is not supported; send application/json.`,
-      );
-    }
+    // A body that is not JSON never gets here: src/http/app.ts answers 415 first.
     if (required) throw new BrokerError('ValidationException', 'A JSON request body is required.');
     return undefined;
   }

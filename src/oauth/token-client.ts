@@ -174,15 +174,7 @@ function methodFetch(
   return async (url: string, init: client.CustomFetchOptions): Promise<Response> => {
     const headers = new Headers(init.headers);
     headers.set('user-agent', options.userAgent);
-    for (const p of oauth.oauthHttpParameters?.headerParameters ?? []) {
-      // Stored before the header rules, or written by another broker: refused, not sent.
-      if (headerRefusal(p.key, p.value, 'connection') !== undefined) {
-        throw new UnreadableAnswer(
-          `the connection's token request header ${JSON.stringify(p.key.slice(0, 64))} cannot be sent`,
-        );
-      }
-      headers.set(p.key, p.value);
-    }
+    for (const p of oauth.oauthHttpParameters?.headerParameters ?? []) headers.set(p.key, p.value);
     let target = url;
     let body: client.CustomFetchOptions['body'] | undefined = init.body;
     if (oauth.httpMethod === 'GET') {
@@ -206,20 +198,15 @@ function methodFetch(
       ...(init.signal !== undefined && { signal: init.signal }),
     })) as unknown as Response;
     observed.status = response.status;
-    let bytes: Uint8Array;
     try {
-      bytes = await readBounded(response, maxResponseBytes);
-    } catch (error) {
-      if (error instanceof UnreadableAnswer) observed.unreadable = error.message;
-      throw error;
-    }
-    if (!response.ok) {
-      const oauthError = oauthErrorOf(bytes);
-      if (oauthError !== undefined) observed.oauthError = oauthError;
-    }
-    try {
+      const bytes = await readBounded(response, maxResponseBytes);
+      if (!response.ok) {
+        const oauthError = oauthErrorOf(bytes);
+        if (oauthError !== undefined) observed.oauthError = oauthError;
+      }
       return responseOver(response, withDefaultTokenType(response, bytes));
     } catch (error) {
+      // openid-client wraps what customFetch throws: the reason is kept here for the outcome.
       if (error instanceof UnreadableAnswer) observed.unreadable = error.message;
       throw error;
     }
@@ -296,10 +283,19 @@ export function createTokenClient(options: TokenClientOptions): TokenClient {
           durationMs: 0,
         };
       }
-      // Stored before the policy changed (or written by another broker): refused, not sent.
+      // Stored before the policy or the header rules changed (or written by another broker):
+      // refused, not sent.
       const refusal = policy.refusalOf(tokenEndpoint);
       if (refusal !== undefined) {
         return { outcome: 'rejected', reason: `AuthorizationEndpoint ${refusal}`, durationMs: 0 };
+      }
+      const unsendable = oauth.oauthHttpParameters?.headerParameters?.find(
+        (p) => headerRefusal(p.key, p.value, 'connection') !== undefined,
+      );
+      if (unsendable !== undefined) {
+        const header = JSON.stringify(unsendable.key.slice(0, 64));
+        const reason = `the connection's token request header ${header} cannot be sent`;
+        return { outcome: 'rejected', reason, durationMs: 0 };
       }
       const config = new client.Configuration(
         { issuer: new URL(tokenEndpoint).origin, token_endpoint: tokenEndpoint },

@@ -237,6 +237,40 @@ describe('connections whose headers could not be sent as they are', () => {
   );
 
   it(
+    'when a stored OAuth connection has a token request header that breaks the rules, then no token request is sent and it ends DEAUTHORIZED saying which header',
+    BOUNDED,
+    async () => {
+      const nowMs = Date.now();
+      const legacy: Connection = {
+        name: 'legacy-oauth',
+        uuid: 'b5d1bc7f-3d0e-4d4b-9d85-8f1fb0d6a0a2',
+        secretUuid: 'c5d1bc7f-3d0e-4d4b-9d85-8f1fb0d6a0a2',
+        state: 'AUTHORIZING',
+        creationTimeMs: nowMs,
+        lastModifiedTimeMs: nowMs,
+        generation: 1,
+        authorizationType: 'OAUTH_CLIENT_CREDENTIALS',
+        oauth: {
+          clientId: 'c',
+          clientSecret: 's',
+          authorizationEndpoint: `${upstream.origin}/token`,
+          httpMethod: 'POST',
+          oauthHttpParameters: {
+            headerParameters: [{ key: 'Host', value: 'evil.example', isValueSecret: false }],
+          },
+        },
+      };
+      await h.broker.store.create('legacy-oauth', encodeConnection(legacy));
+      const before = upstream.requests().length;
+      await h.request.get('/v1/connections/legacy-oauth/authorization').expect(409);
+      const described = await h.request.get('/v1/connections/legacy-oauth').expect(200);
+      assert.equal(described.body.ConnectionState, 'DEAUTHORIZED');
+      assert.match(described.body.StateReason, /token request header "Host" cannot be sent/);
+      assert.equal(upstream.requests().length, before);
+    },
+  );
+
+  it(
     'when a body breaks thousands of rules, then the answer lists the first few and counts the rest',
     BOUNDED,
     async () => {
