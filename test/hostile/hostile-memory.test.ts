@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
 import { startBrokerProcess, type BrokerProcess } from '../support/broker-process.js';
-import { responseHead, startHostilePeer, type HostilePeer } from '../support/hostile-peer.js';
+import { endlessChunked, startHostilePeer, type HostilePeer } from '../support/hostile-peer.js';
 
 const BOUNDED = { timeout: 120_000 } as const;
 /** What the endless answers may cost, in all: buffers in flight, GC slack, JIT. */
@@ -32,24 +32,12 @@ describe('a broker process against endless peers', () => {
     broker = await startBrokerProcess({ BROKER_ALLOW_INSECURE_ENDPOINTS: 'true' });
     tokenEndpoint = await startHostilePeer('/token');
     upstream = await startHostilePeer('/api');
-    tokenEndpoint.behave({
-      kind: 'stream',
-      head: `${responseHead('200 OK', [
-        ['Content-Type', 'application/json'],
-        ['Transfer-Encoding', 'chunked'],
-      ])}f\r\n{"access_token":\r\n`,
-      chunk: Buffer.from(`10000\r\n${'a'.repeat(0x10000)}\r\n`),
-      maxBytes: ENDLESS_BYTES,
-    });
-    upstream.behave({
-      kind: 'stream',
-      head: responseHead('200 OK', [
-        ['Content-Type', 'text/plain'],
-        ['Transfer-Encoding', 'chunked'],
-      ]),
-      chunk: Buffer.from(`10000\r\n${'b'.repeat(0x10000)}\r\n`),
-      maxBytes: ENDLESS_BYTES,
-    });
+    tokenEndpoint.behave(
+      endlessChunked([['Content-Type', 'application/json']], ENDLESS_BYTES, {
+        opening: '{"token_type":"Bearer","access_token":"',
+      }),
+    );
+    upstream.behave(endlessChunked([['Content-Type', 'text/plain']], ENDLESS_BYTES, { fill: 'b' }));
   });
 
   after(async () => {
@@ -112,6 +100,12 @@ describe('a broker process against endless peers', () => {
         assert.equal(task.json['Error'], 'States.Runtime');
       }
 
+      // The token answers were read to the limit, not refused for a malformed head.
+      const described = await fetch(`${broker.url}/v1/connections/endless-0`, {
+        signal: AbortSignal.timeout(5000),
+      });
+      const reason = String(((await described.json()) as { StateReason?: unknown }).StateReason);
+      assert.match(reason, /BROKER_TOKEN_RESPONSE_MAX_BYTES/);
       const grown = (await rssOf(broker.pid)) - baseline;
       t.diagnostic(
         `RSS ${(baseline / 1048576).toFixed(1)} MiB before, grew ${(grown / 1048576).toFixed(1)} MiB`,

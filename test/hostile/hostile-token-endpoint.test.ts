@@ -9,6 +9,8 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { startBroker, type Harness } from '../support/broker-harness.js';
 import {
+  endlessChunked,
+  IN_FLIGHT_SLACK_BYTES,
   rawAnswer,
   responseHead,
   startHostilePeer,
@@ -19,7 +21,6 @@ import {
 const BOUNDED = { timeout: 30_000 } as const;
 const RESPONSE_LIMIT = 65_536;
 const TOKEN_LIMIT = 16_384;
-const IN_FLIGHT_SLACK_BYTES = 8 * 1024 * 1024;
 const JSON_TYPE = [['Content-Type', 'application/json']] as const;
 /** An access_token that never ends follows this. */
 const OPENING = '{"token_type":"Bearer","access_token":"';
@@ -90,12 +91,9 @@ describe('OAuth against a hostile token endpoint', () => {
     'when the token endpoint streams an endless access_token, then the connection is DEAUTHORIZED and the broker stopped reading near the limit',
     BOUNDED,
     async () => {
-      const described = await createWith({
-        kind: 'stream',
-        head: `${responseHead('200 OK', [...JSON_TYPE, ['Transfer-Encoding', 'chunked']])}${OPENING.length.toString(16)}\r\n${OPENING}\r\n`,
-        chunk: Buffer.from(`10000\r\n${'a'.repeat(0x10000)}\r\n`),
-        maxBytes: 64 * 1024 * 1024,
-      });
+      const described = await createWith(
+        endlessChunked(JSON_TYPE, 64 * 1024 * 1024, { opening: OPENING }),
+      );
       assert.equal(described.ConnectionState, 'DEAUTHORIZED');
       assert.match(
         described.StateReason ?? '',

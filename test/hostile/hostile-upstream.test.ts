@@ -12,6 +12,8 @@ import {
 } from '../../src/http-task/http-task-invoker.js';
 import { startBroker, type Harness } from '../support/broker-harness.js';
 import {
+  endlessChunked,
+  IN_FLIGHT_SLACK_BYTES,
   rawAnswer,
   responseHead,
   startHostilePeer,
@@ -20,8 +22,6 @@ import {
 } from '../support/hostile-peer.js';
 
 const BOUNDED = { timeout: 30_000 } as const;
-/** Socket buffers between the peer and the broker: what may be in flight when it hangs up. */
-const IN_FLIGHT_SLACK_BYTES = 8 * 1024 * 1024;
 
 interface TaskResult {
   Status: 'SUCCEEDED' | 'FAILED';
@@ -136,15 +136,9 @@ describe('HTTP Task against a hostile upstream', () => {
     'when the upstream streams a body without end, then the task fails and the broker stops reading near the limit',
     BOUNDED,
     async () => {
-      const result = await invoke({
-        kind: 'stream',
-        head: responseHead('200 OK', [
-          ['Content-Type', 'application/json'],
-          ['Transfer-Encoding', 'chunked'],
-        ]),
-        chunk: Buffer.from(`10000\r\n${'a'.repeat(0x10000)}\r\n`),
-        maxBytes: 512 * 1024 * 1024,
-      });
+      const result = await invoke(
+        endlessChunked([['Content-Type', 'application/json']], 512 * 1024 * 1024),
+      );
       assert.equal(result.Status, 'FAILED');
       assert.equal(result.Error, 'States.Runtime');
       assert.match(result.Cause ?? '', new RegExp(`exceeds ${MAX_RESPONSE_BYTES} bytes`));

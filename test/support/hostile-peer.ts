@@ -148,3 +148,26 @@ export function rawAnswer(
     bytes: responseHead(status, headers, Buffer.byteLength(body)) + body,
   };
 }
+
+/** Socket buffers between a peer and the broker: what may be in flight when the broker hangs up. */
+export const IN_FLIGHT_SLACK_BYTES = 8 * 1024 * 1024;
+
+/**
+ * A chunked answer that never ends (up to `maxBytes`): `opening`, as its own chunk, then 64 KiB
+ * chunks of `fill`. A JSON opening such as `{"access_token":"` makes an endless token.
+ */
+export function endlessChunked(
+  headers: ReadonlyArray<readonly [string, string]>,
+  maxBytes: number,
+  { opening = '', fill = 'a' }: { opening?: string; fill?: string } = {},
+): PeerBehaviour {
+  const head = responseHead('200 OK', [...headers, ['Transfer-Encoding', 'chunked']]);
+  const first =
+    opening === '' ? '' : `${Buffer.byteLength(opening).toString(16)}\r\n${opening}\r\n`;
+  return {
+    kind: 'stream',
+    head: head + first,
+    chunk: Buffer.from(`10000\r\n${fill.repeat(0x10000)}\r\n`),
+    maxBytes,
+  };
+}
