@@ -54,3 +54,74 @@ export function connectionNotFound(name: string): BrokerError {
 export function isBrokerError(error: unknown): error is BrokerError {
   return error instanceof BrokerError;
 }
+
+/**
+ * The text a log line or a problem carries for any thrown value. Always under the field name
+ * `error`, so one log query finds every failure.
+ */
+export function errorMessage(error: unknown): string {
+  return error instanceof Error ? error.message : 'unknown error';
+}
+
+// ---- The catalog: every message the broker builds for more than one place lives here. ------
+
+export function connectionAlreadyExists(name: string, cause?: unknown): BrokerError {
+  return new BrokerError('ResourceAlreadyExistsException', `Connection ${name} already exists.`, {
+    cause,
+  });
+}
+
+export function concurrentModification(name: string, cause?: unknown): BrokerError {
+  return new BrokerError(
+    'ConcurrentModificationException',
+    `Connection '${name}' was modified concurrently; read it again and retry.`,
+    { cause },
+  );
+}
+
+export function invalidConnectionName(pattern: RegExp): BrokerError {
+  return new BrokerError('ValidationException', `Connection name must match ${pattern.source}.`);
+}
+
+export function connectionNotAuthorized(
+  name: string,
+  state: string,
+  stateReason: string | undefined,
+): BrokerError {
+  const reason = stateReason === undefined ? '' : ` ${stateReason}`;
+  return new BrokerError(
+    'InvalidConnectionStateException',
+    `Connection '${name}' is not authorized (state ${state}).${reason}`,
+  );
+}
+
+export function tokenEndpointUnavailable(name: string, retryAfterSeconds: number): BrokerError {
+  return new BrokerError(
+    'ServiceUnavailableException',
+    `The token endpoint of connection '${name}' is unavailable; no valid token can be served.`,
+    { retryAfterSeconds },
+  );
+}
+
+export function connectionLimitReached(held: number): BrokerError {
+  return new BrokerError(
+    'LimitExceededException',
+    `The broker holds ${held} connections, its limit (BROKER_MAX_CONNECTIONS_STORED); delete some, or raise the limit with the memory to hold them.`,
+  );
+}
+
+/** A member of the request that must be present (AWS's validation text). */
+export function missingMember(member: string): BrokerError {
+  return new BrokerError(
+    'ValidationException',
+    `1 validation error detected: Value null at '${member}' failed to satisfy constraint: Member must not be null`,
+  );
+}
+
+/** A member whose value breaks a rule (AWS's validation text); `shown` is never a secret. */
+export function invalidMember(member: string, shown: string, rule: string): BrokerError {
+  return new BrokerError(
+    'ValidationException',
+    `1 validation error detected: Value '${shown}' at '${member}' failed to satisfy constraint: Member ${rule}`,
+  );
+}

@@ -24,7 +24,7 @@ import {
   decodeNextToken,
   encodeNextToken,
   validateLimit,
-} from './list-pages.js';
+} from './store-rules.js';
 import {
   CreateSecretCommand,
   DeleteSecretCommand,

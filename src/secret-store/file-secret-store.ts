@@ -13,7 +13,7 @@ import {
   decodeNextToken,
   encodeNextToken,
   validateLimit,
-} from './list-pages.js';
+} from './store-rules.js';
 import { replaceFileAtomically, syncDirectory, TEMP_FILE_SUFFIX } from './durable-fs.js';
 import { JOURNAL_FILE_NAME, VersionJournal, judgeRecordVersion } from './version-journal.js';
 import type { JournalEntry, JournalLoad, VersionVerdict } from './version-journal.js';
