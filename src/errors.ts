@@ -125,3 +125,54 @@ export function invalidMember(member: string, shown: string, rule: string): Brok
     `1 validation error detected: Value '${shown}' at '${member}' failed to satisfy constraint: Member ${rule}`,
   );
 }
+
+export function unauthorized(): BrokerError {
+  return new BrokerError(
+    'UnauthorizedException',
+    'The request carries no valid credentials (Authorization: Bearer <api key or JWT>).',
+  );
+}
+
+/** AWS's text, naming the principal, the action and the resource. */
+export function accessDenied(principalName: string, action: string, resource: string): BrokerError {
+  return new BrokerError(
+    'AccessDeniedException',
+    `User: ${principalName} is not authorized to perform: ${action} on resource: ${resource}`,
+  );
+}
+
+export function throttled(principal: string, retryAfterSeconds: number): BrokerError {
+  return new BrokerError('ThrottlingException', `Rate exceeded for ${principal}.`, {
+    retryAfterSeconds,
+  });
+}
+
+export function openModeRefusal(what: string): BrokerError {
+  return new BrokerError(
+    'AccessDeniedException',
+    `A broker without a policy does not answer ${what}: call it as http://localhost:PORT/…, or set BROKER_POLICY_FILE.`,
+  );
+}
+
+export function secretScheduledForDeletion(name: string, cause?: unknown): BrokerError {
+  return new BrokerError(
+    'InvalidConnectionStateException',
+    `The secret of connection '${name}' is scheduled for deletion in AWS Secrets Manager; restore it or delete the connection.`,
+    { cause },
+  );
+}
+
+export function dataDirectoryInUse(dataDir: string, pid: number): BrokerError {
+  return new BrokerError(
+    'ServiceUnavailableException',
+    `data directory ${dataDir} is in use by process ${pid}`,
+  );
+}
+
+export function keyRotationStopped(reencrypted?: number): BrokerError {
+  const progress = reencrypted === undefined ? '' : ` after re-encrypting ${reencrypted} records`;
+  return new BrokerError(
+    'ServiceUnavailableException',
+    `The broker is shutting down: the key rotation stopped${progress}; the next start or rotation finishes it.`,
+  );
+}

@@ -11,7 +11,8 @@ export interface Problem {
   requestId?: string;
 }
 
-const TITLES: Record<ErrorCode, string> = {
+/** The problem `title` of each code; tests import it rather than copy it. */
+export const PROBLEM_TITLES: Readonly<Record<ErrorCode, string>> = {
   ValidationException: 'Invalid request',
   SerializationException: 'Malformed request body',
   UnauthorizedException: 'Unauthorized',
@@ -93,7 +94,7 @@ export function toBrokerError(error: unknown): BrokerError {
 export function toProblem(error: BrokerError, requestId: string | undefined): Problem {
   return {
     type: `urn:connection-broker:problem:${error.code}`,
-    title: TITLES[error.code],
+    title: PROBLEM_TITLES[error.code],
     status: ERROR_STATUS[error.code],
     detail: error.message,
     code: error.code,
