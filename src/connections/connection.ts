@@ -63,7 +63,8 @@ export interface OAuthToken {
   rejected?: true;
 }
 
-interface ConnectionCommon {
+/** What every connection has, whatever its authorization type. */
+export interface ConnectionCommon {
   name: string;
   /** The uuid in the connection ARN. */
   uuid: string;
