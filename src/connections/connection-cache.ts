@@ -103,6 +103,13 @@ export class ConnectionCache {
     this.entries.delete(name);
   }
 
+  /** A store's change notification: the entry goes unless it already holds that version. */
+  applyChange(name: string, version: string | undefined): void {
+    if (this.entries.peek(name)?.version !== version || version === undefined) {
+      this.entries.delete(name);
+    }
+  }
+
   /**
    * Applies a listing of every record's current version, taken at `listedAtMs`: entries it
    * confirms become current, entries it contradicts are dropped (changed or deleted elsewhere).

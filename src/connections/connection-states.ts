@@ -18,6 +18,11 @@ export class ConnectionStates {
     this.seen.set(name, { version, state, observedAtMs });
   }
 
+  /** The version last seen, to skip re-reading a record a notification says is unchanged. */
+  versionOf(name: string): string | undefined {
+    return this.seen.get(name)?.version;
+  }
+
   forget(name: string): void {
     this.seen.delete(name);
   }

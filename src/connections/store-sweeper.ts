@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import { mapWithConcurrency } from '../concurrency.js';
-import type { SecretStore } from '../secret-store/secret-store.js';
+import { errorMessage } from '../errors.js';
+import type { RecordChange, SecretStore } from '../secret-store/secret-store.js';
 import type { ConnectionCache } from './connection-cache.js';
 import { decodeState } from './connection-codec.js';
 import type { ConnectionStates } from './connection-states.js';
@@ -21,16 +22,22 @@ const READ_CONCURRENCY = 4;
 /**
  * Keeps a broker's view of a shared store current at a bounded cost: each sweep lists every
  * record's version (one store call per hundred records on Secrets Manager), confirms or drops
- * cached connections, and reads only the records that changed, for their state.
+ * cached connections, and reads only the records that changed, for their state. A store that
+ * sends change notifications is followed at once as well; the sweep then only repairs what a
+ * lost notification missed (ARCHITECTURE.md, Keeping a fleet coherent).
  */
 export class StoreSweeper {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
+  private unwatch: (() => void) | undefined;
+  /** Names whose state is being read after a notification: one read per name at a time. */
+  private readonly reading = new Set<string>();
 
   constructor(private readonly deps: StoreSweeperDeps) {}
 
   /** Resolves when the first sweep is over, whether it worked or not. */
   start(): Promise<void> {
+    this.unwatch = this.deps.store.watch?.((change) => this.follow(change));
     const first = this.sweep();
     if (this.deps.intervalMs > 0) {
       this.timer = setInterval(() => void this.sweep(), this.deps.intervalMs);
@@ -41,7 +48,40 @@ export class StoreSweeper {
 
   async stop(): Promise<void> {
     clearInterval(this.timer);
+    this.unwatch?.();
     await this.running;
+  }
+
+  /** One record changed somewhere: the cache drops what is outdated, the counts re-read it. */
+  private follow({ name, version }: RecordChange): void {
+    const { cache, states } = this.deps;
+    cache.applyChange(name, version);
+    if (version === undefined) {
+      states.forget(name);
+      return;
+    }
+    if (states.versionOf(name) === version || this.reading.has(name)) return;
+    this.reading.add(name);
+    this.deps.store
+      .get(name)
+      .then((record) => {
+        if (record === undefined) states.forget(name);
+        else
+          states.observe(
+            name,
+            record.version,
+            decodeState(record.secret.broker.state),
+            this.deps.now(),
+          );
+      })
+      .catch((error: unknown) => {
+        // The next sweep reads it again.
+        this.deps.logger.debug(
+          { connection: name, error: errorMessage(error) },
+          'could not follow a change',
+        );
+      })
+      .finally(() => this.reading.delete(name));
   }
 
   /** One sweep; a call during a sweep joins it. Never rejects: failures are logged and counted. */
@@ -52,7 +92,7 @@ export class StoreSweeper {
           error instanceof Error && error.cause instanceof Error ? error.cause : undefined;
         this.deps.logger.warn(
           {
-            error: error instanceof Error ? error.message : 'unknown error',
+            error: errorMessage(error),
             ...(cause !== undefined && { cause: `${cause.name}: ${cause.message}` }),
           },
           'secret store sweep failed; cached connections are served until it recovers',

@@ -7,6 +7,7 @@ import {
 import type {
   ListPage,
   ListQuery,
+  RecordChange,
   SecretStore,
   StoredRecord,
   StoredSecret,
@@ -33,6 +34,7 @@ export class MemorySecretStore implements SecretStore {
   private nextVersion = 1;
   private outage: BrokerError | undefined;
   private readonly counts = new Map<string, number>();
+  private readonly watchers = new Set<(change: RecordChange) => void>();
 
   constructor(options: MemorySecretStoreOptions = {}) {
     this.shared = options.shared ?? false;
@@ -98,7 +100,18 @@ export class MemorySecretStore implements SecretStore {
   delete(name: string): Promise<void> {
     return this.call('delete', () => {
       if (!this.records.delete(name)) throw connectionNotFound(name);
+      this.notify({ name });
     });
+  }
+
+  watch(onChange: (change: RecordChange) => void): () => void {
+    this.watchers.add(onChange);
+    return () => this.watchers.delete(onChange);
+  }
+
+  /** After the write, on a later turn: a notification never arrives before the write's answer. */
+  private notify(change: RecordChange): void {
+    for (const watcher of this.watchers) setImmediate(() => watcher(change));
   }
 
   private write(name: string, secret: StoredSecret): StoredRecord {
@@ -109,6 +122,7 @@ export class MemorySecretStore implements SecretStore {
     };
     this.nextVersion += 1;
     this.records.set(name, record);
+    this.notify({ name, version: record.version });
     return structuredClone(record);
   }
 

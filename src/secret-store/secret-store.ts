@@ -135,6 +135,19 @@ export interface SecretStore {
   /** Fails with ResourceNotFoundException when absent. */
   delete(name: string): Promise<void>;
   close(): Promise<void>;
+  /**
+   * Optional: tells this process as soon as any writer (this one included) changes a record, so
+   * a fleet's caches follow at once rather than at the next sweep. Delivery may be lost (a
+   * dropped notification connection): the periodic sweep stays the fallback. Returns the
+   * unsubscribe function.
+   */
+  watch?(onChange: (change: RecordChange) => void): () => void;
+}
+
+/** One record changed: its new version, or none when it was deleted. */
+export interface RecordChange {
+  name: string;
+  version?: string;
 }
 
 /**

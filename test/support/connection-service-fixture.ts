@@ -2,6 +2,7 @@ import { pino } from 'pino';
 import { ConnectionCache } from '../../src/connections/connection-cache.js';
 import { ConnectionService } from '../../src/connections/connection-service.js';
 import { ConnectionStates } from '../../src/connections/connection-states.js';
+import { StoreSweeper } from '../../src/connections/store-sweeper.js';
 import type { CreateConnectionInput } from '../../src/connections/connection-input.js';
 import { createMetrics, type BrokerMetrics } from '../../src/metrics.js';
 import { OutboundPolicy } from '../../src/net/outbound-policy.js';
@@ -28,6 +29,8 @@ export interface ServiceUnderTest {
   states: ConnectionStates;
   metrics: BrokerMetrics;
   clock: ManualClock;
+  /** Follows the store's change notifications; `sweep()` runs one revalidation. */
+  sweeper: StoreSweeper;
 }
 
 export interface ServiceOptions {
@@ -72,7 +75,15 @@ export function serviceUnderTest(options: ServiceOptions = {}): ServiceUnderTest
     ...(options.maxConnections !== undefined && { maxConnections: options.maxConnections }),
     now: clock.now,
   });
-  return { service, store, tokens, cache, states, metrics, clock };
+  const sweeper = new StoreSweeper({
+    store,
+    cache,
+    states,
+    intervalMs: 0,
+    logger: pino({ level: 'silent' }),
+    now: clock.now,
+  });
+  return { service, store, tokens, cache, states, metrics, clock, sweeper };
 }
 
 export function oauthInput(
