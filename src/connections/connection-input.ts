@@ -1,4 +1,4 @@
-import { BrokerError } from '../errors.js';
+import { BrokerError, invalidMember, missingMember } from '../errors.js';
 import { HEADER_RULES, headerRefusal } from './http-fields.js';
 import type { components, operations } from '../openapi-types.js';
 import type {
@@ -50,12 +50,6 @@ export type Credentials =
   | { authorizationType: 'API_KEY'; apiKey: ApiKeyAuth }
   | { authorizationType: 'OAUTH_CLIENT_CREDENTIALS'; oauth: OAuthAuth };
 
-function missing(member: string): BrokerError {
-  return new BrokerError(
-    'ValidationException',
-    `1 validation error detected: Value null at '${member}' failed to satisfy constraint: Member must not be null`,
-  );
-}
 
 /** Only the block of the chosen type may be given (EventBridge: "only give the parameters for the AuthorizationType you chose"). */
 export function assertOnlyBlockFor(
@@ -87,7 +81,7 @@ export function mergeCredentials(
       const input = auth?.BasicAuthParameters;
       const base = same?.authorizationType === 'BASIC' ? same.basic : undefined;
       const username = input?.Username ?? base?.username;
-      if (username === undefined) throw missing('authParameters.basicAuthParameters.username');
+      if (username === undefined) throw missingMember('authParameters.basicAuthParameters.username');
       const password = input?.Password ?? base?.password;
       return {
         authorizationType: 'BASIC',
@@ -98,7 +92,7 @@ export function mergeCredentials(
       const input = auth?.ApiKeyAuthParameters;
       const base = same?.authorizationType === 'API_KEY' ? same.apiKey : undefined;
       const apiKeyName = input?.ApiKeyName ?? base?.apiKeyName;
-      if (apiKeyName === undefined) throw missing('authParameters.apiKeyAuthParameters.apiKeyName');
+      if (apiKeyName === undefined) throw missingMember('authParameters.apiKeyAuthParameters.apiKeyName');
       const apiKeyValue = input?.ApiKeyValue ?? base?.apiKeyValue;
       return {
         authorizationType: 'API_KEY',
@@ -113,12 +107,12 @@ export function mergeCredentials(
       const authorizationEndpoint = input?.AuthorizationEndpoint ?? base?.authorizationEndpoint;
       const httpMethod = input?.HttpMethod ?? base?.httpMethod;
       if (clientId === undefined) {
-        throw missing('authParameters.oAuthParameters.clientParameters.clientID');
+        throw missingMember('authParameters.oAuthParameters.clientParameters.clientID');
       }
       if (authorizationEndpoint === undefined) {
-        throw missing('authParameters.oAuthParameters.authorizationEndpoint');
+        throw missingMember('authParameters.oAuthParameters.authorizationEndpoint');
       }
-      if (httpMethod === undefined) throw missing('authParameters.oAuthParameters.httpMethod');
+      if (httpMethod === undefined) throw missingMember('authParameters.oAuthParameters.httpMethod');
       const oauthHttpParameters = input?.OAuthHttpParameters
         ? mergeHttpParameters(base?.oauthHttpParameters, input.OAuthHttpParameters)
         : base?.oauthHttpParameters;
@@ -136,12 +130,6 @@ export function mergeCredentials(
   }
 }
 
-function unsendable(member: string, shown: string, rule: string): BrokerError {
-  return new BrokerError(
-    'ValidationException',
-    `1 validation error detected: Value '${shown}' at '${member}' failed to satisfy constraint: Member ${rule}`,
-  );
-}
 
 function assertSendableHeaderParameters(
   parameters: readonly HttpParameter[] | undefined,
@@ -152,9 +140,9 @@ function assertSendableHeaderParameters(
     if (refusal === undefined) return;
     const member = `${memberPrefix}.headerParameters.${index + 1}.member`;
     if (refusal === 'value') {
-      throw unsendable(`${member}.value`, REDACTED, HEADER_RULES.value);
+      throw invalidMember(`${member}.value`, REDACTED, HEADER_RULES.value);
     }
-    throw unsendable(`${member}.key`, p.key, HEADER_RULES[refusal]);
+    throw invalidMember(`${member}.key`, p.key, HEADER_RULES[refusal]);
   });
 }
 
@@ -176,14 +164,14 @@ export function assertSendable(
     const { apiKeyName, apiKeyValue } = credentials.apiKey;
     const refusal = headerRefusal(apiKeyName, apiKeyValue ?? 'x', 'connection');
     if (refusal === 'name' || refusal === 'forbidden') {
-      throw unsendable(
+      throw invalidMember(
         'authParameters.apiKeyAuthParameters.apiKeyName',
         apiKeyName,
         HEADER_RULES[refusal],
       );
     }
     if (refusal === 'value') {
-      throw unsendable(
+      throw invalidMember(
         'authParameters.apiKeyAuthParameters.apiKeyValue',
         REDACTED,
         HEADER_RULES.value,
@@ -213,7 +201,7 @@ export function hasCompleteCredentials(credentials: Credentials): boolean {
 export function requireBlockFor(type: AuthorizationType, auth: UpdateAuthParameters): void {
   const block = BLOCK_FOR_TYPE[type];
   if (auth[block] === undefined) {
-    throw missing(`authParameters.${block.charAt(0).toLowerCase()}${block.slice(1)}`);
+    throw missingMember(`authParameters.${block.charAt(0).toLowerCase()}${block.slice(1)}`);
   }
 }
 
