@@ -34,3 +34,21 @@ export async function replaceFileAtomically(path: string, content: string): Prom
     throw error;
   }
 }
+
+/**
+ * The code of a node:fs error (`ENOENT`, `EACCES`), never its message: fs messages carry the
+ * path, and the file store's errors and quarantine reasons reach API callers.
+ */
+export function errorCode(error: unknown): string {
+  if (typeof error === 'object' && error !== null && 'code' in error) return String(error.code);
+  return 'unknown error';
+}
+
+/** Removing a file that is already gone is no failure. */
+export async function unlinkIfPresent(path: string): Promise<void> {
+  try {
+    await unlink(path);
+  } catch (error) {
+    if (errorCode(error) !== 'ENOENT') throw error;
+  }
+}

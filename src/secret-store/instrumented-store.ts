@@ -1,3 +1,4 @@
+import { errorMessage } from '../errors.js';
 import type { BrokerMetrics } from '../metrics.js';
 import type {
   ListPage,
@@ -5,6 +6,7 @@ import type {
   SecretStore,
   StoredRecord,
   StoredSecret,
+  RecordChange,
 } from './secret-store.js';
 
 export interface StoreHealth {
@@ -48,12 +50,13 @@ export class InstrumentedSecretStore implements SecretStore {
       this.metrics.secretStoreOperations.inc({ op, outcome: 'ok' });
       return result;
     } catch (error) {
-      const code = (error as { code?: unknown }).code;
+      const code =
+        typeof error === 'object' && error !== null && 'code' in error ? error.code : undefined;
       const expected = typeof code === 'string' && EXPECTED.has(code);
       this.metrics.secretStoreOperations.inc({ op, outcome: expected ? 'ok' : 'error' });
       if (code === UNREACHABLE) {
         this.health.healthy = false;
-        this.health.lastError = `${op} failed: ${error instanceof Error ? error.message : 'unknown error'}`;
+        this.health.lastError = `${op} failed: ${errorMessage(error)}`;
         this.metrics.secretStoreHealthy.set(0);
       } else {
         // Not found, a conflict, one malformed record, a quota: the store answered.
@@ -93,5 +96,10 @@ export class InstrumentedSecretStore implements SecretStore {
   }
   close(): Promise<void> {
     return this.inner.close();
+  }
+
+  /** Notifications pass through as they are: the sweep, not this wrapper, counts as reaching the store. */
+  watch(onChange: (change: RecordChange) => void): () => void {
+    return this.inner.watch?.(onChange) ?? (() => undefined);
   }
 }

@@ -5,11 +5,13 @@
 
 import { unwatchFile, watchFile, type Stats } from 'node:fs';
 import type { Logger } from 'pino';
-import type { FileSecretStore, KeyRingStatus } from './file-secret-store.js';
+
+import { BrokerError, errorMessage, keyRotationStopped } from '../errors.js';
+import type { KeyRingStatus } from './file-key-ring.js';
+import type { FileSecretStore } from './file-secret-store.js';
+import type { MasterKey } from './master-key.js';
 
 export type { KeyRingStatus };
-import { BrokerError } from '../errors.js';
-import type { MasterKey } from './master-key.js';
 
 /** Polling survives the symlink swaps by which Kubernetes updates mounted Secrets. */
 const WATCH_INTERVAL_MS = 2_000;
@@ -49,7 +51,7 @@ export class KeyRotation {
    * that cannot be read or drops a key in use is refused and the current ring stays.
    */
   rotate(): Promise<KeyRotationResult> {
-    if (this.stopping.signal.aborted) return Promise.reject(shuttingDown());
+    if (this.stopping.signal.aborted) return Promise.reject(keyRotationStopped());
     const next = this.queue.then(() => this.rotateNow());
     this.queue = next.catch(() => undefined);
     return next;
@@ -86,7 +88,7 @@ export class KeyRotation {
       );
     } catch (error) {
       logger.error(
-        { reason, error: error instanceof Error ? error.message : 'unknown error' },
+        { reason, error: errorMessage(error) },
         'master key rotation refused or interrupted; the current ring stays in force',
       );
     }
@@ -103,22 +105,14 @@ export class KeyRotation {
   private async rotateNow(): Promise<KeyRotationResult> {
     const { store, loadKeys } = this.options;
     const { signal } = this.stopping;
-    if (signal.aborted) throw shuttingDown();
+    if (signal.aborted) throw keyRotationStopped();
     if (loadKeys !== undefined) store.replaceKeys(await loadRing(loadKeys));
     const reencrypted = await store.reencryptAll(signal);
     const ring = store.keyRing();
     const isComplete = Object.keys(ring.recordsByKeyId).every((id) => id === ring.activeKeyId);
-    if (signal.aborted && !isComplete) throw shuttingDown(reencrypted);
+    if (signal.aborted && !isComplete) throw keyRotationStopped(reencrypted);
     return { ...ring, reencrypted };
   }
-}
-
-function shuttingDown(reencrypted?: number): BrokerError {
-  const progress = reencrypted === undefined ? '' : ` after re-encrypting ${reencrypted} records`;
-  return new BrokerError(
-    'ServiceUnavailableException',
-    `The broker is shutting down: the key rotation stopped${progress}; the next start or rotation finishes it.`,
-  );
 }
 
 async function loadRing(loadKeys: () => Promise<MasterKey[]>): Promise<MasterKey[]> {
@@ -128,7 +122,7 @@ async function loadRing(loadKeys: () => Promise<MasterKey[]>): Promise<MasterKey
     // The key parsers never echo key material, so their messages are safe to return.
     throw new BrokerError(
       'InvalidStateException',
-      `The key ring could not be reloaded: ${error instanceof Error ? error.message : 'unknown error'}. The current ring stays in force.`,
+      `The key ring could not be reloaded: ${errorMessage(error)}. The current ring stays in force.`,
       { cause: error },
     );
   }

@@ -3,7 +3,8 @@
  * BROKER_MASTER_KEY_FILE, or, for development only, a key file the broker creates in its data dir.
  */
 
-import { syncDirectory } from './durable-fs.js';
+import { errorCode, syncDirectory } from './durable-fs.js';
+import { RECORDS_DIR_NAME } from './file-data-directory.js';
 import { createHash, randomBytes } from 'node:crypto';
 import { access, mkdir, open, readFile, readdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
@@ -116,11 +117,6 @@ async function readExistingDevKeyFile(path: string): Promise<MasterKey> {
   }
 }
 
-function errorCode(error: unknown): string {
-  if (typeof error === 'object' && error !== null && 'code' in error) return String(error.code);
-  return 'unknown error';
-}
-
 async function exists(path: string): Promise<boolean> {
   try {
     await access(path);
@@ -133,7 +129,9 @@ async function exists(path: string): Promise<boolean> {
 /** Whether the file store's records folder holds at least one record file. */
 async function holdsRecords(dataDir: string): Promise<boolean> {
   try {
-    return (await readdir(join(dataDir, 'connections'))).some((entry) => entry.endsWith('.json'));
+    return (await readdir(join(dataDir, RECORDS_DIR_NAME))).some((entry) =>
+      entry.endsWith('.json'),
+    );
   } catch {
     return false;
   }

@@ -27,8 +27,9 @@ import { open, readdir, unlink } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 
-import { replaceFileAtomically, syncDirectory, TEMP_FILE_SUFFIX } from './durable-fs.js';
+import { errorCode, replaceFileAtomically, syncDirectory, TEMP_FILE_SUFFIX } from './durable-fs.js';
 import type { MasterKey } from './master-key.js';
+import { compareNames } from './store-rules.js';
 
 export const JOURNAL_FILE_NAME = 'versions.journal';
 
@@ -258,7 +259,7 @@ export class VersionJournal {
     const key = this.signingKey();
     const lines: string[] = [];
     let mac = '';
-    for (const [name, entry] of [...entries].sort(([left], [right]) => compare(left, right))) {
+    for (const [name, entry] of [...entries].sort(([left], [right]) => compareNames(left, right))) {
       const line = this.formLine(name, entryFields(entry), key, lines.length + 1, mac);
       lines.push(line.text);
       mac = line.mac;
@@ -423,14 +424,4 @@ function lineMac(key: Buffer, fields: string, previousMac: string): string {
   return createHmac('sha256', key)
     .update(`${DOMAIN}\n${fields}\n${previousMac}`, 'utf8')
     .digest('base64url');
-}
-
-function compare(left: string, right: string): number {
-  if (left === right) return 0;
-  return left < right ? -1 : 1;
-}
-
-function errorCode(error: unknown): string {
-  if (typeof error === 'object' && error !== null && 'code' in error) return String(error.code);
-  return 'unknown error';
 }
