@@ -133,12 +133,18 @@ export class ConnectionManagement {
       if (!(error instanceof QuarantinedRecordError)) throw error;
       return this.deleteQuarantined(error.connectionName);
     }
-    return this.deps.work.serialized(name, async () => {
-      const { connection } = await repository.reload(name);
-      await repository.delete(name);
-      tokens.forget(name);
-      return { ...connection, state: 'DELETING' as const };
-    });
+    try {
+      return await this.deps.work.serialized(name, async () => {
+        const { connection } = await repository.reload(name);
+        await repository.delete(name);
+        tokens.forget(name);
+        return { ...connection, state: 'DELETING' as const };
+      });
+    } catch (error) {
+      // Cached here, but the store refuses the record now: deleting is still how it is cleared.
+      if (!(error instanceof QuarantinedRecordError)) throw error;
+      return this.deleteQuarantined(error.connectionName);
+    }
   }
 
   /** Drops the credentials and the token; the non-secret fields and invocation parameters stay. */
