@@ -14,7 +14,7 @@ import { createInterface } from 'node:readline';
 import { FileSecretStore } from '../../src/secret-store/file-secret-store.js';
 import { parseMasterKey } from '../../src/secret-store/master-key.js';
 
-/** The parent seeds this record; keep in sync with file-secret-store.test.ts. */
+/** The parent seeds this record; keep in sync with test/stores/file-secret-store-crash.test.ts. */
 const RECORD_NAME = 'crash-target';
 const MAX_WRITES = 100_000;
 
