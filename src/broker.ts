@@ -11,6 +11,7 @@ import { ConnectionCache } from './connections/connection-cache.js';
 import { ConnectionService } from './connections/connection-service.js';
 import { ConnectionStates } from './connections/connection-states.js';
 import { StoreSweeper } from './connections/store-sweeper.js';
+import { errorMessage } from './errors.js';
 import { createRequestHandler } from './http/app.js';
 import { HttpTaskService } from './http-task/http-task-service.js';
 import { loadOpenApiDocument } from './http/openapi-document.js';
@@ -181,7 +182,7 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
     })
     .catch((error: unknown) => {
       logger.warn(
-        { error: error instanceof Error ? error.message : 'unknown error' },
+        { error: errorMessage(error) },
         'could not resume interrupted authorizations; they resume on first use',
       );
     });

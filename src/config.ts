@@ -1,288 +1,245 @@
-import { Ajv } from 'ajv';
 import path from 'node:path';
+import { EnvironmentReader } from './environment-reader.js';
 
-/** The only reader of process.env: one schema, parsed once, frozen. */
-export interface BrokerConfig {
-  port: number;
-  host: string;
-  dataDir: string;
-  /** Base64 of 32 bytes, from BROKER_MASTER_KEY. */
-  masterKeyBase64?: string;
-  /** Base64 keys, newest first, from BROKER_MASTER_KEYS. */
-  masterKeysBase64?: string;
-  masterKeyFile?: string;
-  region: string;
-  accountId: string;
-  allowInsecureEndpoints: boolean;
-  logLevel: string;
-  tokenTimeoutMs: number;
-  cacheMaxEntries: number;
-  /** How stale a cached connection may be when other brokers share the store. */
-  cacheMaxAgeSeconds: number;
-  /** How long past that a cached connection is still served while the store is unreachable. */
-  staleIfErrorSeconds: number;
-  bodyLimitBytes: number;
-  secretStore: 'file' | 'aws';
-  kmsKeyId?: string;
-  secretNamePrefix: string;
-  /** Callers and their permissions (JSON); without it the broker runs open on loopback only. */
-  policyFile?: string;
-  /** `none` runs open on any address, deliberately. */
-  auth: 'policy' | 'none';
-  /** Whether GET /metrics needs an authenticated caller. */
-  metricsAuth: boolean;
-  jwtIssuer?: string;
-  jwtAudience?: string;
-  /** Defaults to the issuer's discovery document's jwks_uri. */
-  jwtJwksUrl?: string;
-  /** Host globs and CIDRs that outbound requests may reach despite the private-address rule. */
-  allowedEndpoints: string[];
-  /** Requests per second per principal (0: no limit), and how many may come at once. */
-  rateLimitPerSecond: number;
-  rateLimitBurst: number;
-  /** After SIGTERM: how long readiness fails while requests are still served. */
-  shutdownDelaySeconds: number;
-  /** Then: how long in-flight requests may take before their connections are closed. */
-  drainTimeoutSeconds: number;
-  /** Host names an open broker answers to besides loopback ones; `*` for any. */
-  allowedHosts: string[];
-  /** The largest token endpoint answer read, and the longest access_token stored. */
-  tokenResponseMaxBytes: number;
-  accessTokenMaxLength: number;
-  /** Sockets the server holds at once; more are closed on arrival. */
-  maxSockets: number;
-  /** Per principal: token-requesting and HTTP Task calls per second (0: no limit), and burst. */
-  expensiveRateLimitPerSecond: number;
-  expensiveRateLimitBurst: number;
-  /** Per principal: such requests running at once (0: no limit). */
-  expensiveMaxInFlight: number;
-  /** Connections the broker holds at most (0: no limit). */
-  maxConnectionsStored: number;
-  /** Trust record files as they are at start (a restore from backup on purpose). */
-  acceptRestoredRecords: boolean;
-}
-
-const envSchema = {
-  type: 'object',
-  properties: {
-    PORT: { type: 'integer', minimum: 0, maximum: 65535, default: 8080 },
-    HOST: { type: 'string', minLength: 1, default: '127.0.0.1' },
-    BROKER_DATA_DIR: { type: 'string', minLength: 1, default: './data' },
-    BROKER_MASTER_KEY: { type: 'string', minLength: 1 },
-    BROKER_MASTER_KEY_FILE: { type: 'string', minLength: 1 },
-    BROKER_MASTER_KEYS: { type: 'string', minLength: 1 },
-    BROKER_REGION: { type: 'string', pattern: '^[a-z]{2}(-[a-z]+)+-[0-9]+$', default: 'us-east-1' },
-    BROKER_ACCOUNT_ID: { type: 'string', pattern: '^[0-9]{12}$', default: '000000000000' },
-    BROKER_ALLOW_INSECURE_ENDPOINTS: {
-      type: 'string',
-      enum: ['1', '0', 'true', 'false', ''],
-      default: 'false',
-    },
-    LOG_LEVEL: {
-      type: 'string',
-      enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'],
-      default: 'info',
-    },
-    BROKER_TOKEN_TIMEOUT_MS: { type: 'integer', minimum: 100, maximum: 60000, default: 10000 },
-    BROKER_CACHE_MAX_ENTRIES: { type: 'integer', minimum: 1, maximum: 1000000, default: 10000 },
-    BROKER_CACHE_MAX_AGE_SECONDS: { type: 'integer', minimum: 1, maximum: 3600, default: 30 },
-    BROKER_STALE_IF_ERROR_SECONDS: { type: 'integer', minimum: 0, maximum: 86400, default: 900 },
-    BROKER_BODY_LIMIT_BYTES: { type: 'integer', minimum: 1024, maximum: 10485760, default: 262144 },
-    BROKER_SECRET_STORE: { type: 'string', enum: ['file', 'aws'], default: 'file' },
-    BROKER_KMS_KEY_ID: { type: 'string', minLength: 1, maxLength: 2048 },
-    BROKER_POLICY_FILE: { type: 'string', minLength: 1 },
-    BROKER_AUTH: { type: 'string', enum: ['policy', 'none'], default: 'policy' },
-    BROKER_METRICS_AUTH: { type: 'string', enum: ['none', 'policy'], default: 'none' },
-    BROKER_JWT_ISSUER: { type: 'string', pattern: '^https?://' },
-    BROKER_JWT_AUDIENCE: { type: 'string', minLength: 1 },
-    BROKER_JWT_JWKS_URL: { type: 'string', pattern: '^https?://' },
-    BROKER_ALLOWED_ENDPOINTS: { type: 'string', default: '' },
-    BROKER_RATE_LIMIT_PER_SECOND: { type: 'integer', minimum: 0, maximum: 1000000, default: 1000 },
-    BROKER_RATE_LIMIT_BURST: { type: 'integer', minimum: 1, maximum: 1000000, default: 2000 },
-    BROKER_SHUTDOWN_DELAY_SECONDS: { type: 'integer', minimum: 0, maximum: 300, default: 5 },
-    BROKER_DRAIN_TIMEOUT_SECONDS: { type: 'integer', minimum: 0, maximum: 300, default: 10 },
-    BROKER_ALLOWED_HOSTS: { type: 'string', default: '' },
-    BROKER_TOKEN_RESPONSE_MAX_BYTES: {
-      type: 'integer',
-      minimum: 1024,
-      maximum: 1048576,
-      default: 65536,
-    },
-    BROKER_ACCESS_TOKEN_MAX_LENGTH: {
-      type: 'integer',
-      minimum: 64,
-      maximum: 65536,
-      default: 16384,
-    },
-    BROKER_MAX_SOCKETS: { type: 'integer', minimum: 16, maximum: 1000000, default: 4096 },
-    BROKER_EXPENSIVE_RATE_LIMIT_PER_SECOND: {
-      type: 'integer',
-      minimum: 0,
-      maximum: 1000000,
-      default: 200,
-    },
-    BROKER_EXPENSIVE_RATE_LIMIT_BURST: {
-      type: 'integer',
-      minimum: 1,
-      maximum: 1000000,
-      default: 400,
-    },
-    BROKER_EXPENSIVE_MAX_IN_FLIGHT: { type: 'integer', minimum: 0, maximum: 100000, default: 64 },
-    BROKER_MAX_CONNECTIONS_STORED: {
-      type: 'integer',
-      minimum: 0,
-      maximum: 100000000,
-      default: 100000,
-    },
-    BROKER_ACCEPT_RESTORED_RECORDS: {
-      type: 'string',
-      enum: ['1', '0', 'true', 'false', ''],
-      default: 'false',
-    },
-    // Secrets Manager's name alphabet, plus the `!` of EventBridge's own (service-owned) names.
-    BROKER_SECRET_NAME_PREFIX: {
-      type: 'string',
-      pattern: '^[A-Za-z0-9/_+=.@!-]{1,64}/$',
-      default: 'events!connection/',
-    },
-  },
-} as const;
-
-interface ParsedEnv {
-  PORT: number;
-  HOST: string;
-  BROKER_DATA_DIR: string;
-  BROKER_MASTER_KEY?: string;
-  BROKER_MASTER_KEY_FILE?: string;
-  BROKER_MASTER_KEYS?: string;
-  BROKER_REGION: string;
-  BROKER_ACCOUNT_ID: string;
-  BROKER_ALLOW_INSECURE_ENDPOINTS: string;
-  LOG_LEVEL: string;
-  BROKER_TOKEN_TIMEOUT_MS: number;
-  BROKER_CACHE_MAX_ENTRIES: number;
-  BROKER_CACHE_MAX_AGE_SECONDS: number;
-  BROKER_STALE_IF_ERROR_SECONDS: number;
-  BROKER_BODY_LIMIT_BYTES: number;
-  BROKER_SECRET_STORE: 'file' | 'aws';
-  BROKER_KMS_KEY_ID?: string;
-  BROKER_SECRET_NAME_PREFIX: string;
-  BROKER_POLICY_FILE?: string;
-  BROKER_AUTH: 'policy' | 'none';
-  BROKER_METRICS_AUTH: 'none' | 'policy';
-  BROKER_JWT_ISSUER?: string;
-  BROKER_JWT_AUDIENCE?: string;
-  BROKER_JWT_JWKS_URL?: string;
-  BROKER_ALLOWED_ENDPOINTS: string;
-  BROKER_RATE_LIMIT_PER_SECOND: number;
-  BROKER_RATE_LIMIT_BURST: number;
-  BROKER_SHUTDOWN_DELAY_SECONDS: number;
-  BROKER_DRAIN_TIMEOUT_SECONDS: number;
-  BROKER_ALLOWED_HOSTS: string;
-  BROKER_TOKEN_RESPONSE_MAX_BYTES: number;
-  BROKER_ACCESS_TOKEN_MAX_LENGTH: number;
-  BROKER_MAX_SOCKETS: number;
-  BROKER_EXPENSIVE_RATE_LIMIT_PER_SECOND: number;
-  BROKER_EXPENSIVE_RATE_LIMIT_BURST: number;
-  BROKER_EXPENSIVE_MAX_IN_FLIGHT: number;
-  BROKER_MAX_CONNECTIONS_STORED: number;
-  BROKER_ACCEPT_RESTORED_RECORDS: string;
-}
+/**
+ * The only reader of process.env: every variable is declared once, in `declareVariables` below (name,
+ * parser, default, bounds and meaning; README, Configuration is the operators' table), the
+ * BrokerConfig type is derived from those declarations, and every rule that joins two variables
+ * is checked in loadConfig. Parsed once at start-up, frozen.
+ */
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
 }
 
-const validateEnv = new Ajv({ coerceTypes: true, useDefaults: true, allErrors: true }).compile(
-  envSchema,
-);
+/** The one place each variable is declared; `read` records what is wrong with each. */
+function declareVariables(read: EnvironmentReader) {
+  return {
+    /** Listening port (0 picks a free one). */
+    port: read.integer('PORT', { min: 0, max: 65535, default: 8080 }),
+    /** Listening address. */
+    host: read.text('HOST', { minLength: 1, default: '127.0.0.1' }),
+    /** The file store's directory, absolute; one broker process owns it. */
+    dataDir: path.resolve(read.text('BROKER_DATA_DIR', { minLength: 1, default: './data' })),
+    /** Base64 of 32 bytes: the file store's master key. */
+    masterKeyBase64: read.optionalText('BROKER_MASTER_KEY', { minLength: 1 }),
+    /** A file holding the master key, or a ring of them (one per line, newest first). */
+    masterKeyFile: resolved(read.optionalText('BROKER_MASTER_KEY_FILE', { minLength: 1 })),
+    /** A key ring inline: base64 keys separated by commas, newest first. */
+    masterKeysBase64: read.optionalText('BROKER_MASTER_KEYS', { minLength: 1 }),
+    /** The region in ARNs. */
+    region: read.text('BROKER_REGION', {
+      pattern: '^[a-z]{2}(-[a-z]+)+-[0-9]+$',
+      default: 'us-east-1',
+    }),
+    /** The account in ARNs. */
+    accountId: read.text('BROKER_ACCOUNT_ID', { pattern: '^[0-9]{12}$', default: '000000000000' }),
+    /** Whether token endpoints and HTTP Tasks may be http:// or internal (development, tests). */
+    allowInsecureEndpoints: read.flag('BROKER_ALLOW_INSECURE_ENDPOINTS'),
+    /** pino's level. */
+    logLevel: read.oneOf(
+      'LOG_LEVEL',
+      ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'],
+      'info',
+    ),
+    /** How long a token request may take. */
+    tokenTimeoutMs: read.integer('BROKER_TOKEN_TIMEOUT_MS', {
+      min: 100,
+      max: 60000,
+      default: 10000,
+    }),
+    /** Decrypted connections kept in memory (LRU). */
+    cacheMaxEntries: read.integer('BROKER_CACHE_MAX_ENTRIES', {
+      min: 1,
+      max: 1000000,
+      default: 10000,
+    }),
+    /** How stale a cached connection may be when other brokers share the store. */
+    cacheMaxAgeSeconds: read.integer('BROKER_CACHE_MAX_AGE_SECONDS', {
+      min: 1,
+      max: 3600,
+      default: 30,
+    }),
+    /** How long past that a cached connection is still served while the store is unreachable. */
+    staleIfErrorSeconds: read.integer('BROKER_STALE_IF_ERROR_SECONDS', {
+      min: 0,
+      max: 86400,
+      default: 900,
+    }),
+    /** The largest request body (413 above it). */
+    bodyLimitBytes: read.integer('BROKER_BODY_LIMIT_BYTES', {
+      min: 1024,
+      max: 10485760,
+      default: 262144,
+    }),
+    /** `file` (embedded, encrypted, one process) or `aws` (Secrets Manager, any replicas). */
+    secretStore: read.oneOf('BROKER_SECRET_STORE', ['file', 'aws'], 'file'),
+    /** With `aws`: a customer-managed KMS key for new secrets. */
+    kmsKeyId: read.optionalText('BROKER_KMS_KEY_ID', { minLength: 1, maxLength: 2048 }),
+    /** Callers and their permissions (JSON); without it the broker runs open on loopback only. */
+    policyFile: resolved(read.optionalText('BROKER_POLICY_FILE', { minLength: 1 })),
+    /** `none` runs open on any address, deliberately. */
+    auth: read.oneOf('BROKER_AUTH', ['policy', 'none'], 'policy'),
+    /** Whether GET /metrics needs an authenticated caller. */
+    metricsAuth: read.oneOf('BROKER_METRICS_AUTH', ['none', 'policy'], 'none') === 'policy',
+    /** Accept JWTs from this issuer (set with the audience). */
+    jwtIssuer: read.optionalText('BROKER_JWT_ISSUER', { pattern: '^https?://' }),
+    /** Accept JWTs for this audience (set with the issuer). */
+    jwtAudience: read.optionalText('BROKER_JWT_AUDIENCE', { minLength: 1 }),
+    /** Where the issuer's signing keys are; defaults to its discovery document's jwks_uri. */
+    jwtJwksUrl: read.optionalText('BROKER_JWT_JWKS_URL', { pattern: '^https?://' }),
+    /** Host globs and CIDRs that outbound requests may reach despite the private-address rule. */
+    allowedEndpoints: read.list('BROKER_ALLOWED_ENDPOINTS'),
+    /** Requests per second per principal (0: no limit). */
+    rateLimitPerSecond: read.integer('BROKER_RATE_LIMIT_PER_SECOND', {
+      min: 0,
+      max: 1000000,
+      default: 1000,
+    }),
+    /** How many of those may come at once. */
+    rateLimitBurst: read.integer('BROKER_RATE_LIMIT_BURST', {
+      min: 1,
+      max: 1000000,
+      default: 2000,
+    }),
+    /** After SIGTERM: how long readiness fails while requests are still served. */
+    shutdownDelaySeconds: read.integer('BROKER_SHUTDOWN_DELAY_SECONDS', {
+      min: 0,
+      max: 300,
+      default: 5,
+    }),
+    /** Then: how long in-flight requests may take before their connections are closed. */
+    drainTimeoutSeconds: read.integer('BROKER_DRAIN_TIMEOUT_SECONDS', {
+      min: 0,
+      max: 300,
+      default: 10,
+    }),
+    /** Host names an open broker answers to besides loopback ones; `*` for any. */
+    allowedHosts: read.list('BROKER_ALLOWED_HOSTS'),
+    /** The largest token endpoint answer read. */
+    tokenResponseMaxBytes: read.integer('BROKER_TOKEN_RESPONSE_MAX_BYTES', {
+      min: 1024,
+      max: 1048576,
+      default: 65536,
+    }),
+    /** The longest access_token stored and handed out. */
+    accessTokenMaxLength: read.integer('BROKER_ACCESS_TOKEN_MAX_LENGTH', {
+      min: 64,
+      max: 65536,
+      default: 16384,
+    }),
+    /** Sockets the server holds at once; more are closed on arrival. */
+    maxSockets: read.integer('BROKER_MAX_SOCKETS', { min: 16, max: 1000000, default: 4096 }),
+    /** Per principal: token-requesting and HTTP Task calls per second (0: no limit). */
+    expensiveRateLimitPerSecond: read.integer('BROKER_EXPENSIVE_RATE_LIMIT_PER_SECOND', {
+      min: 0,
+      max: 1000000,
+      default: 200,
+    }),
+    /** How many of those may come at once. */
+    expensiveRateLimitBurst: read.integer('BROKER_EXPENSIVE_RATE_LIMIT_BURST', {
+      min: 1,
+      max: 1000000,
+      default: 400,
+    }),
+    /** Per principal: such requests running at once (0: no limit). */
+    expensiveMaxInFlight: read.integer('BROKER_EXPENSIVE_MAX_IN_FLIGHT', {
+      min: 0,
+      max: 100000,
+      default: 64,
+    }),
+    /** Connections the broker holds at most (0: no limit). */
+    maxConnectionsStored: read.integer('BROKER_MAX_CONNECTIONS_STORED', {
+      min: 0,
+      max: 100000000,
+      default: 100000,
+    }),
+    /** Trust record files as they are at start (a restore from backup on purpose). */
+    acceptRestoredRecords: read.flag('BROKER_ACCEPT_RESTORED_RECORDS'),
+    /** With `aws`: secret names are `<prefix><connection>/<uuid>`. Secrets Manager's name
+     * alphabet, plus the `!` of EventBridge's own (service-owned) names. */
+    secretNamePrefix: read.text('BROKER_SECRET_NAME_PREFIX', {
+      pattern: '^[A-Za-z0-9/_+=.@!-]{1,64}/$',
+      default: 'events!connection/',
+    }),
+  };
+}
 
-function commaList(text: string): string[] {
-  return text
-    .split(',')
-    .map((entry) => entry.trim())
-    .filter((entry) => entry !== '');
+function resolved(file: string | undefined): string | undefined {
+  return file === undefined ? undefined : path.resolve(file);
+}
+
+type Declared = ReturnType<typeof declareVariables>;
+
+/** Where the file store's master keys come from (README, Storage and secrecy). */
+export type KeyRingSource =
+  /** BROKER_MASTER_KEYS, newest first. */
+  | { readonly kind: 'ring'; readonly base64: string }
+  /** BROKER_MASTER_KEY. */
+  | { readonly kind: 'key'; readonly base64: string }
+  /** BROKER_MASTER_KEY_FILE: the only source that can change without a restart. */
+  | { readonly kind: 'file'; readonly path: string }
+  /** No key configured: one the broker creates in the data directory (development only). */
+  | { readonly kind: 'development' }
+  /** Secrets Manager encrypts with KMS: the file store's keys are not used. */
+  | { readonly kind: 'none' };
+
+export type BrokerConfig = Readonly<
+  Omit<Declared, 'masterKeyBase64' | 'masterKeyFile' | 'masterKeysBase64'> & {
+    keyRing: KeyRingSource;
+  }
+>;
+
+const LOOPBACK_HOSTS = new Set(['127.0.0.1', '::1', 'localhost']);
+
+/** Whether HOST reaches only this machine: an open broker may listen there (README, Open mode). */
+export function isLoopbackHost(host: string): boolean {
+  return LOOPBACK_HOSTS.has(host);
 }
 
 /** Parses the variables the broker knows; an invalid one throws a ConfigError naming it. */
-export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<BrokerConfig> {
-  const known: Record<string, string> = {};
-  for (const name of Object.keys(envSchema.properties)) {
-    const value = env[name];
-    if (value !== undefined) known[name] = value;
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): BrokerConfig {
+  const read = new EnvironmentReader(env);
+  const declared = declareVariables(read);
+  // Secrets never reach the message: only the variable's name and the rule it broke.
+  if (read.problems.length > 0) {
+    throw new ConfigError(`invalid configuration: ${read.problems.join('; ')}`);
   }
-  if (!validateEnv(known)) {
-    const problems = (validateEnv.errors ?? []).map((error) => {
-      const variable = error.instancePath.replace(/^\//, '');
-      // Secrets never reach the message: only the variable's name and the rule it broke.
-      if (error.keyword === 'enum') {
-        const allowed = (error.params as { allowedValues?: unknown[] }).allowedValues ?? [];
-        const shown = allowed.map((value) => (value === '' ? "'' (empty)" : String(value)));
-        return `${variable} must be one of: ${shown.join(', ')}`;
-      }
-      return `${variable} ${error.message ?? 'is invalid'}`;
-    });
-    throw new ConfigError(`invalid configuration: ${problems.join('; ')}`);
-  }
-  const parsed = known as unknown as ParsedEnv;
-  const keySources = [
-    parsed.BROKER_MASTER_KEY,
-    parsed.BROKER_MASTER_KEY_FILE,
-    parsed.BROKER_MASTER_KEYS,
-  ].filter((value) => value !== undefined);
-  if (keySources.length > 1) {
-    throw new ConfigError(
-      'invalid configuration: set one of BROKER_MASTER_KEY, BROKER_MASTER_KEY_FILE and BROKER_MASTER_KEYS',
-    );
-  }
-  const config: BrokerConfig = {
-    port: parsed.PORT,
-    host: parsed.HOST,
-    dataDir: path.resolve(parsed.BROKER_DATA_DIR),
-    region: parsed.BROKER_REGION,
-    accountId: parsed.BROKER_ACCOUNT_ID,
-    allowInsecureEndpoints: ['1', 'true'].includes(parsed.BROKER_ALLOW_INSECURE_ENDPOINTS),
-    logLevel: parsed.LOG_LEVEL,
-    tokenTimeoutMs: parsed.BROKER_TOKEN_TIMEOUT_MS,
-    cacheMaxEntries: parsed.BROKER_CACHE_MAX_ENTRIES,
-    cacheMaxAgeSeconds: parsed.BROKER_CACHE_MAX_AGE_SECONDS,
-    staleIfErrorSeconds: parsed.BROKER_STALE_IF_ERROR_SECONDS,
-    bodyLimitBytes: parsed.BROKER_BODY_LIMIT_BYTES,
-    secretStore: parsed.BROKER_SECRET_STORE,
-    secretNamePrefix: parsed.BROKER_SECRET_NAME_PREFIX,
-    auth: parsed.BROKER_AUTH,
-    metricsAuth: parsed.BROKER_METRICS_AUTH === 'policy',
-    rateLimitPerSecond: parsed.BROKER_RATE_LIMIT_PER_SECOND,
-    rateLimitBurst: parsed.BROKER_RATE_LIMIT_BURST,
-    shutdownDelaySeconds: parsed.BROKER_SHUTDOWN_DELAY_SECONDS,
-    drainTimeoutSeconds: parsed.BROKER_DRAIN_TIMEOUT_SECONDS,
-    allowedEndpoints: commaList(parsed.BROKER_ALLOWED_ENDPOINTS),
-    allowedHosts: commaList(parsed.BROKER_ALLOWED_HOSTS),
-    tokenResponseMaxBytes: parsed.BROKER_TOKEN_RESPONSE_MAX_BYTES,
-    accessTokenMaxLength: parsed.BROKER_ACCESS_TOKEN_MAX_LENGTH,
-    maxSockets: parsed.BROKER_MAX_SOCKETS,
-    expensiveRateLimitPerSecond: parsed.BROKER_EXPENSIVE_RATE_LIMIT_PER_SECOND,
-    expensiveRateLimitBurst: parsed.BROKER_EXPENSIVE_RATE_LIMIT_BURST,
-    expensiveMaxInFlight: parsed.BROKER_EXPENSIVE_MAX_IN_FLIGHT,
-    maxConnectionsStored: parsed.BROKER_MAX_CONNECTIONS_STORED,
-    acceptRestoredRecords: ['1', 'true'].includes(parsed.BROKER_ACCEPT_RESTORED_RECORDS),
-  };
-  if (parsed.BROKER_POLICY_FILE !== undefined) {
-    config.policyFile = path.resolve(parsed.BROKER_POLICY_FILE);
-  }
-  if (parsed.BROKER_JWT_ISSUER !== undefined) config.jwtIssuer = parsed.BROKER_JWT_ISSUER;
-  if (parsed.BROKER_JWT_AUDIENCE !== undefined) config.jwtAudience = parsed.BROKER_JWT_AUDIENCE;
-  if (parsed.BROKER_JWT_JWKS_URL !== undefined) config.jwtJwksUrl = parsed.BROKER_JWT_JWKS_URL;
-  if ((config.jwtIssuer === undefined) !== (config.jwtAudience === undefined)) {
+  const { masterKeyBase64, masterKeyFile, masterKeysBase64, ...settings } = declared;
+  const keyRing = keyRingOf(declared);
+  if ((settings.jwtIssuer === undefined) !== (settings.jwtAudience === undefined)) {
     throw new ConfigError(
       'invalid configuration: set BROKER_JWT_ISSUER and BROKER_JWT_AUDIENCE together',
     );
   }
-  if (parsed.BROKER_KMS_KEY_ID !== undefined) config.kmsKeyId = parsed.BROKER_KMS_KEY_ID;
-  if (parsed.BROKER_MASTER_KEY !== undefined) config.masterKeyBase64 = parsed.BROKER_MASTER_KEY;
-  if (parsed.BROKER_MASTER_KEYS !== undefined) config.masterKeysBase64 = parsed.BROKER_MASTER_KEYS;
-  if (parsed.BROKER_MASTER_KEY_FILE !== undefined) {
-    config.masterKeyFile = path.resolve(parsed.BROKER_MASTER_KEY_FILE);
+  // Without a policy every caller may read every credential: fine for one person's machine, and
+  // beyond it only when asked for by name (README, Security).
+  if (
+    settings.policyFile === undefined &&
+    settings.auth === 'policy' &&
+    !isLoopbackHost(settings.host)
+  ) {
+    throw new ConfigError(
+      `refusing to listen on ${settings.host} without callers' authentication: set BROKER_POLICY_FILE (see README, Security), or BROKER_AUTH=none to run open deliberately`,
+    );
   }
-  return Object.freeze(config);
+  return Object.freeze({ ...settings, keyRing });
+}
+
+/** One key source at most; without one the file store uses a development key. */
+function keyRingOf(declared: Declared): KeyRingSource {
+  const { masterKeyBase64, masterKeyFile, masterKeysBase64 } = declared;
+  const sources = [masterKeyBase64, masterKeyFile, masterKeysBase64].filter(
+    (value) => value !== undefined,
+  );
+  if (sources.length > 1) {
+    throw new ConfigError(
+      'invalid configuration: set one of BROKER_MASTER_KEY, BROKER_MASTER_KEY_FILE and BROKER_MASTER_KEYS',
+    );
+  }
+  if (declared.secretStore !== 'file') return { kind: 'none' };
+  if (masterKeysBase64 !== undefined) return { kind: 'ring', base64: masterKeysBase64 };
+  if (masterKeyBase64 !== undefined) return { kind: 'key', base64: masterKeyBase64 };
+  if (masterKeyFile !== undefined) return { kind: 'file', path: masterKeyFile };
+  return { kind: 'development' };
 }

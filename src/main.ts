@@ -2,7 +2,14 @@ import { stat } from 'node:fs/promises';
 import { createServer, type ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import { createBroker } from './broker.js';
-import { ConfigError, loadConfig, type BrokerConfig } from './config.js';
+import {
+  ConfigError,
+  isLoopbackHost,
+  loadConfig,
+  type BrokerConfig,
+  type KeyRingSource,
+} from './config.js';
+import { errorMessage } from './errors.js';
 import { createLogger, stdoutDestination } from './logger.js';
 import {
   loadOrCreateDevKeyFile,
@@ -14,29 +21,35 @@ import {
 
 /** After the drain: how long the store may take to close (the Helm chart's grace allows 5 s). */
 const CLOSE_TIMEOUT_SECONDS = 5;
-const LOOPBACK_HOSTS = new Set(['127.0.0.1', '::1', 'localhost']);
 /** A request's head must arrive within this; its body within REQUEST_TIMEOUT_MS. */
 const HEADERS_TIMEOUT_MS = 10_000;
 const REQUEST_TIMEOUT_MS = 30_000;
 
-/** The key ring, newest first: BROKER_MASTER_KEYS, BROKER_MASTER_KEY, the key file, or a dev key. */
-async function resolveMasterKeys(config: BrokerConfig, logger: Logger): Promise<MasterKey[]> {
-  if (config.masterKeysBase64 !== undefined) {
-    return parseMasterKeyRing(config.masterKeysBase64, 'BROKER_MASTER_KEYS');
+/** The file store's key ring, newest first, from the one source the configuration chose. */
+async function resolveMasterKeys(
+  source: KeyRingSource,
+  dataDir: string,
+  logger: Logger,
+): Promise<MasterKey[]> {
+  switch (source.kind) {
+    case 'none':
+      return [];
+    case 'ring':
+      return parseMasterKeyRing(source.base64, 'BROKER_MASTER_KEYS');
+    case 'key':
+      return [parseMasterKey(source.base64, 'BROKER_MASTER_KEY')];
+    case 'file':
+      await warnIfReadableByOthers(source.path, logger);
+      return readMasterKeyFile(source.path);
+    case 'development': {
+      const dev = await loadOrCreateDevKeyFile(dataDir);
+      logger.warn(
+        { path: dev.path, created: dev.created },
+        'using a master key file in the data directory: fine for development, not for production (set BROKER_MASTER_KEY or BROKER_MASTER_KEY_FILE)',
+      );
+      return [dev.key];
+    }
   }
-  if (config.masterKeyBase64 !== undefined) {
-    return [parseMasterKey(config.masterKeyBase64, 'BROKER_MASTER_KEY')];
-  }
-  if (config.masterKeyFile !== undefined) {
-    await warnIfReadableByOthers(config.masterKeyFile, logger);
-    return readMasterKeyFile(config.masterKeyFile);
-  }
-  const dev = await loadOrCreateDevKeyFile(config.dataDir);
-  logger.warn(
-    { path: dev.path, created: dev.created },
-    'using a master key file in the data directory: fine for development, not for production (set BROKER_MASTER_KEY or BROKER_MASTER_KEY_FILE)',
-  );
-  return [dev.key];
 }
 
 /** Like ssh with a private key: a key file others can read is said out loud (not refused: a
@@ -55,16 +68,8 @@ async function warnIfReadableByOthers(file: string, logger: Logger): Promise<voi
   }
 }
 
-/** The key file, when the ring comes from one: only then can it change without a restart. */
-function keyFileOf(config: BrokerConfig): string | undefined {
-  if (config.masterKeysBase64 !== undefined || config.masterKeyBase64 !== undefined) {
-    return undefined;
-  }
-  return config.masterKeyFile;
-}
-
 async function main(): Promise<void> {
-  let config: Readonly<BrokerConfig>;
+  let config: BrokerConfig;
   try {
     config = loadConfig();
   } catch (error) {
@@ -73,16 +78,9 @@ async function main(): Promise<void> {
     process.exit(2);
   }
   const logger = createLogger(config.logLevel, stdoutDestination());
-  const loopback = LOOPBACK_HOSTS.has(config.host);
-  if (config.policyFile === undefined && config.auth === 'policy' && !loopback) {
-    process.stderr.write(
-      `connection-broker: refusing to listen on ${config.host} without callers' authentication: set BROKER_POLICY_FILE (see README, Security), or BROKER_AUTH=none to run open deliberately\n`,
-    );
-    process.exit(2);
-  }
-  // Secrets Manager encrypts with KMS; the master key is the file store's.
-  const masterKeys = config.secretStore === 'file' ? await resolveMasterKeys(config, logger) : [];
-  const keyFile = config.secretStore === 'file' ? keyFileOf(config) : undefined;
+  const masterKeys = await resolveMasterKeys(config.keyRing, config.dataDir, logger);
+  // Only a ring read from a file can change without a restart.
+  const keyFile = config.keyRing.kind === 'file' ? config.keyRing.path : undefined;
   const broker = await createBroker({
     config,
     logger,
@@ -97,7 +95,7 @@ async function main(): Promise<void> {
     logger.warn(
       // `auth` is what callers meet (BROKER_AUTH=policy without a policy file is open too).
       { host: config.host, auth: 'open' },
-      loopback
+      isLoopbackHost(config.host)
         ? 'RUNNING OPEN: no BROKER_POLICY_FILE, so every local process can read every credential; set a policy before anything else shares this machine'
         : 'RUNNING OPEN (BROKER_AUTH=none): anyone who reaches this port can read every credential',
     );
@@ -208,10 +206,7 @@ async function main(): Promise<void> {
           process.exit(0);
         })
         .catch((error: unknown) => {
-          logger.error(
-            { err: error instanceof Error ? error.message : String(error) },
-            'close failed',
-          );
+          logger.error({ error: errorMessage(error) }, 'close failed');
           process.exit(1);
         });
     });
@@ -247,8 +242,6 @@ async function main(): Promise<void> {
 }
 
 main().catch((error: unknown) => {
-  process.stderr.write(
-    `connection-broker: failed to start: ${error instanceof Error ? error.message : String(error)}\n`,
-  );
+  process.stderr.write(`connection-broker: failed to start: ${errorMessage(error)}\n`);
   process.exit(1);
 });

@@ -1,6 +1,6 @@
-import { BrokerError } from '../errors.js';
+import { BrokerError, unauthorized } from '../errors.js';
 import type { JwtVerifier } from './jwt-verifier.js';
-import { OPEN_PRINCIPAL, type Action, type AwsCredential, type Principal } from './policy.js';
+import { OPEN_PRINCIPAL, type AwsCredential, type Principal } from './policy.js';
 import type { PolicySource } from './policy-source.js';
 
 export interface Caller {
@@ -12,20 +12,6 @@ const OPEN_CALLER: Caller = { principal: OPEN_PRINCIPAL, via: 'open' };
 // RFC 9110: the scheme name is case-insensitive.
 const BEARER = /^Bearer +([!-~]{1,8192})$/i;
 const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
-
-export function unauthorized(): BrokerError {
-  return new BrokerError(
-    'UnauthorizedException',
-    'The request carries no valid credentials (Authorization: Bearer <api key or JWT>).',
-  );
-}
-
-export function accessDenied(caller: Caller, action: Action, resource: string): BrokerError {
-  return new BrokerError(
-    'AccessDeniedException',
-    `User: ${caller.principal.name} is not authorized to perform: ${action} on resource: ${resource}`,
-  );
-}
 
 /** Who is calling: an API key from the policy, a JWT subject from the policy, or nobody. */
 export class Authenticator {

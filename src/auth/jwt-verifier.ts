@@ -73,7 +73,7 @@ export class JwtVerifier {
       redirect: 'error',
     });
     if (!response.ok) throw new Error(`OpenID discovery answered HTTP ${response.status}`);
-    const document = (await response.json()) as { jwks_uri?: unknown };
+    const document = (await response.json()) as { jwks_uri?: unknown }; // only read as unknown, checked below
     if (typeof document.jwks_uri !== 'string') {
       throw new Error('the OpenID discovery document has no jwks_uri');
     }

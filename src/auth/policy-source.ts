@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { unwatchFile, watchFile, type Stats } from 'node:fs';
 import type { Logger } from 'pino';
+import { errorMessage } from '../errors.js';
 import { Policy, PolicyError } from './policy.js';
 
 /** Polling survives the symlink swaps by which Kubernetes updates mounted Secrets. */
@@ -44,7 +45,7 @@ export class PolicySource {
       return true;
     } catch (error) {
       this.logger.error(
-        { policyFile: this.path, error: error instanceof Error ? error.message : 'unknown error' },
+        { policyFile: this.path, error: errorMessage(error) },
         'policy reload refused; the previous policy stays in force',
       );
       return false;
@@ -76,7 +77,7 @@ async function readPolicy(path: string): Promise<Policy> {
   try {
     text = await readFile(path, 'utf8');
   } catch (error) {
-    const code = (error as { code?: unknown }).code;
+    const code = error instanceof Error && 'code' in error ? error.code : undefined;
     throw new PolicyError(
       `BROKER_POLICY_FILE (${path}) cannot be read: ${typeof code === 'string' ? code : 'error'}`,
     );

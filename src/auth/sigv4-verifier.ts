@@ -148,7 +148,7 @@ function basicIso(ms: number): string {
 /** The raw query as @smithy/protocol-http wants it: decoded once, repeated keys as arrays. */
 function parseQuery(query: string): Record<string, string | string[] | null> {
   // No prototype: a key such as `constructor` or `__proto__` is a key like any other.
-  const parsed = Object.create(null) as Record<string, string | string[] | null>;
+  const parsed = Object.create(null) as Record<string, string | string[] | null>; // no prototype: keys come from the caller
   for (const pair of query.split('&')) {
     if (pair === '') continue;
     const equals = pair.indexOf('=');
@@ -280,7 +280,7 @@ export class SigV4Verifier {
     // Only what the caller signed. Own properties only: a name such as `constructor` would
     // otherwise read Object.prototype. A signed header that did not arrive is refused: left
     // out, it would let anyone add names to SignedHeaders without changing the signature.
-    const headers: Record<string, string> = Object.create(null) as Record<string, string>;
+    const headers: Record<string, string> = Object.create(null) as Record<string, string>; // no prototype: keys come from the caller
     for (const name of auth.signedHeaders) {
       const value = Object.hasOwn(request.headers, name)
         ? headerText(request.headers[name])

@@ -1,4 +1,5 @@
 import { parseArgs } from 'node:util';
+import { errorMessage } from '../errors.js';
 import { UsageError } from './exit-codes.js';
 
 export type OptionSpecs = Record<string, { type: 'string' | 'boolean'; short?: string }>;
@@ -63,7 +64,7 @@ export function parseCommand<Options extends OptionSpecs>(
   } catch (error) {
     throw new UsageError(describeParseError(error), { cause: error });
   }
-  const values = parsed.values as OptionValues<Options> & OptionValues<typeof COMMON_OPTIONS>;
+  const values = parsed.values as OptionValues<Options> & OptionValues<typeof COMMON_OPTIONS>; // parseArgs was given these specs
   const help = values.help === true;
   const output = values.output ?? 'table';
   if (output !== 'table' && output !== 'json') {
@@ -93,8 +94,8 @@ function refuseSecretFlags(argv: readonly string[]): void {
 }
 
 function describeParseError(error: unknown): string {
-  const code = (error as { code?: unknown }).code;
-  const message = error instanceof Error ? error.message : String(error);
+  const code = error instanceof Error && 'code' in error ? error.code : undefined;
+  const message = errorMessage(error);
   switch (code) {
     case 'ERR_PARSE_ARGS_UNKNOWN_OPTION':
       // Node's message names only the flag (never its value); drop its hint about '--'.
@@ -127,7 +128,8 @@ export function parseChoice<Choice extends string>(
 ): Choice | undefined {
   if (value === undefined) return undefined;
   if (!(choices as readonly string[]).includes(value)) {
+    // widened to test any string
     throw new UsageError(`${flag} must be one of ${choices.join(', ')}`);
   }
-  return value as Choice;
+  return value as Choice; // one of the choices, checked above
 }

@@ -137,8 +137,8 @@ export async function buildCreateRequest(
 ): Promise<CreateConnectionRequest> {
   if (values.file !== undefined) {
     refuseFlagsWithFile(values);
-    // The broker validates the body against the same schema; the CLI passes it on as it is.
-    return (await files.readJsonObject(values.file, '--file')) as CreateConnectionRequest;
+    // The CLI passes the body on as it is.
+    return (await files.readJsonObject(values.file, '--file')) as CreateConnectionRequest; // the broker validates it against the same schema
   }
   if (values.name === undefined) throw new UsageError('--name is required (or --file)');
   const type = resolveType(values);
@@ -156,7 +156,7 @@ export async function buildCreateRequest(
     values,
     files,
     true,
-  )) as CreateConnectionRequest['AuthParameters'];
+  )) as CreateConnectionRequest['AuthParameters']; // the builder of `type` makes that type's parameters
   return {
     Name: values.name,
     AuthorizationType: type,

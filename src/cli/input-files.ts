@@ -25,7 +25,7 @@ export class InputFiles {
     if (typeof value !== 'object' || value === null || Array.isArray(value)) {
       throw new UsageError(`${flag}: ${describe(source)} must hold a JSON object`);
     }
-    return value as Record<string, unknown>;
+    return value as Record<string, unknown>; // a JSON object (checked above): its keys are strings
   }
 
   private async read(source: string, flag: string): Promise<string> {
@@ -38,7 +38,7 @@ export class InputFiles {
     try {
       return await this.io.readFile(source);
     } catch (error) {
-      const code = (error as { code?: unknown }).code;
+      const code = error instanceof Error && 'code' in error ? error.code : undefined;
       throw new UsageError(
         `${flag}: cannot read ${source}${typeof code === 'string' ? ` (${code})` : ''}`,
         { cause: error },

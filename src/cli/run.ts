@@ -1,5 +1,6 @@
 import { BrokerApiError, BrokerUnreachableError } from '../client/broker-api-error.js';
 import type { BrokerClient } from '../client/broker-client.js';
+import { errorMessage } from '../errors.js';
 import { createBrokerClient } from '../client/broker-client.js';
 import type { Command } from './command.js';
 import { CONNECTIONS_COMMANDS } from './commands/connections.js';
@@ -79,7 +80,7 @@ function connect(env: CliIo['env']): BrokerClient {
     return createBrokerClient({ baseUrl, apiKey, timeoutMs: REQUEST_TIMEOUT_MS });
   } catch (error) {
     // The client's message never quotes the key.
-    throw new UsageError(`BROKER_API_KEY: ${(error as Error).message}`, { cause: error });
+    throw new UsageError(`BROKER_API_KEY: ${errorMessage(error)}`, { cause: error });
   }
 }
 
@@ -101,7 +102,7 @@ function reportError(error: unknown, io: CliIo, helpFor: string): ExitCode {
     return EXIT_CODES.unreachable;
   }
   // Only the message: an unknown error object may carry a request body.
-  io.writeErr(`broker: unexpected error: ${error instanceof Error ? error.message : 'unknown'}\n`);
+  io.writeErr(`broker: unexpected error: ${errorMessage(error)}\n`);
   return EXIT_CODES.internal;
 }
 

@@ -52,7 +52,7 @@ export class BrokerUnreachableError extends Error {
 
 export function isProblem(value: unknown): value is Problem {
   if (typeof value !== 'object' || value === null) return false;
-  const candidate = value as Record<string, unknown>;
+  const candidate = value as Record<string, unknown>; // an object, checked above; members read as unknown
   return (
     typeof candidate['code'] === 'string' &&
     typeof candidate['status'] === 'number' &&
@@ -88,6 +88,6 @@ export function toBrokerApiError(error: unknown, response: Response): BrokerApiE
  * `const description = unwrap(await client.GET('/v1/connections/{name}', …))`.
  */
 export function unwrap<Data>(result: { data?: Data; error?: unknown; response: Response }): Data {
-  if (result.response.ok && result.error === undefined) return result.data as Data;
+  if (result.response.ok && result.error === undefined) return result.data as Data; // openapi-fetch sets data on every 2xx answer
   throw toBrokerApiError(result.error, result.response);
 }

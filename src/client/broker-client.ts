@@ -92,7 +92,8 @@ function translateFetchError(baseUrl: string, error: unknown, timeoutMs?: number
 function describeNetworkError(error: TypeError): string {
   const cause: unknown = error.cause;
   if (typeof cause === 'object' && cause !== null) {
-    const { code, message } = cause as { code?: unknown; message?: unknown };
+    const code = 'code' in cause ? cause.code : undefined;
+    const message = 'message' in cause ? cause.message : undefined;
     if (typeof code === 'string') return code === 'ECONNREFUSED' ? 'connection refused' : code;
     if (typeof message === 'string') return message;
   }

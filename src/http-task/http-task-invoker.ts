@@ -211,7 +211,7 @@ function decodeBody(
   }
   if (!/[/+]json\b/.test(contentType) || text.length === 0) return { body: text };
   try {
-    return { body: JSON.parse(text) as unknown };
+    return { body: JSON.parse(text) as unknown }; // JSON.parse answers any: read it as unknown
   } catch {
     return { body: text };
   }

@@ -175,7 +175,7 @@ export class HttpTaskService {
     }
   }
 
-  /** The blog seed's flow: a 401/407 refreshes the token so the task's Retry succeeds. */
+  /** README, The executor's loop: a 401/407 refreshes the token, so the task's Retry succeeds. */
   private async reportRejection(
     parameters: HttpTaskParameters,
     statusCode: number,

@@ -1,25 +1,23 @@
 import type { RequestHandler, Response } from 'express';
 import { parseConnectionReference } from '../connections/arn.js';
-import { accessDenied, type Authenticator, type Caller } from '../auth/authenticator.js';
+import type { Authenticator, Caller } from '../auth/authenticator.js';
 import type { ExpensiveWorkGate } from '../auth/expensive-work.js';
 import type { PrincipalRateLimiter } from '../auth/rate-limiter.js';
-import { BrokerError } from '../errors.js';
+import { accessDenied, throttled } from '../errors.js';
 import type { AuditLog } from '../auth/audit.js';
 import type { Action } from '../auth/policy.js';
+import {
+  callerFor,
+  decisionsFor,
+  errorCodeFor,
+  noteDecision,
+  requestIdFor,
+  setCaller,
+  type AuditNote,
+} from './request-context.js';
 
 /** Routes anyone may call: probes, and metrics unless configured otherwise. */
 const PUBLIC_PATHS = new Set(['/healthz', '/readyz']);
-
-interface AuditNote {
-  action: Action | 'Authenticate';
-  connection?: string;
-}
-
-function throttled(principal: string, retryAfterSeconds: number): BrokerError {
-  return new BrokerError('ThrottlingException', `Rate exceeded for ${principal}.`, {
-    retryAfterSeconds,
-  });
-}
 
 /**
  * Authenticates every request but the probes; a failure answers 401 (and is audited). A caller
@@ -37,7 +35,7 @@ export function authenticate(deps: {
     }
     deps.authenticator.caller(req.headers.authorization).then(
       (caller) => {
-        res.locals['caller'] = caller;
+        setCaller(res, caller);
         const wait = deps.rateLimiter.take(caller.principal.name);
         next(wait === undefined ? undefined : throttled(caller.principal.name, wait));
       },
@@ -64,7 +62,7 @@ function isExpensive(method: string, path: string): boolean {
  */
 export function limitExpensiveWork(gate: ExpensiveWorkGate): RequestHandler {
   return (req, res, next) => {
-    const caller = res.locals['caller'] as Caller | undefined;
+    const caller = callerFor(res);
     if (!isExpensive(req.method, req.path) || caller === undefined) {
       next();
       return;
@@ -81,8 +79,8 @@ export function limitExpensiveWork(gate: ExpensiveWorkGate): RequestHandler {
   };
 }
 
-function callerOf(res: Response): Caller {
-  const caller = res.locals['caller'] as Caller | undefined;
+function authenticatedCaller(res: Response): Caller {
+  const caller = callerFor(res);
   // authenticate() runs before every route that calls this.
   if (caller === undefined) throw new Error('no authenticated caller on this request');
   return caller;
@@ -98,38 +96,31 @@ export function authorize(
   nameOrArn: string,
   { audit = 'always' }: { audit?: 'always' | 'denial' } = {},
 ): void {
-  const caller = callerOf(res);
+  const caller = authenticatedCaller(res);
   const connection = parseConnectionReference(nameOrArn).name;
   const allowed = caller.principal.can(action, connection);
-  if (audit === 'always' || !allowed) note(res, { action, connection });
-  if (!allowed) throw accessDenied(caller, action, connection);
+  if (audit === 'always' || !allowed) noteDecision(res, { action, connection });
+  if (!allowed) throw accessDenied(caller.principal.name, action, connection);
 }
 
 /** Whether the caller may do `action` to the connection, without deciding or auditing anything. */
 export function may(res: Response, action: Action, nameOrArn: string): boolean {
-  return callerOf(res).principal.can(action, parseConnectionReference(nameOrArn).name);
+  return authenticatedCaller(res).principal.can(action, parseConnectionReference(nameOrArn).name);
 }
 
 /** For listings: the caller needs the action somewhere; each connection is then filtered. */
 export function authorizeSome(res: Response, action: Action): (connection: string) => boolean {
-  const caller = callerOf(res);
-  note(res, { action });
-  if (!caller.principal.hasAction(action)) throw accessDenied(caller, action, '*');
+  const caller = authenticatedCaller(res);
+  noteDecision(res, { action });
+  if (!caller.principal.hasAction(action)) throw accessDenied(caller.principal.name, action, '*');
   return (connection) => caller.principal.can(action, connection);
 }
 
 /** For the broker's own resources (the key ring): the caller needs the action on `*`. */
 export function authorizeOnAll(res: Response, action: Action): void {
-  const caller = callerOf(res);
-  note(res, { action });
-  if (!caller.principal.canOnAll(action)) throw accessDenied(caller, action, '*');
-}
-
-/** Decisions of one request, in order: an invoke that reveals secrets makes two. */
-function note(res: Response, decision: AuditNote): void {
-  const notes = (res.locals['audit'] as AuditNote[] | undefined) ?? [];
-  notes.push(decision);
-  res.locals['audit'] = notes;
+  const caller = authenticatedCaller(res);
+  noteDecision(res, { action });
+  if (!caller.principal.canOnAll(action)) throw accessDenied(caller.principal.name, action, '*');
 }
 
 /**
@@ -137,13 +128,15 @@ function note(res: Response, decision: AuditNote): void {
  * authentication. Every decision shares the request's outcome; a denial ends the request, so it
  * is the last decision.
  */
-export function auditFinished(res: Response, audit: AuditLog, requestId: string): void {
-  const notes = (res.locals['audit'] as AuditNote[] | undefined) ?? [];
-  const errorCode = res.locals['errorCode'] as string | undefined;
-  const caller = res.locals['caller'] as Caller | undefined;
-  if (notes.length === 0 && errorCode === 'UnauthorizedException') {
-    notes.push({ action: 'Authenticate' });
-  }
+export function auditFinished(res: Response, audit: AuditLog): void {
+  const requestId = requestIdFor(res);
+  const errorCode = errorCodeFor(res);
+  const caller = callerFor(res);
+  const decided = decisionsFor(res);
+  const notes: readonly AuditNote[] =
+    decided.length === 0 && errorCode === 'UnauthorizedException'
+      ? [{ action: 'Authenticate' }]
+      : decided;
   const outcome = !res.writableFinished
     ? 'ClientDisconnected'
     : res.statusCode < 400

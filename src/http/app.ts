@@ -1,4 +1,4 @@
-import express, { type ErrorRequestHandler, type RequestHandler } from 'express';
+import express, { type ErrorRequestHandler, type Request, type RequestHandler } from 'express';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { ArnContext } from '../connections/arn.js';
@@ -23,7 +23,7 @@ import { createHotPath } from './hot-path.js';
 import { createOpenModeGuard } from './open-mode-guard.js';
 import { operationsRoutes } from './operations.routes.js';
 import { sendProblem, toBrokerError } from './problem.js';
-import { observeRequest, requestIdOf } from './request-context.js';
+import { observeRequest, requestIdFor, requestIdOf, setErrorCode } from './request-context.js';
 import type { RequestValidator } from './request-validator.js';
 
 export interface AppDeps {
@@ -51,19 +51,25 @@ export interface AppDeps {
   now?: () => number;
 }
 
+/** The route express matched (its pattern, e.g. `/v1/connections/:name`), for metrics and logs. */
+function routePathOf(req: Request): string | undefined {
+  // Express types req.route as any: read it as the unknown it is.
+  const route: unknown = req.route;
+  if (typeof route !== 'object' || route === null || !('path' in route)) return undefined;
+  return typeof route.path === 'string' ? route.path : undefined;
+}
+
 const requestContext =
   (deps: Pick<AppDeps, 'metrics' | 'audit'>): RequestHandler =>
   (req, res, next) => {
     const startedMs = performance.now();
-    const requestId = requestIdOf(req);
-    res.locals['requestId'] = requestId;
-    res.setHeader('x-request-id', requestId);
+    res.setHeader('x-request-id', requestIdFor(res));
     res.on('finish', () => {
-      const route = (req.route as { path?: string } | undefined)?.path ?? 'unmatched';
+      const route = routePathOf(req) ?? 'unmatched';
       observeRequest(deps.metrics, route, req.method, res.statusCode, startedMs);
     });
     // 'close' also fires when the caller hangs up before the answer: the work may be done.
-    res.on('close', () => auditFinished(res, deps.audit, requestId));
+    res.on('close', () => auditFinished(res, deps.audit));
     next();
   };
 
@@ -71,8 +77,8 @@ const errorHandler =
   (deps: Pick<AppDeps, 'logger'>): ErrorRequestHandler =>
   (error: unknown, req, res, _next) => {
     const brokerError = toBrokerError(error);
-    const requestId = String(res.locals['requestId']);
-    res.locals['errorCode'] = brokerError.code;
+    const requestId = requestIdFor(res);
+    setErrorCode(res, brokerError.code);
     if (brokerError.status >= 500) {
       // Log picked fields only: foreign errors carry upstream bodies.
       const cause = brokerError.cause instanceof Error ? brokerError.cause : undefined;
@@ -80,7 +86,7 @@ const errorHandler =
         {
           requestId,
           method: req.method,
-          route: (req.route as { path?: string } | undefined)?.path,
+          route: routePathOf(req),
           code: brokerError.code,
           cause: cause === undefined ? undefined : { name: cause.name, message: cause.message },
         },

@@ -11,7 +11,7 @@ import {
 } from '../connections/connection-input.js';
 import type { components } from '../openapi-types.js';
 import type { RequestValidator } from './request-validator.js';
-import { sendAuthorization } from './request-context.js';
+import { requestIdFor, sendAuthorization } from './request-context.js';
 import { authorize, authorizeSome, may } from './access.js';
 
 export interface ConnectionsRoutesDeps {
@@ -38,7 +38,7 @@ export function connectionsRoutes({ service, validator, arn }: ConnectionsRoutes
   });
 
   router.get('/v1/connections', async (req, res) => {
-    const query = validator.validate('ListConnections', req).query as ListConnectionsInput;
+    const query = validator.validate('ListConnections', req).query as ListConnectionsInput; // validated against openapi.yaml
     const permitted = authorizeSome(res, 'ListConnections');
     const page = await service.list(toListQuery(query, permitted));
     res.json({
@@ -82,7 +82,7 @@ export function connectionsRoutes({ service, validator, arn }: ConnectionsRoutes
     const { params } = validator.validate('GetAuthorization', req);
     authorize(res, 'RetrieveConnectionCredentials', nameOf(params));
     const prepared = await service.getAuthorization(nameOf(params));
-    sendAuthorization(res, prepared.body, String(res.locals['requestId']));
+    sendAuthorization(res, prepared.body, requestIdFor(res));
   });
 
   router.post('/v1/connections/:name/authorization/refresh', async (req, res) => {
@@ -94,7 +94,7 @@ export function connectionsRoutes({ service, validator, arn }: ConnectionsRoutes
       body.TokenGeneration,
       { mayDeauthorize: may(res, 'DeauthorizeConnection', nameOf(params)) },
     );
-    sendAuthorization(res, prepared.body, String(res.locals['requestId']));
+    sendAuthorization(res, prepared.body, requestIdFor(res));
   });
 
   return router;

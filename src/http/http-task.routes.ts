@@ -16,7 +16,7 @@ export interface HttpTaskRoutesDeps {
 
 function inspectionOf(query: Record<string, unknown>): Inspection {
   return {
-    level: (query['inspectionLevel'] as InspectionLevel | undefined) ?? 'INFO',
+    level: (query['inspectionLevel'] as InspectionLevel | undefined) ?? 'INFO', // the validator checked it against the enum
     revealSecrets: query['revealSecrets'] === true,
   };
 }

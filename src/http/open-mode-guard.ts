@@ -1,6 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import { isIP } from 'node:net';
-import { BrokerError } from '../errors.js';
+import { BrokerError, openModeRefusal } from '../errors.js';
 
 /**
  * An open broker (no policy file) trusts whoever reaches its port, which is meant to be one
@@ -15,13 +15,6 @@ const UNGUARDED_PATHS = new Set(['/healthz', '/readyz', '/metrics']);
 
 // A name, an IPv4 address or a bracketed IPv6 address, then an optional port.
 const HOST_FORM = /^(?:[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/;
-
-function refusal(what: string): BrokerError {
-  return new BrokerError(
-    'AccessDeniedException',
-    `A broker without a policy does not answer ${what}: call it as http://localhost:PORT/…, or set BROKER_POLICY_FILE.`,
-  );
-}
 
 function hostnameOf(hostHeader: string): string {
   // `[::1]:8080`, `127.0.0.1:8080`, `localhost`: the port is not part of the name.
@@ -65,14 +58,15 @@ export function createOpenModeGuard(allowedHosts: readonly string[]): OpenModeGu
       }
       // Only what a browser can send is trusted to mean what it says: one Host of host[:port],
       // and an origin-form target (an absolute URL in the request line names another host).
-      if (!(req.url ?? '/').startsWith('/')) return refusal('an absolute-form request target');
+      if (!(req.url ?? '/').startsWith('/'))
+        return openModeRefusal('an absolute-form request target');
       const hosts = req.rawHeaders.filter(
         (_, i) => i % 2 === 0 && req.rawHeaders[i]?.toLowerCase() === 'host',
       );
-      if (hosts.length > 1) return refusal('more than one Host header');
+      if (hosts.length > 1) return openModeRefusal('more than one Host header');
       const host = req.headers.host;
       if (host === undefined || anyHost) return undefined;
-      if (!HOST_FORM.test(host)) return refusal('a Host that is not host[:port]');
+      if (!HOST_FORM.test(host)) return openModeRefusal('a Host that is not host[:port]');
       const hostname = hostnameOf(host);
       if (isLoopbackName(hostname) || extra.has(hostname)) return undefined;
       return new BrokerError(

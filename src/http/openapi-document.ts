@@ -31,7 +31,7 @@ let cached: OpenApiDocument | undefined;
 
 /** Parsed once per process; the document is the contract for requests and responses. */
 export function loadOpenApiDocument(): OpenApiDocument {
-  cached ??= parse(readFileSync(OPENAPI_PATH, 'utf8')) as OpenApiDocument;
+  cached ??= parse(readFileSync(OPENAPI_PATH, 'utf8')) as OpenApiDocument; // the repository's openapi.yaml, linted by redocly
   return cached;
 }
 
@@ -44,7 +44,7 @@ export function listOperations(
   const operations: Array<{ path: string; method: string; operation: OpenApiOperation }> = [];
   for (const [path, item] of Object.entries(document.paths)) {
     for (const method of HTTP_METHODS) {
-      const operation = item[method] as OpenApiOperation | undefined;
+      const operation = item[method] as OpenApiOperation | undefined; // a path item's method key holds an operation
       if (operation === undefined) continue;
       const parameters = [...(item.parameters ?? []), ...(operation.parameters ?? [])];
       operations.push({ path, method, operation: { ...operation, parameters } });

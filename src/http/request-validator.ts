@@ -11,7 +11,7 @@ import {
 } from './openapi-document.js';
 
 // ajv-formats ships CommonJS with a default export property.
-const addFormats = addFormatsModule as unknown as typeof addFormatsModule.default;
+const addFormats = addFormatsModule as unknown as typeof addFormatsModule.default; // at run time the import is the plugin itself
 
 export interface ValidatedRequest<TBody = unknown> {
   params: Record<string, unknown>;
@@ -46,7 +46,7 @@ function createAjv(coerceTypes: boolean, document: OpenApiDocument): Ajv2020 {
 function rebaseRefs(schema: object): object {
   return JSON.parse(
     JSON.stringify(schema).replaceAll('"#/components/', `"${DOCUMENT_ID}#/components/`),
-  ) as object;
+  ) as object; // a copy of an object made just above
 }
 
 /**
@@ -133,7 +133,7 @@ export class RequestValidator {
     const validators = this.operations.get(operationId);
     if (validators === undefined) throw new Error(`no operation ${operationId} in openapi.yaml`);
     const params: Record<string, unknown> = { ...req.params };
-    const query: Record<string, unknown> = { ...(req.query as Record<string, unknown>) };
+    const query: Record<string, unknown> = { ...(req.query as Record<string, unknown>) }; // express's parsed query: string keys
     validators.assertKnownQuery(operationId, query);
     const errors: ErrorObject[] = [];
     if (!validators.params(params)) errors.push(...(validators.params.errors ?? []));
@@ -148,12 +148,12 @@ export class RequestValidator {
     if (errors.length > 0) {
       throw new BrokerError('ValidationException', formatValidationErrors(errors));
     }
-    return { params, query, body: body as TBody };
+    return { params, query, body: body as TBody }; // validated against the operation's schema
   }
 
   private readBody(req: Request, required: boolean): unknown {
     if (req.body !== undefined) {
-      const body = req.body as unknown;
+      const body = req.body as unknown; // express types it any: read it as unknown
       if (typeof body !== 'object' || body === null || Array.isArray(body)) {
         const kind = body === null ? 'null' : Array.isArray(body) ? 'an array' : `a ${typeof body}`;
         throw new BrokerError(

@@ -16,7 +16,7 @@ export function toMemberPath(instancePath: string, child?: string): string {
 }
 
 function isSensitive(error: ErrorObject): boolean {
-  const schema = error.parentSchema as { format?: string; writeOnly?: boolean } | undefined;
+  const schema = error.parentSchema as { format?: string; writeOnly?: boolean } | undefined; // a schema of openapi.yaml
   return schema?.format === 'password' || schema?.writeOnly === true;
 }
 
@@ -35,7 +35,7 @@ function displayPattern(pattern: string): string {
 }
 
 function constraint(error: ErrorObject): string {
-  const params = error.params as Record<string, unknown>;
+  const params = error.params as Record<string, unknown>; // Ajv's params: an object per keyword
   switch (error.keyword) {
     case 'pattern':
       return `Member must satisfy regular expression pattern: ${displayPattern(String(params['pattern']))}`;
@@ -50,7 +50,7 @@ function constraint(error: ErrorObject): string {
     case 'maximum':
       return `Member must have value less than or equal to ${String(params['limit'])}`;
     case 'enum':
-      return `Member must satisfy enum value set: [${(params['allowedValues'] as unknown[]).join(', ')}]`;
+      return `Member must satisfy enum value set: [${(params['allowedValues'] as unknown[]).join(', ')}]`; // Ajv's enum params
     case 'type':
       return `Member must be of type ${String(params['type'])}`;
     case 'format':
@@ -61,7 +61,7 @@ function constraint(error: ErrorObject): string {
 }
 
 function describe(error: ErrorObject): string {
-  const params = error.params as Record<string, unknown>;
+  const params = error.params as Record<string, unknown>; // Ajv's params: an object per keyword
   if (error.keyword === 'required') {
     const member = toMemberPath(error.instancePath, String(params['missingProperty']));
     return `Value null at '${member}' failed to satisfy constraint: Member must not be null`;

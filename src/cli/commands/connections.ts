@@ -326,7 +326,7 @@ async function explainDeauthorized(
   context: CommandContext,
   state: Schemas['ConnectionStateResponse'],
 ): Promise<string> {
-  const answered: unknown = (state as { StateReason?: unknown }).StateReason;
+  const answered: unknown = (state as { StateReason?: unknown }).StateReason; // read as unknown, checked below
   let reason = typeof answered === 'string' ? answered : undefined;
   if (reason === undefined) {
     try {

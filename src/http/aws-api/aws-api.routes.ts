@@ -14,6 +14,7 @@ import type { ConnectionService } from '../../connections/connection-service.js'
 import { BrokerError } from '../../errors.js';
 import { assertJsonDepth } from '../json-depth.js';
 import { loadOpenApiDocument } from '../openapi-document.js';
+import { requestIdFor, setCaller, setErrorCode } from '../request-context.js';
 import { sendWire, sendWireError, toWireError, WireProtocolError } from './wire-errors.js';
 import { isWireOperation, runWireOperation, type WireOperation } from './wire-operations.js';
 import { WireValidator } from './wire-validator.js';
@@ -77,7 +78,7 @@ function parseInput(body: Buffer): Record<string, unknown> {
       'The request body must be a JSON object.',
     );
   }
-  return parsed as Record<string, unknown>;
+  return parsed as Record<string, unknown>; // a JSON object (checked above): its keys are strings
 }
 
 /**
@@ -108,8 +109,8 @@ export function awsApiRoutes(deps: AwsApiDeps): Router {
 
   const errors: ErrorRequestHandler = (error: unknown, req, res, _next) => {
     const wire = toWireError(error);
-    const requestId = String(res.locals['requestId']);
-    res.locals['errorCode'] = wire.code;
+    const requestId = requestIdFor(res);
+    setErrorCode(res, wire.code);
     if (error instanceof SigV4Error) {
       deps.audit({ requestId, principal: undefined, action: 'Authenticate', outcome: wire.code });
     }
@@ -144,7 +145,7 @@ export function awsApiRoutes(deps: AwsApiDeps): Router {
   const handle: RequestHandler = async (req, res) => {
     const body = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
     const caller = await authenticate(req, body);
-    res.locals['caller'] = caller;
+    setCaller(res, caller);
     const wait = deps.rateLimiter.take(caller.principal.name);
     if (wait !== undefined) {
       throw new BrokerError('ThrottlingException', 'Rate exceeded', { retryAfterSeconds: wait });
@@ -167,7 +168,7 @@ export function awsApiRoutes(deps: AwsApiDeps): Router {
       arn: deps.arn,
       res,
     });
-    sendWire(res, 200, output, String(res.locals['requestId']));
+    sendWire(res, 200, output, requestIdFor(res));
   };
   router.post('/', onlyWire, checkHeaders, rawBody, handle, errors);
   return router;

@@ -98,7 +98,7 @@ const HANDLERS: Record<WireOperation, Handler> = {
 };
 
 export function isWireOperation(name: string): name is WireOperation {
-  return (WIRE_OPERATIONS as readonly string[]).includes(name);
+  return (WIRE_OPERATIONS as readonly string[]).includes(name); // widened to test any string
 }
 
 export function runWireOperation(

@@ -1,17 +1,13 @@
 import { Ajv2020, type ErrorObject, type ValidateFunction } from 'ajv/dist/2020.js';
 import addFormatsModule from 'ajv-formats';
 import { BrokerError } from '../../errors.js';
-import {
-  listOperations,
-  resolveParameter,
-  type OpenApiDocument,
-} from '../openapi-document.js';
+import { listOperations, resolveParameter, type OpenApiDocument } from '../openapi-document.js';
 import { formatValidationErrors } from '../validation-message.js';
 import { OAUTH_HTTP_METHODS } from '../../connections/connection.js';
 import type { WireOperation } from './wire-operations.js';
 
 // ajv-formats ships CommonJS with a default export property.
-const addFormats = addFormatsModule as unknown as typeof addFormatsModule.default;
+const addFormats = addFormatsModule as unknown as typeof addFormatsModule.default; // at run time the import is the plugin itself
 
 const DOCUMENT_ID = 'openapi';
 const schemaRef = (name: string): object => ({
@@ -21,7 +17,7 @@ const schemaRef = (name: string): object => ({
 function rebaseRefs(schema: object): object {
   return JSON.parse(
     JSON.stringify(schema).replaceAll('"#/components/', `"${DOCUMENT_ID}#/components/`),
-  ) as object;
+  ) as object; // a copy of an object made just above
 }
 
 const NAME_ONLY = {
@@ -54,12 +50,13 @@ function wireDocument(document: OpenApiDocument): OpenApiDocument {
 function normalizeHttpMethod(input: Record<string, unknown>): void {
   const oauth = memberAt(input, ['AuthParameters', 'OAuthParameters']);
   if (typeof oauth !== 'object' || oauth === null) return;
-  const method: unknown = (oauth as Record<string, unknown>)['HttpMethod'];
+  const method: unknown = (oauth as Record<string, unknown>)['HttpMethod']; // an object, checked above
   // ASCII letters only: 'poſt'.toUpperCase() is 'POST'.
   if (typeof method !== 'string' || !/^[A-Za-z]{3,4}$/.test(method)) return;
   const upper = method.toUpperCase();
   if ((OAUTH_HTTP_METHODS as readonly string[]).includes(upper)) {
-    (oauth as Record<string, unknown>)['HttpMethod'] = upper;
+    // widened to test any string
+    (oauth as Record<string, unknown>)['HttpMethod'] = upper; // an object, checked above
   }
 }
 
@@ -86,7 +83,7 @@ function memberAt(input: Record<string, unknown>, path: readonly string[]): unkn
   let value: unknown = input;
   for (const key of path) {
     if (typeof value !== 'object' || value === null) return undefined;
-    value = (value as Record<string, unknown>)[key];
+    value = (value as Record<string, unknown>)[key]; // an object, checked on the line above
   }
   return value;
 }
@@ -142,13 +139,13 @@ export class WireValidator {
       const [body] = this.validators.UpdateConnection;
       if (body !== undefined && !body(rest)) errors.push(...(body.errors ?? []));
       if (errors.length > 0) throw validationError(errors);
-      return { ...rest, Name } as T;
+      return { ...rest, Name } as T; // both parts validated against the operation's schema
     }
     for (const validate of this.validators[operation]) {
       if (!validate(candidate)) errors.push(...(validate.errors ?? []));
     }
     if (errors.length > 0) throw validationError(errors);
-    return candidate as T;
+    return candidate as T; // validated against the operation's schema
   }
 }
 
