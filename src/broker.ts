@@ -103,6 +103,7 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
         listingMaxAgeMs: config.cacheMaxAgeSeconds * 1000,
         onApiCall: (command) => metrics.secretsManagerCalls.inc({ command }),
         ...(config.kmsKeyId !== undefined && { kmsKeyId: config.kmsKeyId }),
+        ...(options.now !== undefined && { now: options.now }),
       }),
     metrics,
   );

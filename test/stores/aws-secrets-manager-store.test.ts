@@ -15,25 +15,25 @@ import {
 } from '@aws-sdk/client-secrets-manager';
 import type { SecretsManagerClientConfig } from '@aws-sdk/client-secrets-manager';
 
-import { isBrokerError } from '../errors.js';
-import type { ErrorCode } from '../errors.js';
-import { listenOnLoopback } from '../../test/support/loopback.js';
-import { resetMoto, startMotoServer } from '../../test/support/moto-server.js';
-import type { MotoServer } from '../../test/support/moto-server.js';
-import {
-  assertRejectsWithCode,
-  runSecretStoreContract,
-  sampleSecret,
-} from '../../test/support/secret-store-contract.js';
+import { isBrokerError } from '../../src/errors.js';
+import type { ErrorCode } from '../../src/errors.js';
 import {
   AUTHORIZATION_TYPE_TAG_KEY,
-  AwsSecretsManagerStore,
   CONNECTION_NAME_TAG_KEY,
   CONNECTION_UUID_TAG_KEY,
   MANAGED_TAG_KEY,
   PENDING_STAGE,
-} from './aws-secrets-manager-store.js';
-import type { StoredRecord, StoredSecret } from './secret-store.js';
+} from '../../src/secret-store/aws-secret-layout.js';
+import { AwsSecretsManagerStore } from '../../src/secret-store/aws-secrets-manager-store.js';
+import type { StoredRecord, StoredSecret } from '../../src/secret-store/secret-store.js';
+import { listenOnLoopback } from '../support/loopback.js';
+import { resetMoto, startMotoServer } from '../support/moto-server.js';
+import type { MotoServer } from '../support/moto-server.js';
+import {
+  assertRejectsWithCode,
+  runSecretStoreContract,
+  sampleSecret,
+} from '../support/secret-store-contract.js';
 
 const REGION = 'us-east-1';
 const TEST_CREDENTIALS = { accessKeyId: 'test', secretAccessKey: 'test' };
@@ -360,6 +360,29 @@ describe('AwsSecretsManagerStore against moto', () => {
     } while (nextToken !== undefined && pages.length < 10);
     assert.deepEqual(pages, [[], ['z-1'], ['z-2']]);
     assert.equal((await store.list({ state: 'DEAUTHORIZED', limit: 200 })).records.length, 103);
+  });
+
+  it('when listingMaxAgeMs is set, then list reuses its listing until the injected clock says it is that old, and shows its own creates at once', async () => {
+    let now = 1_700_000_000_000;
+    const reusing = track(
+      new AwsSecretsManagerStore({
+        client: clientFor(moto.endpoint),
+        region: REGION,
+        listingMaxAgeMs: 10_000,
+        now: () => now,
+      }),
+    );
+    const listedNames = async (): Promise<string[]> =>
+      (await reusing.list({ limit: 10 })).records.map((record) => record.name);
+    await reusing.create('a', sampleSecret('a'));
+    assert.deepEqual(await listedNames(), ['a']);
+
+    await store.create('b', sampleSecret('b')); // another broker's
+    await reusing.create('c', sampleSecret('c'));
+    now += 9_999;
+    assert.deepEqual(await listedNames(), ['a', 'c']);
+    now += 1;
+    assert.deepEqual(await listedNames(), ['a', 'b', 'c']);
   });
 
   it('when moto stops, then every operation fails with ServiceUnavailableException and no message carries a secret', async () => {
