@@ -176,3 +176,12 @@ export function keyRotationStopped(reencrypted?: number): BrokerError {
     `The broker is shutting down: the key rotation stopped${progress}; the next start or rotation finishes it.`,
   );
 }
+
+/**
+ * The picked fields of an error's cause for a log line: its name and message, never the whole
+ * object (foreign errors carry upstream bodies and request options).
+ */
+export function causeOf(error: unknown): { name: string; message: string } | undefined {
+  const cause = error instanceof Error ? error.cause : undefined;
+  return cause instanceof Error ? { name: cause.name, message: cause.message } : undefined;
+}

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { mapWithConcurrency } from '../concurrency.js';
-import { errorMessage } from '../errors.js';
+import { causeOf, errorMessage } from '../errors.js';
 import type { RecordChange, SecretStore } from '../secret-store/secret-store.js';
 import type { ConnectionCache } from './connection-cache.js';
 import { decodeState } from './connection-codec.js';
@@ -88,13 +88,8 @@ export class StoreSweeper {
   sweep(): Promise<void> {
     this.running ??= this.sweepOnce()
       .catch((error: unknown) => {
-        const cause =
-          error instanceof Error && error.cause instanceof Error ? error.cause : undefined;
         this.deps.logger.warn(
-          {
-            error: errorMessage(error),
-            ...(cause !== undefined && { cause: `${cause.name}: ${cause.message}` }),
-          },
+          { error: errorMessage(error), cause: causeOf(error) },
           'secret store sweep failed; cached connections are served until it recovers',
         );
       })

@@ -6,7 +6,7 @@ import type { ConnectionService } from '../connections/connection-service.js';
 import type { ConnectionCache } from '../connections/connection-cache.js';
 import type { HttpTaskService } from '../http-task/http-task-service.js';
 import type { KeyRotation } from '../secret-store/key-rotation.js';
-import { BrokerError } from '../errors.js';
+import { BrokerError, causeOf } from '../errors.js';
 import type { BrokerMetrics } from '../metrics.js';
 import type { StoreHealth } from '../secret-store/instrumented-store.js';
 import type { Authenticator } from '../auth/authenticator.js';
@@ -81,14 +81,13 @@ const errorHandler =
     setErrorCode(res, brokerError.code);
     if (brokerError.status >= 500) {
       // Log picked fields only: foreign errors carry upstream bodies.
-      const cause = brokerError.cause instanceof Error ? brokerError.cause : undefined;
       deps.logger.error(
         {
           requestId,
           method: req.method,
           route: routePathOf(req),
           code: brokerError.code,
-          cause: cause === undefined ? undefined : { name: cause.name, message: cause.message },
+          cause: causeOf(brokerError),
         },
         brokerError.message,
       );

@@ -11,7 +11,7 @@ import type { PrincipalRateLimiter } from '../../auth/rate-limiter.js';
 import { SigV4Error, SigV4Verifier } from '../../auth/sigv4-verifier.js';
 import type { ArnContext } from '../../connections/arn.js';
 import type { ConnectionService } from '../../connections/connection-service.js';
-import { BrokerError } from '../../errors.js';
+import { BrokerError, causeOf } from '../../errors.js';
 import { assertJsonDepth } from '../json-depth.js';
 import { loadOpenApiDocument } from '../openapi-document.js';
 import { requestIdFor, setCaller, setErrorCode } from '../request-context.js';
@@ -116,13 +116,12 @@ export function awsApiRoutes(deps: AwsApiDeps): Router {
     }
     if (wire.status >= 500) {
       // Picked fields only: foreign errors carry upstream bodies.
-      const cause = wire.cause instanceof Error ? wire.cause : undefined;
       deps.logger.error(
         {
           requestId,
           target: req.headers['x-amz-target'],
           code: wire.code,
-          cause: cause === undefined ? undefined : { name: cause.name, message: cause.message },
+          cause: causeOf(wire),
         },
         wire.message,
       );
