@@ -50,7 +50,6 @@ export type Credentials =
   | { authorizationType: 'API_KEY'; apiKey: ApiKeyAuth }
   | { authorizationType: 'OAUTH_CLIENT_CREDENTIALS'; oauth: OAuthAuth };
 
-
 /** Only the block of the chosen type may be given (EventBridge: "only give the parameters for the AuthorizationType you chose"). */
 export function assertOnlyBlockFor(
   type: AuthorizationType,
@@ -81,7 +80,8 @@ export function mergeCredentials(
       const input = auth?.BasicAuthParameters;
       const base = same?.authorizationType === 'BASIC' ? same.basic : undefined;
       const username = input?.Username ?? base?.username;
-      if (username === undefined) throw missingMember('authParameters.basicAuthParameters.username');
+      if (username === undefined)
+        throw missingMember('authParameters.basicAuthParameters.username');
       const password = input?.Password ?? base?.password;
       return {
         authorizationType: 'BASIC',
@@ -92,7 +92,8 @@ export function mergeCredentials(
       const input = auth?.ApiKeyAuthParameters;
       const base = same?.authorizationType === 'API_KEY' ? same.apiKey : undefined;
       const apiKeyName = input?.ApiKeyName ?? base?.apiKeyName;
-      if (apiKeyName === undefined) throw missingMember('authParameters.apiKeyAuthParameters.apiKeyName');
+      if (apiKeyName === undefined)
+        throw missingMember('authParameters.apiKeyAuthParameters.apiKeyName');
       const apiKeyValue = input?.ApiKeyValue ?? base?.apiKeyValue;
       return {
         authorizationType: 'API_KEY',
@@ -112,7 +113,8 @@ export function mergeCredentials(
       if (authorizationEndpoint === undefined) {
         throw missingMember('authParameters.oAuthParameters.authorizationEndpoint');
       }
-      if (httpMethod === undefined) throw missingMember('authParameters.oAuthParameters.httpMethod');
+      if (httpMethod === undefined)
+        throw missingMember('authParameters.oAuthParameters.httpMethod');
       const oauthHttpParameters = input?.OAuthHttpParameters
         ? mergeHttpParameters(base?.oauthHttpParameters, input.OAuthHttpParameters)
         : base?.oauthHttpParameters;
@@ -129,7 +131,6 @@ export function mergeCredentials(
     }
   }
 }
-
 
 function assertSendableHeaderParameters(
   parameters: readonly HttpParameter[] | undefined,
