@@ -1,34 +1,30 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { startBroker, type Harness } from '../support/broker-harness.js';
+import { apiKeyInput, basicInput } from '../support/connection-inputs.js';
 import { assertMatchesSpec } from '../support/openapi-contract.js';
 
 const ARN = /^arn:aws:events:us-east-1:000000000000:connection\/[.\-_A-Za-z0-9]+\/[0-9a-f-]{36}$/;
 
-const basicConnection = (name: string) => ({
-  Name: name,
-  Description: 'Billing API',
-  AuthorizationType: 'BASIC',
-  AuthParameters: {
-    BasicAuthParameters: { Username: 'billing-user', Password: 'basic-pass-42' },
-    InvocationHttpParameters: {
-      HeaderParameters: [
-        { Key: 'X-Tenant', Value: 'acme', IsValueSecret: false },
-        { Key: 'X-Signing-Secret', Value: 'header-secret-77' },
-      ],
-      QueryStringParameters: [{ Key: 'region', Value: 'eu', IsValueSecret: false }],
-      BodyParameters: [{ Key: 'account', Value: 'body-secret-99', IsValueSecret: true }],
+const basicConnection = (name: string): Record<string, unknown> =>
+  basicInput(
+    name,
+    { username: 'billing-user', password: 'basic-pass-42' },
+    {
+      description: 'Billing API',
+      invocation: {
+        HeaderParameters: [
+          { Key: 'X-Tenant', Value: 'acme', IsValueSecret: false },
+          { Key: 'X-Signing-Secret', Value: 'header-secret-77' },
+        ],
+        QueryStringParameters: [{ Key: 'region', Value: 'eu', IsValueSecret: false }],
+        BodyParameters: [{ Key: 'account', Value: 'body-secret-99', IsValueSecret: true }],
+      },
     },
-  },
-});
+  );
 
-const apiKeyConnection = (name: string) => ({
-  Name: name,
-  AuthorizationType: 'API_KEY',
-  AuthParameters: {
-    ApiKeyAuthParameters: { ApiKeyName: 'x-api-key', ApiKeyValue: 'api-key-secret-1' },
-  },
-});
+const apiKeyConnection = (name: string): Record<string, unknown> =>
+  apiKeyInput(name, { keyName: 'x-api-key', value: 'api-key-secret-1' });
 
 describe('connections API', () => {
   let h: Harness;
@@ -123,13 +119,15 @@ describe('connections API', () => {
 
     it('when a parameter list has 101 items, then 400 with the list limit', async () => {
       const items = Array.from({ length: 101 }, (_, i) => ({ Key: `k${i}`, Value: 'v' }));
-      const res = await h.request.post('/v1/connections').send({
-        ...apiKeyConnection('many'),
-        AuthParameters: {
-          ...apiKeyConnection('many').AuthParameters,
-          InvocationHttpParameters: { HeaderParameters: items },
-        },
-      });
+      const res = await h.request
+        .post('/v1/connections')
+        .send(
+          apiKeyInput(
+            'many',
+            { keyName: 'x-api-key', value: 'api-key-secret-1' },
+            { invocation: { HeaderParameters: items } },
+          ),
+        );
       assert.equal(res.status, 400);
       assert.match(
         res.body.detail,

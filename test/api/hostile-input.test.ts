@@ -13,24 +13,19 @@ import type { Connection } from '../../src/connections/connection.js';
 import { encodeConnection } from '../../src/connections/connection-codec.js';
 import { MAX_LISTED_ERRORS } from '../../src/http/validation-message.js';
 import { startBroker, type Harness } from '../support/broker-harness.js';
+import { apiKeyInput } from '../support/connection-inputs.js';
 import { startHostilePeer, type HostilePeer } from '../support/hostile-peer.js';
 import { writePolicyFile } from '../support/policy-file.js';
 import { startUpstreamServer, type UpstreamServer } from '../support/upstream-server.js';
 
 const BOUNDED = { timeout: 20_000 } as const;
 
-function apiKey(name: string, invocationHeaders?: Array<{ Key: string; Value: string }>): object {
-  return {
-    Name: name,
-    AuthorizationType: 'API_KEY',
-    AuthParameters: {
-      ApiKeyAuthParameters: { ApiKeyName: 'x-api-key', ApiKeyValue: 'secret-value' },
-      ...(invocationHeaders !== undefined && {
-        InvocationHttpParameters: { HeaderParameters: invocationHeaders },
-      }),
-    },
-  };
-}
+const apiKey = (name: string, invocationHeaders?: Array<{ Key: string; Value: string }>): object =>
+  apiKeyInput(
+    name,
+    { keyName: 'x-api-key', value: 'secret-value' },
+    invocationHeaders === undefined ? {} : { invocation: { HeaderParameters: invocationHeaders } },
+  );
 
 describe('connections whose headers could not be sent as they are', () => {
   let h: Harness;

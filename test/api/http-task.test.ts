@@ -1,6 +1,4 @@
 import assert from 'node:assert/strict';
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import { pino } from 'pino';
 import type { Response } from 'supertest';
@@ -9,8 +7,18 @@ import { USER_AGENT } from '../../src/broker.js';
 import { INVOKE_TIMEOUT_MS } from '../../src/http-task/http-task-invoker.js';
 import { HttpTaskService } from '../../src/http-task/http-task-service.js';
 import { createMetrics } from '../../src/metrics.js';
+import {
+  createConnection,
+  invokeTask,
+  prepareTask,
+  REQUEST_TIMEOUT_MS,
+  uniqueName,
+} from '../support/api-calls.js';
 import { startBroker, type Harness } from '../support/broker-harness.js';
+import { apiKeyInput, basicInput, oauthInput } from '../support/connection-inputs.js';
+import { findFreePort } from '../support/loopback.js';
 import { assertMatchesSpec } from '../support/openapi-contract.js';
+import { assertProblem } from '../support/problem.js';
 import {
   startScriptedTokenEndpoint,
   type ScriptedTokenEndpoint,
@@ -25,21 +33,13 @@ import {
 
 // ---- fixtures and helpers -----------------------------------------------------------------
 
-/** Every supertest call is bounded; so is every test. */
-const REQUEST_TIMEOUT_MS = 10_000;
+/** Every supertest call is bounded (REQUEST_TIMEOUT_MS); so is every test. */
 const BOUNDED = { timeout: 15_000 } as const;
 const JSON_UTF8 = 'application/json; charset=UTF-8';
 const FORM = 'application/x-www-form-urlencoded';
 const RANGE = 'bytes=0-262144';
 /** The Range asks for bytes 0 to 262144 inclusive. */
 const MAX_BODY_BYTES = 262_145;
-
-const TITLES: Record<string, string> = {
-  ValidationException: 'Invalid request',
-  ResourceNotFoundException: 'Not found',
-};
-
-type Query = Record<string, string>;
 
 interface TaskRequest {
   Method: string;
@@ -76,32 +76,9 @@ interface TaskResult {
   InspectionData?: InspectionData;
 }
 
-let sequence = 0;
-const uniqueName = (prefix: string): string => `${prefix}-${++sequence}`;
-
-async function prepare(h: Harness, parameters: object, query: Query = {}): Promise<Response> {
-  const res = await h.request
-    .post('/v1/http-task/prepare')
-    .query(query)
-    .send(parameters)
-    .timeout(REQUEST_TIMEOUT_MS);
-  assertMatchesSpec('PrepareHttpTask', res);
-  return res;
-}
-
-async function invoke(h: Harness, parameters: object, query: Query = {}): Promise<Response> {
-  const res = await h.request
-    .post('/v1/http-task/invoke')
-    .query(query)
-    .send(parameters)
-    .timeout(REQUEST_TIMEOUT_MS);
-  assertMatchesSpec('InvokeHttpTask', res);
-  return res;
-}
-
-async function createConnection(h: Harness, body: Record<string, unknown>): Promise<string> {
-  const res = await h.request.post('/v1/connections').send(body).timeout(REQUEST_TIMEOUT_MS);
-  assertMatchesSpec('CreateConnection', res);
+/** Creates a connection that must come out AUTHORIZED; answers its ARN. */
+async function createAuthorized(h: Harness, body: Record<string, unknown>): Promise<string> {
+  const res = await createConnection(h, body);
   assert.equal(res.status, 201, res.text);
   assert.equal((res.body as { ConnectionState?: unknown }).ConnectionState, 'AUTHORIZED');
   return String((res.body as { ConnectionArn?: unknown }).ConnectionArn);
@@ -145,22 +122,6 @@ function assertFailed(res: Response, error: string, cause?: RegExp): TaskResult 
   return body;
 }
 
-/** Asserts an RFC 9457 problem as a whole. */
-function assertProblem(res: Response, status: number, code: string, detail: RegExp): void {
-  assert.equal(res.status, status, res.text);
-  assert.equal(String(res.headers['content-type']).split(';')[0], 'application/problem+json');
-  const body = res.body as Record<string, unknown>;
-  assert.match(String(body['detail']), detail);
-  assert.deepEqual(body, {
-    type: `urn:connection-broker:problem:${code}`,
-    title: TITLES[code],
-    status,
-    code,
-    detail: body['detail'],
-    requestId: body['requestId'],
-  });
-}
-
 function onlyRequest(upstream: UpstreamServer): UpstreamRequest {
   const requests = upstream.requests();
   assert.equal(requests.length, 1, 'exactly one request reached the upstream');
@@ -182,40 +143,38 @@ function metricValue(text: string, series: string): number | undefined {
 const basic = (username: string, password: string): string =>
   `Basic ${Buffer.from(`${username}:${password}`).toString('base64')}`;
 
-/** The seed's "Merging" connection, exactly as the page shows it. */
-const seedApiKeyConnection = (name: string): Record<string, unknown> => ({
-  Name: name,
-  AuthorizationType: 'API_KEY',
-  AuthParameters: {
-    ApiKeyAuthParameters: { ApiKeyName: 'ApiKey', ApiKeyValue: 'key_value' },
-    InvocationHttpParameters: {
-      BodyParameters: [{ Key: 'BodyParam', Value: 'connection_body_param' }],
-      HeaderParameters: [{ Key: 'Header-Param', Value: 'connection_header_param' }],
-      QueryStringParameters: [{ Key: 'QueryParam', Value: 'connection_query_param' }],
+/** The "Merging" example's connection (README, HTTP Tasks: prepare and invoke). */
+const seedApiKeyConnection = (name: string): Record<string, unknown> =>
+  apiKeyInput(
+    name,
+    { keyName: 'ApiKey', value: 'key_value' },
+    {
+      invocation: {
+        BodyParameters: [{ Key: 'BodyParam', Value: 'connection_body_param' }],
+        HeaderParameters: [{ Key: 'Header-Param', Value: 'connection_header_param' }],
+        QueryStringParameters: [{ Key: 'QueryParam', Value: 'connection_query_param' }],
+      },
     },
-  },
-});
+  );
 
-/** The seed's invoice connection (BASIC, no invocation parameters). */
-const seedBasicConnection = (name: string): Record<string, unknown> => ({
-  Name: name,
-  AuthorizationType: 'BASIC',
-  AuthParameters: { BasicAuthParameters: { Username: 'myUsername', Password: 'myPassword' } },
-});
+/**
+ * The invoice example's connection (README, HTTP Tasks: prepare and invoke): BASIC, no
+ * invocation parameters.
+ */
+const seedBasicConnection = (name: string): Record<string, unknown> =>
+  basicInput(name, { username: 'myUsername', password: 'myPassword' });
 
-const oauthConnection = (name: string, tokenUrl: string): Record<string, unknown> => ({
-  Name: name,
-  AuthorizationType: 'OAUTH_CLIENT_CREDENTIALS',
-  AuthParameters: {
-    OAuthParameters: {
-      AuthorizationEndpoint: tokenUrl,
-      HttpMethod: 'POST',
-      ClientParameters: { ClientID: 'task-client', ClientSecret: 'task-client-secret-Qw3' },
-    },
-  },
-});
+const oauthConnection = (name: string, tokenUrl: string): Record<string, unknown> =>
+  oauthInput(name, {
+    endpoint: tokenUrl,
+    clientId: 'task-client',
+    clientSecret: 'task-client-secret-Qw3',
+  });
 
-/** The seed's merging task, with POST: the page's definition says GET, its request line POST. */
+/**
+ * The merging example's task (README, HTTP Tasks: prepare and invoke), with POST: EventBridge's
+ * page defines it with GET, yet shows a POST request line.
+ */
 const seedMergingTask = (origin: string, connection: string): Record<string, unknown> => ({
   Authentication: { ConnectionArn: connection },
   ApiEndpoint: `${origin}/path`,
@@ -256,11 +215,11 @@ describe('HTTP Task against a loopback upstream', () => {
     tokens = await startScriptedTokenEndpoint();
     h = await startBroker();
     seedName = named('ht-seed');
-    seedArn = await createConnection(h, seedApiKeyConnection(seedName));
+    seedArn = await createAuthorized(h, seedApiKeyConnection(seedName));
     basicName = named('ht-basic');
-    await createConnection(h, seedBasicConnection(basicName));
+    await createAuthorized(h, seedBasicConnection(basicName));
     queryName = named('ht-query');
-    await createConnection(h, {
+    await createAuthorized(h, {
       Name: queryName,
       AuthorizationType: 'API_KEY',
       AuthParameters: {
@@ -288,14 +247,14 @@ describe('HTTP Task against a loopback upstream', () => {
     ...extra,
   });
 
-  // ---- 1. the seed's merging example --------------------------------------------------------
+  // ---- 1. the README's merging example ----------------------------------------------------
 
   describe("the seed's merging example", () => {
     it(
       "when the seed's merging task runs with POST (the page's definition says GET, its request line POST), then the upstream receives the seed's request: connection values win, broker headers added",
       BOUNDED,
       async () => {
-        const res = await invoke(h, seedMergingTask(upstream.origin, seedArn));
+        const res = await invokeTask(h, seedMergingTask(upstream.origin, seedArn));
         assert.deepEqual(succeededOutput(res).ResponseBody, { ok: true });
 
         const sent = onlyRequest(upstream);
@@ -340,7 +299,7 @@ describe('HTTP Task against a loopback upstream', () => {
       "when the seed's merging task is prepared, then the answer is exactly the seed's request (Method, Url, Headers, Body) and nothing is sent",
       BOUNDED,
       async () => {
-        const res = await prepare(h, seedMergingTask(upstream.origin, seedName));
+        const res = await prepareTask(h, seedMergingTask(upstream.origin, seedName));
         assert.deepEqual(result(res), {
           Status: 'SUCCEEDED',
           Request: {
@@ -363,14 +322,14 @@ describe('HTTP Task against a loopback upstream', () => {
     );
   });
 
-  // ---- 2. the seed's invoice example --------------------------------------------------------
+  // ---- 2. the README's invoice example ----------------------------------------------------
 
   describe("the seed's invoice example", () => {
     it(
       'when the invoice task runs with a BASIC connection, URL_ENCODED and INDICES, then the body is the form in object key order and Authorization is Basic',
       BOUNDED,
       async () => {
-        const res = await invoke(
+        const res = await invokeTask(
           h,
           task(basicName, {
             ApiEndpoint: `${upstream.origin}/v1/invoices`,
@@ -415,7 +374,7 @@ describe('HTTP Task against a loopback upstream', () => {
       });
 
     const sentBody = async (format: string | undefined): Promise<string> => {
-      succeededOutput(await invoke(h, arrayTask(format)));
+      succeededOutput(await invokeTask(h, arrayTask(format)));
       return onlyRequest(upstream).body.toString('utf8');
     };
 
@@ -466,7 +425,7 @@ describe('HTTP Task against a loopback upstream', () => {
       'when ApiEndpoint already has a query, then QueryParameters are appended after it, URL-encoded with %20, and the connection wins on a duplicate key',
       BOUNDED,
       async () => {
-        const res = await invoke(
+        const res = await invokeTask(
           h,
           task(queryName, {
             ApiEndpoint: `${upstream.origin}/search?existing=1&x=a%20b`,
@@ -513,12 +472,16 @@ describe('HTTP Task against a loopback upstream', () => {
           const parameters = task(basicName, { Headers: { Accept: 'text/plain', [header]: 'v' } });
           const escaped = header.replace(/[-]/g, '\\-');
           const invoked = assertFailed(
-            await invoke(h, parameters),
+            await invokeTask(h, parameters),
             'States.Runtime',
             new RegExp(escaped, 'i'),
           );
           assert.deepEqual(Object.keys(invoked).sort(), ['Cause', 'Error', 'Status']);
-          assertFailed(await prepare(h, parameters), 'States.Runtime', new RegExp(escaped, 'i'));
+          assertFailed(
+            await prepareTask(h, parameters),
+            'States.Runtime',
+            new RegExp(escaped, 'i'),
+          );
           assert.equal(upstream.requestCount(), 0, 'no request reached the upstream');
         },
       );
@@ -563,7 +526,7 @@ describe('HTTP Task against a loopback upstream', () => {
         ];
         for (const header of list) {
           assertFailed(
-            await prepare(h, task(basicName, { Headers: { [header.toLowerCase()]: 'x' } })),
+            await prepareTask(h, task(basicName, { Headers: { [header.toLowerCase()]: 'x' } })),
             'States.Runtime',
           );
         }
@@ -574,7 +537,7 @@ describe('HTTP Task against a loopback upstream', () => {
       'when the task sends ordinary headers, then they reach the upstream unchanged',
       BOUNDED,
       async () => {
-        const res = await invoke(
+        const res = await invokeTask(
           h,
           task(basicName, {
             Headers: { Accept: 'text/plain', 'X-Custom-Host': 'h', 'X-Count': 3 },
@@ -595,7 +558,7 @@ describe('HTTP Task against a loopback upstream', () => {
       BOUNDED,
       async () => {
         succeededOutput(
-          await invoke(
+          await invokeTask(
             h,
             task(basicName, {
               Headers: { 'user-agent': 'mine/1.0', range: 'bytes=0-1', 'Content-Length': '999' },
@@ -616,7 +579,10 @@ describe('HTTP Task against a loopback upstream', () => {
       BOUNDED,
       async () => {
         succeededOutput(
-          await invoke(h, task(seedName, { Headers: { apikey: 'task-guess' }, RequestBody: {} })),
+          await invokeTask(
+            h,
+            task(seedName, { Headers: { apikey: 'task-guess' }, RequestBody: {} }),
+          ),
         );
         const sent = onlyRequest(upstream);
         assert.deepEqual(headerValues(sent, 'ApiKey'), ['key_value']);
@@ -632,8 +598,8 @@ describe('HTTP Task against a loopback upstream', () => {
       BOUNDED,
       async () => {
         const parameters = task(seedName, { RequestBody: 'plain text body' });
-        assertFailed(await invoke(h, parameters), 'States.Runtime');
-        assertFailed(await prepare(h, parameters), 'States.Runtime');
+        assertFailed(await invokeTask(h, parameters), 'States.Runtime');
+        assertFailed(await prepareTask(h, parameters), 'States.Runtime');
         assert.equal(upstream.requestCount(), 0);
       },
     );
@@ -642,7 +608,7 @@ describe('HTTP Task against a loopback upstream', () => {
       'when RequestBody is a string and the connection has no body parameters, then it is sent as is',
       BOUNDED,
       async () => {
-        const res = await invoke(h, task(basicName, { RequestBody: 'raw=1&x={"a": 2}' }));
+        const res = await invokeTask(h, task(basicName, { RequestBody: 'raw=1&x={"a": 2}' }));
         succeededOutput(res);
         const sent = onlyRequest(upstream);
         assert.equal(sent.body.toString('utf8'), 'raw=1&x={"a": 2}');
@@ -661,7 +627,7 @@ describe('HTTP Task against a loopback upstream', () => {
       'when a JSON body has no Content-Type, then application/json; charset=UTF-8 is sent',
       BOUNDED,
       async () => {
-        succeededOutput(await invoke(h, task(basicName, { RequestBody: { a: 1 } })));
+        succeededOutput(await invokeTask(h, task(basicName, { RequestBody: { a: 1 } })));
         const sent = onlyRequest(upstream);
         assert.equal(wireHeader(sent, 'Content-Type'), JSON_UTF8);
         assert.equal(sent.body.toString('utf8'), '{"a":1}');
@@ -670,7 +636,7 @@ describe('HTTP Task against a loopback upstream', () => {
 
     it("when the task sets a Content-Type, then the task's value is sent", BOUNDED, async () => {
       succeededOutput(
-        await invoke(
+        await invokeTask(
           h,
           task(basicName, {
             Headers: { 'content-type': 'application/vnd.api+json' },
@@ -686,7 +652,7 @@ describe('HTTP Task against a loopback upstream', () => {
       BOUNDED,
       async () => {
         succeededOutput(
-          await invoke(
+          await invokeTask(
             h,
             task(basicName, {
               RequestBody: { a: 'b c' },
@@ -705,7 +671,7 @@ describe('HTTP Task against a loopback upstream', () => {
       BOUNDED,
       async () => {
         const name = named('ht-ctype');
-        await createConnection(h, {
+        await createAuthorized(h, {
           Name: name,
           AuthorizationType: 'BASIC',
           AuthParameters: {
@@ -716,7 +682,7 @@ describe('HTTP Task against a loopback upstream', () => {
           },
         });
         succeededOutput(
-          await invoke(
+          await invokeTask(
             h,
             task(name, { Headers: { 'Content-Type': 'application/json' }, RequestBody: 'x' }),
           ),
@@ -744,7 +710,7 @@ describe('HTTP Task against a loopback upstream', () => {
           },
           body: JSON.stringify({ id: 7, tags: ['x'], nested: { ok: true } }),
         });
-        const output = succeededOutput(await invoke(h, task(basicName)));
+        const output = succeededOutput(await invokeTask(h, task(basicName)));
         assert.deepEqual(output.ResponseBody, { id: 7, tags: ['x'], nested: { ok: true } });
         assert.equal(output.StatusCode, 201);
         assert.equal(output.StatusText, 'Created It');
@@ -768,7 +734,7 @@ describe('HTTP Task against a loopback upstream', () => {
         headers: { 'Content-Type': 'text/plain; charset=utf-8' },
         body: 'hello wörld ✓',
       });
-      const output = succeededOutput(await invoke(h, task(basicName)));
+      const output = succeededOutput(await invokeTask(h, task(basicName)));
       assert.equal(output.ResponseBody, 'hello wörld ✓');
       assert.equal(output.StatusText, 'OK');
     });
@@ -792,9 +758,14 @@ describe('HTTP Task against a loopback upstream', () => {
             body: '{"a":1}',
           },
         );
-        assert.equal(succeededOutput(await invoke(h, task(basicName))).ResponseBody, 'not {json');
-        assert.equal(succeededOutput(await invoke(h, task(basicName))).ResponseBody, '{"a":1}');
-        assert.deepEqual(succeededOutput(await invoke(h, task(basicName))).ResponseBody, { a: 1 });
+        assert.equal(
+          succeededOutput(await invokeTask(h, task(basicName))).ResponseBody,
+          'not {json',
+        );
+        assert.equal(succeededOutput(await invokeTask(h, task(basicName))).ResponseBody, '{"a":1}');
+        assert.deepEqual(succeededOutput(await invokeTask(h, task(basicName))).ResponseBody, {
+          a: 1,
+        });
       },
     );
 
@@ -803,7 +774,10 @@ describe('HTTP Task against a loopback upstream', () => {
       BOUNDED,
       async () => {
         upstream.script(jsonAnswer(404, { message: 'no such customer' }));
-        const failed = assertFailed(await invoke(h, task(basicName)), 'States.Http.StatusCode.404');
+        const failed = assertFailed(
+          await invokeTask(h, task(basicName)),
+          'States.Http.StatusCode.404',
+        );
         const cause = JSON.parse(String(failed.Cause)) as TaskOutput;
         assert.deepEqual(cause.ResponseBody, { message: 'no such customer' });
         assert.equal(cause.StatusCode, 404);
@@ -822,7 +796,7 @@ describe('HTTP Task against a loopback upstream', () => {
           headers: { 'Content-Type': 'image/png' },
           body: Buffer.from([0x89, 0x50, 0x4e, 0x47, 0xff, 0x00]),
         });
-        assertFailed(await invoke(h, task(basicName)), 'States.Http.StatusCode.500');
+        assertFailed(await invokeTask(h, task(basicName)), 'States.Http.StatusCode.500');
       },
     );
 
@@ -835,7 +809,7 @@ describe('HTTP Task against a loopback upstream', () => {
           status: 302,
           headers: { Location: `${upstream.origin}/elsewhere` },
         });
-        assertFailed(await invoke(h, task(basicName)), 'States.Http.StatusCode.302');
+        assertFailed(await invokeTask(h, task(basicName)), 'States.Http.StatusCode.302');
         assert.equal(upstream.requestCount(), 1);
       },
     );
@@ -856,7 +830,7 @@ describe('HTTP Task against a loopback upstream', () => {
             headers: { 'Content-Type': contentType },
             body: 'plain ascii bytes',
           });
-          assertFailed(await invoke(h, task(basicName)), 'States.Runtime', /content type/i);
+          assertFailed(await invokeTask(h, task(basicName)), 'States.Runtime', /content type/i);
         },
       );
     }
@@ -871,7 +845,7 @@ describe('HTTP Task against a loopback upstream', () => {
           headers: { 'Content-Type': 'text/plain' },
           body: Buffer.from([0x41, 0xff, 0xfe, 0xc3, 0x28]),
         });
-        assertFailed(await invoke(h, task(basicName)), 'States.Runtime');
+        assertFailed(await invokeTask(h, task(basicName)), 'States.Runtime');
       },
     );
 
@@ -899,11 +873,11 @@ describe('HTTP Task against a loopback upstream', () => {
             body: 'after',
           },
         );
-        const output = succeededOutput(await invoke(h, task(basicName)));
+        const output = succeededOutput(await invokeTask(h, task(basicName)));
         assert.equal(String(output.ResponseBody).length, MAX_BODY_BYTES);
-        assertFailed(await invoke(h, task(basicName)), 'States.Runtime', /262145/);
+        assertFailed(await invokeTask(h, task(basicName)), 'States.Runtime', /262145/);
         // The broker is fine afterwards.
-        assert.equal(succeededOutput(await invoke(h, task(basicName))).ResponseBody, 'after');
+        assert.equal(succeededOutput(await invokeTask(h, task(basicName))).ResponseBody, 'after');
       },
     );
 
@@ -917,7 +891,7 @@ describe('HTTP Task against a loopback upstream', () => {
           headers: { 'Content-Type': 'application/json', 'X-Total': '42' },
           body: '{"would":"be here"}',
         });
-        const output = succeededOutput(await invoke(h, task(basicName, { Method: 'HEAD' })));
+        const output = succeededOutput(await invokeTask(h, task(basicName, { Method: 'HEAD' })));
         assert.equal(onlyRequest(upstream).method, 'HEAD');
         assert.equal(output.StatusCode, 200);
         assert.equal(output.ResponseBody, '');
@@ -933,12 +907,9 @@ describe('HTTP Task against a loopback upstream', () => {
       'when the connection is refused, then the task FAILS with States.Http.Socket',
       BOUNDED,
       async () => {
-        const closed = createServer();
-        await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
-        const { port } = closed.address() as AddressInfo;
-        await new Promise<void>((resolve) => closed.close(() => resolve()));
+        const port = await findFreePort();
         assertFailed(
-          await invoke(h, task(basicName, { ApiEndpoint: `http://127.0.0.1:${port}/x` })),
+          await invokeTask(h, task(basicName, { ApiEndpoint: `http://127.0.0.1:${port}/x` })),
           'States.Http.Socket',
           /ECONNREFUSED/,
         );
@@ -950,7 +921,7 @@ describe('HTTP Task against a loopback upstream', () => {
       BOUNDED,
       async () => {
         upstream.script({ kind: 'destroy' });
-        assertFailed(await invoke(h, task(basicName)), 'States.Http.Socket');
+        assertFailed(await invokeTask(h, task(basicName)), 'States.Http.Socket');
         assert.equal(upstream.requestCount(), 1);
       },
     );
@@ -966,7 +937,7 @@ describe('HTTP Task against a loopback upstream', () => {
           declaredLength: 1000,
           body: 'only the beginning',
         });
-        assertFailed(await invoke(h, task(basicName)), 'States.Http.Socket');
+        assertFailed(await invokeTask(h, task(basicName)), 'States.Http.Socket');
       },
     );
 
@@ -1011,7 +982,7 @@ describe('HTTP Task against a loopback upstream', () => {
       async () => {
         const name = named('ht-oauth');
         tokens.script({ kind: 'token', accessToken: 'tok-old', expiresIn: 3600 });
-        const arn = await createConnection(h, oauthConnection(name, tokens.url));
+        const arn = await createAuthorized(h, oauthConnection(name, tokens.url));
         const tokenRequestsBefore = tokens.requestCount();
         upstream.setDefault((request) =>
           request.headers['authorization'] === 'Bearer tok-new'
@@ -1024,11 +995,11 @@ describe('HTTP Task against a loopback upstream', () => {
           Method: 'GET',
           ApiEndpoint: `${upstream.origin}/v1/customers`,
         });
-        const first = await invoke(h, parameters);
+        const first = await invokeTask(h, parameters);
         assertFailed(first, 'States.Http.StatusCode.401');
         assert.equal(tokens.requestCount(), tokenRequestsBefore + 1, 'exactly one token request');
 
-        const retry = await invoke(h, parameters);
+        const retry = await invokeTask(h, parameters);
         assert.deepEqual(succeededOutput(retry).ResponseBody, { customers: [] });
         assert.equal(tokens.requestCount(), tokenRequestsBefore + 1, 'no token request on Retry');
 
@@ -1044,7 +1015,7 @@ describe('HTTP Task against a loopback upstream', () => {
       async () => {
         const name = named('ht-oauth-storm');
         tokens.script({ kind: 'token', accessToken: 'storm-old', expiresIn: 3600 });
-        await createConnection(h, oauthConnection(name, tokens.url));
+        await createAuthorized(h, oauthConnection(name, tokens.url));
         const tokenRequestsBefore = tokens.requestCount();
         tokens.script({ kind: 'token', accessToken: 'storm-new', expiresIn: 3600 });
 
@@ -1059,7 +1030,7 @@ describe('HTTP Task against a loopback upstream', () => {
         );
 
         const parameters = task(name, { Method: 'GET' });
-        const pending = Array.from({ length: 30 }, () => invoke(h, parameters));
+        const pending = Array.from({ length: 30 }, () => invokeTask(h, parameters));
         // Every invoke holds the old token before any 401 arrives.
         try {
           await upstream.waitForRequests(30, 8000);
@@ -1079,7 +1050,7 @@ describe('HTTP Task against a loopback upstream', () => {
             ? jsonAnswer(200, { ok: 'new' })
             : jsonAnswer(401, { message: 'expired' }),
         );
-        const next = await invoke(h, parameters);
+        const next = await invokeTask(h, parameters);
         assert.deepEqual(succeededOutput(next).ResponseBody, { ok: 'new' });
         assert.equal(wireHeader(onlyRequest(upstream), 'Authorization'), 'Bearer storm-new');
       },
@@ -1091,10 +1062,10 @@ describe('HTTP Task against a loopback upstream', () => {
       async () => {
         const name = named('ht-oauth-down');
         tokens.script({ kind: 'token', accessToken: 'down-old', expiresIn: 3600 });
-        await createConnection(h, oauthConnection(name, tokens.url));
+        await createAuthorized(h, oauthConnection(name, tokens.url));
         tokens.script({ kind: 'status', status: 503 });
         upstream.script(jsonAnswer(401, { message: 'expired' }));
-        assertFailed(await invoke(h, task(name)), 'States.Http.StatusCode.401');
+        assertFailed(await invokeTask(h, task(name)), 'States.Http.StatusCode.401');
         assert.equal(await connectionState(h, name), 'AUTHORIZED');
       },
     );
@@ -1105,10 +1076,10 @@ describe('HTTP Task against a loopback upstream', () => {
       async () => {
         const name = named('ht-oauth-403');
         tokens.script({ kind: 'token', accessToken: 'forbidden-tok', expiresIn: 3600 });
-        await createConnection(h, oauthConnection(name, tokens.url));
+        await createAuthorized(h, oauthConnection(name, tokens.url));
         const tokenRequestsBefore = tokens.requestCount();
         upstream.script(jsonAnswer(403, { message: 'forbidden' }));
-        assertFailed(await invoke(h, task(name)), 'States.Http.StatusCode.403');
+        assertFailed(await invokeTask(h, task(name)), 'States.Http.StatusCode.403');
         assert.equal(tokens.requestCount(), tokenRequestsBefore);
         assert.equal(await connectionState(h, name), 'AUTHORIZED');
       },
@@ -1123,15 +1094,15 @@ describe('HTTP Task against a loopback upstream', () => {
       BOUNDED,
       async () => {
         const name = named('ht-basic-401');
-        await createConnection(h, seedBasicConnection(name));
+        await createAuthorized(h, seedBasicConnection(name));
         upstream.script(jsonAnswer(401, { message: 'bad credentials' }));
-        assertFailed(await invoke(h, task(name)), 'States.Http.StatusCode.401');
+        assertFailed(await invokeTask(h, task(name)), 'States.Http.StatusCode.401');
         assert.equal(await connectionState(h, name), 'DEAUTHORIZED');
 
-        const next = await invoke(h, task(name));
+        const next = await invokeTask(h, task(name));
         assertFailed(next, 'Events.ConnectionResource.InvalidConnectionState');
         assertFailed(
-          await prepare(h, task(name)),
+          await prepareTask(h, task(name)),
           'Events.ConnectionResource.InvalidConnectionState',
         );
         assert.equal(upstream.requestCount(), 1, 'the later calls sent nothing');
@@ -1143,13 +1114,13 @@ describe('HTTP Task against a loopback upstream', () => {
       BOUNDED,
       async () => {
         const name = named('ht-apikey-407');
-        await createConnection(h, {
+        await createAuthorized(h, {
           Name: name,
           AuthorizationType: 'API_KEY',
           AuthParameters: { ApiKeyAuthParameters: { ApiKeyName: 'X-Key', ApiKeyValue: 'k-407' } },
         });
         upstream.script({ kind: 'respond', status: 407 });
-        assertFailed(await invoke(h, task(name)), 'States.Http.StatusCode.407');
+        assertFailed(await invokeTask(h, task(name)), 'States.Http.StatusCode.407');
         assert.equal(await connectionState(h, name), 'DEAUTHORIZED');
       },
     );
@@ -1176,10 +1147,11 @@ describe('HTTP Task against a loopback upstream', () => {
 
     it('when inspectionLevel is INFO, then there is no InspectionData', BOUNDED, async () => {
       answerText();
-      const body = result(await invoke(h, inspectedTask(), { inspectionLevel: 'INFO' }));
+      const body = result(await invokeTask(h, inspectedTask(), { inspectionLevel: 'INFO' }));
       assert.deepEqual(Object.keys(body).sort(), ['Output', 'Status']);
       assert.equal(
-        'InspectionData' in result(await prepare(h, inspectedTask(), { inspectionLevel: 'INFO' })),
+        'InspectionData' in
+          result(await prepareTask(h, inspectedTask(), { inspectionLevel: 'INFO' })),
         false,
       );
     });
@@ -1190,7 +1162,7 @@ describe('HTTP Task against a loopback upstream', () => {
       async () => {
         answerText();
         const parameters = inspectedTask();
-        const body = result(await invoke(h, parameters, { inspectionLevel: 'DEBUG' }));
+        const body = result(await invokeTask(h, parameters, { inspectionLevel: 'DEBUG' }));
         assert.equal(body.Status, 'SUCCEEDED');
         assert.deepEqual(body.InspectionData, { Parameters: parameters });
       },
@@ -1202,7 +1174,7 @@ describe('HTTP Task against a loopback upstream', () => {
       async () => {
         answerText();
         const parameters = inspectedTask();
-        const body = result(await invoke(h, parameters, { inspectionLevel: 'TRACE' }));
+        const body = result(await invokeTask(h, parameters, { inspectionLevel: 'TRACE' }));
         assert.equal(body.Status, 'SUCCEEDED');
         const data = body.InspectionData;
         assert.ok(data);
@@ -1249,10 +1221,10 @@ describe('HTTP Task against a loopback upstream', () => {
         answerText();
         const parameters = inspectedTask();
         const body = result(
-          await invoke(h, parameters, { inspectionLevel: 'TRACE', revealSecrets: 'true' }),
+          await invokeTask(h, parameters, { inspectionLevel: 'TRACE', revealSecrets: 'true' }),
         );
         assert.equal(body.Status, 'SUCCEEDED');
-        const expected = preparedRequest(await prepare(h, parameters));
+        const expected = preparedRequest(await prepareTask(h, parameters));
         assert.deepEqual(body.InspectionData?.Request, expected);
         assert.equal(
           expected.Url,
@@ -1271,7 +1243,7 @@ describe('HTTP Task against a loopback upstream', () => {
       'when inspectionLevel is TRACE on a prepare, then InspectionData.Request is redacted while Request is the real one',
       BOUNDED,
       async () => {
-        const body = result(await prepare(h, inspectedTask(), { inspectionLevel: 'TRACE' }));
+        const body = result(await prepareTask(h, inspectedTask(), { inspectionLevel: 'TRACE' }));
         assert.equal(body.Status, 'SUCCEEDED');
         assert.equal(body.Request?.Headers['ApiKey'], 'key_value');
         assert.equal(body.InspectionData?.Request?.Headers['ApiKey'], '*****');
@@ -1285,7 +1257,7 @@ describe('HTTP Task against a loopback upstream', () => {
       async () => {
         upstream.script(jsonAnswer(404, { missing: true }));
         const body = assertFailed(
-          await invoke(h, inspectedTask(), { inspectionLevel: 'TRACE' }),
+          await invokeTask(h, inspectedTask(), { inspectionLevel: 'TRACE' }),
           'States.Http.StatusCode.404',
         );
         assert.equal(body.InspectionData?.Response?.StatusCode, 404);
@@ -1304,27 +1276,27 @@ describe('HTTP Task against a loopback upstream', () => {
       async () => {
         const parameters = task('ht-no-such-connection');
         assertProblem(
-          await invoke(h, parameters),
+          await invokeTask(h, parameters),
           404,
           'ResourceNotFoundException',
           /ht-no-such-connection/,
         );
         assertProblem(
-          await prepare(h, parameters),
+          await prepareTask(h, parameters),
           404,
           'ResourceNotFoundException',
           /ht-no-such-connection/,
         );
         const wrongUuid = seedArn.replace(/[0-9a-f-]{36}$/, '00000000-0000-0000-0000-000000000000');
-        assertProblem(await invoke(h, task(wrongUuid)), 404, 'ResourceNotFoundException', /./);
+        assertProblem(await invokeTask(h, task(wrongUuid)), 404, 'ResourceNotFoundException', /./);
         assert.equal(upstream.requestCount(), 0);
       },
     );
 
     it('when Method is missing, then invoke answers 400 ValidationException', BOUNDED, async () => {
       const { Method: _omitted, ...withoutMethod } = task(basicName);
-      assertProblem(await invoke(h, withoutMethod), 400, 'ValidationException', /Method/i);
-      assertProblem(await prepare(h, withoutMethod), 400, 'ValidationException', /Method/i);
+      assertProblem(await invokeTask(h, withoutMethod), 400, 'ValidationException', /Method/i);
+      assertProblem(await prepareTask(h, withoutMethod), 400, 'ValidationException', /Method/i);
       assert.equal(upstream.requestCount(), 0);
     });
 
@@ -1338,7 +1310,7 @@ describe('HTTP Task against a loopback upstream', () => {
           `http://user:pass@127.0.0.1:${upstream.port}/x`,
         ]) {
           assertProblem(
-            await invoke(h, task(basicName, { ApiEndpoint: endpoint })),
+            await invokeTask(h, task(basicName, { ApiEndpoint: endpoint })),
             400,
             'ValidationException',
             /ApiEndpoint/,
@@ -1350,7 +1322,7 @@ describe('HTTP Task against a loopback upstream', () => {
 
     it("when Method is 'FETCH', then invoke answers 400 ValidationException", BOUNDED, async () => {
       assertProblem(
-        await invoke(h, task(basicName, { Method: 'FETCH' })),
+        await invokeTask(h, task(basicName, { Method: 'FETCH' })),
         400,
         'ValidationException',
         /FETCH|Method/i,
@@ -1407,7 +1379,7 @@ describe('HTTP Task on a broker with BROKER_ALLOW_INSECURE_ENDPOINTS=false', () 
   before(async () => {
     upstream = await startUpstreamServer();
     h = await startBroker({ env: { BROKER_ALLOW_INSECURE_ENDPOINTS: 'false' } });
-    await createConnection(h, seedBasicConnection(name));
+    await createAuthorized(h, seedBasicConnection(name));
   });
   after(async () => {
     await h.close();
@@ -1423,13 +1395,23 @@ describe('HTTP Task on a broker with BROKER_ALLOW_INSECURE_ENDPOINTS=false', () 
         Method: 'GET',
         Authentication: { ConnectionArn: name },
       };
-      assertProblem(await invoke(h, parameters), 400, 'ValidationException', /ApiEndpoint.*https/);
-      assertProblem(await prepare(h, parameters), 400, 'ValidationException', /ApiEndpoint.*https/);
+      assertProblem(
+        await invokeTask(h, parameters),
+        400,
+        'ValidationException',
+        /ApiEndpoint.*https/,
+      );
+      assertProblem(
+        await prepareTask(h, parameters),
+        400,
+        'ValidationException',
+        /ApiEndpoint.*https/,
+      );
       const loopbackHttps = {
         ...parameters,
         ApiEndpoint: `https://127.0.0.1:${upstream.port}/api`,
       };
-      assertProblem(await invoke(h, loopbackHttps), 400, 'ValidationException', /ApiEndpoint/);
+      assertProblem(await invokeTask(h, loopbackHttps), 400, 'ValidationException', /ApiEndpoint/);
       assert.equal(upstream.requestCount(), 0);
     },
   );
@@ -1446,7 +1428,7 @@ describe('HTTP Task on a broker with BROKER_ALLOW_INSECURE_ENDPOINTS=false', () 
       const series = 'broker_http_task_invocations_total{outcome="SUCCEEDED"}';
       const before = metricValue(await scrape(), series) ?? 0;
       assertProblem(
-        await invoke(h, {
+        await invokeTask(h, {
           ApiEndpoint: 'http://api.example.com/x',
           Method: 'GET',
           Authentication: { ConnectionArn: name },
@@ -1456,7 +1438,7 @@ describe('HTTP Task on a broker with BROKER_ALLOW_INSECURE_ENDPOINTS=false', () 
         /ApiEndpoint/,
       );
       assertProblem(
-        await invoke(h, {
+        await invokeTask(h, {
           ApiEndpoint: 'https://api.example.com/x',
           Method: 'GET',
           Authentication: { ConnectionArn: 'ht-secure-missing' },

@@ -3,8 +3,17 @@ import { after, before, describe, it } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { Response } from 'supertest';
 
+import {
+  createConnection,
+  describeConnection,
+  REQUEST_TIMEOUT_MS,
+  uniqueName,
+  updateConnection,
+} from '../support/api-calls.js';
 import { startBroker, type Harness, type HarnessOptions } from '../support/broker-harness.js';
+import { oauthInput, type HttpParameters, type OAuthInput } from '../support/connection-inputs.js';
 import { assertMatchesSpec } from '../support/openapi-contract.js';
+import { assertProblem } from '../support/problem.js';
 import { startOidcProvider, type OidcServer } from '../support/oidc-server.js';
 import {
   startScriptedTokenEndpoint,
@@ -18,61 +27,16 @@ import {
 const OAUTH = 'OAUTH_CLIENT_CREDENTIALS';
 const CLIENT_ID = 'broker-test-client';
 const CLIENT_SECRET = 'client-secret-Zq7wK2pL9xV4';
-/** Every supertest call is bounded; the broker's own token timeout is 1500 ms. */
-const REQUEST_TIMEOUT_MS = 10_000;
 const BOUNDED = { timeout: 15_000 } as const;
 const FORM = 'application/x-www-form-urlencoded';
 const HOUR_S = 3600;
 
-const TITLES: Record<string, string> = {
-  ValidationException: 'Invalid request',
-  InvalidConnectionStateException: 'Connection not usable in its state',
-  ServiceUnavailableException: 'Service unavailable',
-  ResourceNotFoundException: 'Not found',
-};
+/** This file's client unless a test names another. */
+type OAuthOptions = Omit<OAuthInput, 'clientId' | 'clientSecret'> &
+  Partial<Pick<OAuthInput, 'clientId' | 'clientSecret'>>;
 
-interface ApiParameter {
-  Key: string;
-  Value: string;
-  IsValueSecret?: boolean;
-}
-
-interface ApiHttpParameters {
-  HeaderParameters?: ApiParameter[];
-  QueryStringParameters?: ApiParameter[];
-  BodyParameters?: ApiParameter[];
-}
-
-interface OAuthOptions {
-  endpoint: string;
-  httpMethod?: 'GET' | 'POST' | 'PUT';
-  clientId?: string;
-  clientSecret?: string;
-  oauthHttpParameters?: ApiHttpParameters;
-}
-
-let sequence = 0;
-const uniqueName = (prefix: string): string => `${prefix}-${++sequence}`;
-
-function createBody(name: string, options: OAuthOptions): Record<string, unknown> {
-  return {
-    Name: name,
-    AuthorizationType: OAUTH,
-    AuthParameters: {
-      OAuthParameters: {
-        AuthorizationEndpoint: options.endpoint,
-        HttpMethod: options.httpMethod ?? 'POST',
-        ClientParameters: {
-          ClientID: options.clientId ?? CLIENT_ID,
-          ClientSecret: options.clientSecret ?? CLIENT_SECRET,
-        },
-        ...(options.oauthHttpParameters !== undefined && {
-          OAuthHttpParameters: options.oauthHttpParameters,
-        }),
-      },
-    },
-  };
-}
+const createBody = (name: string, options: OAuthOptions): Record<string, unknown> =>
+  oauthInput(name, { clientId: CLIENT_ID, clientSecret: CLIENT_SECRET, ...options });
 
 /** A frozen clock for the broker; only `advanceSeconds` moves it. */
 class FakeClock {
@@ -106,18 +70,6 @@ class OpenResources {
   }
 }
 
-async function create(h: Harness, body: Record<string, unknown>): Promise<Response> {
-  const res = await h.request.post('/v1/connections').send(body).timeout(REQUEST_TIMEOUT_MS);
-  assertMatchesSpec('CreateConnection', res);
-  return res;
-}
-
-async function describeConnection(h: Harness, name: string): Promise<Response> {
-  const res = await h.request.get(`/v1/connections/${name}`).timeout(REQUEST_TIMEOUT_MS);
-  assertMatchesSpec('DescribeConnection', res);
-  return res;
-}
-
 async function getAuthorization(h: Harness, name: string): Promise<Response> {
   const res = await h.request
     .get(`/v1/connections/${name}/authorization`)
@@ -136,15 +88,6 @@ async function reportRejection(
     .send(body)
     .timeout(REQUEST_TIMEOUT_MS);
   assertMatchesSpec('RefreshAuthorization', res);
-  return res;
-}
-
-async function update(h: Harness, name: string, body: Record<string, unknown>): Promise<Response> {
-  const res = await h.request
-    .patch(`/v1/connections/${name}`)
-    .send(body)
-    .timeout(REQUEST_TIMEOUT_MS);
-  assertMatchesSpec('UpdateConnection', res);
   return res;
 }
 
@@ -176,23 +119,6 @@ function assertStateResponse(
     CreationTime: body['CreationTime'],
     LastModifiedTime: body['LastModifiedTime'],
     ...(hasLastAuthorizedTime && { LastAuthorizedTime: body['LastAuthorizedTime'] }),
-  });
-}
-
-/** Asserts an RFC 9457 problem as a whole; `detail` must match the pattern. */
-function assertProblem(res: Response, status: number, code: string, detail: RegExp): void {
-  assert.equal(res.status, status, res.text);
-  assert.equal(String(res.headers['content-type']).split(';')[0], 'application/problem+json');
-  const body = res.body as Record<string, unknown>;
-  assert.match(String(body['detail']), detail);
-  assert.equal(typeof body['requestId'], 'string');
-  assert.deepEqual(body, {
-    type: `urn:connection-broker:problem:${code}`,
-    title: TITLES[code],
-    status,
-    code,
-    detail: body['detail'],
-    requestId: body['requestId'],
   });
 }
 
@@ -281,7 +207,7 @@ async function createAuthorized(
   options: Partial<OAuthOptions> = {},
 ): Promise<{ arn: string }> {
   endpoint.script({ kind: 'token', accessToken: token.accessToken, expiresIn: token.expiresIn });
-  const res = await create(h, createBody(name, { endpoint: endpoint.url, ...options }));
+  const res = await createConnection(h, createBody(name, { endpoint: endpoint.url, ...options }));
   assertStateResponse(res, 201, name, 'AUTHORIZED', true);
   return { arn: String((res.body as Record<string, unknown>)['ConnectionArn']) };
 }
@@ -335,7 +261,7 @@ describe('OAuth client credentials against a real oidc-provider', () => {
       const grantsBefore = oidc.tokenRequests();
       const startedMs = Date.now();
 
-      const created = await create(
+      const created = await createConnection(
         h,
         createBody(name, {
           endpoint: oidc.tokenEndpoint,
@@ -382,7 +308,7 @@ describe('OAuth client credentials against a real oidc-provider', () => {
     async () => {
       const client = oidc.clients[0]!;
       const name = uniqueName('oidc-first');
-      const created = await create(
+      const created = await createConnection(
         h,
         createBody(name, {
           endpoint: oidc.tokenEndpoint,
@@ -406,7 +332,7 @@ describe('OAuth client credentials against a real oidc-provider', () => {
       const name = uniqueName('oidc-wire');
       const requestsBefore = oidc.requests().length;
 
-      const created = await create(
+      const created = await createConnection(
         h,
         createBody(name, {
           endpoint: oidc.tokenEndpoint,
@@ -442,7 +368,7 @@ describe('OAuth client credentials against a real oidc-provider', () => {
       const name = uniqueName('oidc-wrong');
       const grantsBefore = oidc.tokenRequests();
 
-      const created = await create(
+      const created = await createConnection(
         h,
         createBody(name, {
           endpoint: oidc.tokenEndpoint,
@@ -476,9 +402,12 @@ describe('OAuth client credentials against a real oidc-provider', () => {
       const rejected = uniqueName('oidc-logs-wrong');
       const endpoint = oidc.tokenEndpoint;
       const { clientId, clientSecret } = client;
-      const good = await create(h, createBody(issued, { endpoint, clientId, clientSecret }));
+      const good = await createConnection(
+        h,
+        createBody(issued, { endpoint, clientId, clientSecret }),
+      );
       assertStateResponse(good, 201, issued, 'AUTHORIZED', true);
-      const bad = await create(
+      const bad = await createConnection(
         h,
         createBody(rejected, { endpoint, clientId, clientSecret: wrongSecret }),
       );
@@ -510,7 +439,7 @@ describe('the token request on the wire (scripted endpoint)', () => {
   });
   after(() => open.closeAll());
 
-  const parameters: ApiHttpParameters = {
+  const parameters: HttpParameters = {
     HeaderParameters: [{ Key: 'X-Tenant', Value: 'tenant-7', IsValueSecret: false }],
     QueryStringParameters: [{ Key: 'resource', Value: 'orders api', IsValueSecret: false }],
     BodyParameters: [
@@ -710,7 +639,10 @@ describe('a token request that fails at create', () => {
     authorizationEndpoint: string,
     reason: RegExp,
   ): Promise<void> {
-    const created = await create(h, createBody(name, { endpoint: authorizationEndpoint }));
+    const created = await createConnection(
+      h,
+      createBody(name, { endpoint: authorizationEndpoint }),
+    );
     assertStateResponse(created, 201, name, 'DEAUTHORIZED', false);
 
     const described = await describeConnection(h, name);
@@ -1407,7 +1339,7 @@ describe('rotating and deauthorizing an OAuth connection', () => {
       const requestsBefore = endpoint.requestCount();
 
       endpoint.script({ kind: 'token', accessToken: 'new-secret-token', expiresIn: HOUR_S });
-      const updated = await update(h, name, withSecret('rotated-secret-Mm4q'));
+      const updated = await updateConnection(h, name, withSecret('rotated-secret-Mm4q'));
       assertStateResponse(updated, 200, name, 'AUTHORIZED', true);
       assert.equal(endpoint.requestCount(), requestsBefore + 1, 'a token request at once');
       assert.deepEqual(basicCredentials(lastRequest(endpoint).headers['authorization']), {
@@ -1452,7 +1384,7 @@ describe('rotating and deauthorizing an OAuth connection', () => {
       assert.equal(endpoint.requestCount(), requestsBefore, 'deauthorize makes no token request');
 
       endpoint.script({ kind: 'token', accessToken: 'after-reauth', expiresIn: HOUR_S });
-      const updated = await update(h, name, withSecret('reauth-secret-Pp8z'));
+      const updated = await updateConnection(h, name, withSecret('reauth-secret-Pp8z'));
       assertStateResponse(updated, 200, name, 'AUTHORIZED', true);
       assert.equal(endpoint.requestCount(), requestsBefore + 1);
       assert.deepEqual(basicCredentials(lastRequest(endpoint).headers['authorization']), {
@@ -1506,7 +1438,7 @@ describe('the default AuthorizationEndpoint policy (insecure endpoints not allow
       BOUNDED,
       async () => {
         const name = uniqueName('policy');
-        const res = await create(h, createBody(name, { endpoint }));
+        const res = await createConnection(h, createBody(name, { endpoint }));
         assertProblem(res, 400, 'ValidationException', rule);
         assertNoSecrets(res, CLIENT_SECRET);
 

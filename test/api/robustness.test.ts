@@ -9,6 +9,7 @@ import { FileSecretStore } from '../../src/secret-store/file-secret-store.js';
 import type { SecretStore } from '../../src/secret-store/secret-store.js';
 import { masterKeyFromBytes } from '../../src/secret-store/master-key.js';
 import { startBroker, type Harness } from '../support/broker-harness.js';
+import { oauthInput } from '../support/connection-inputs.js';
 import { assertMatchesSpec } from '../support/openapi-contract.js';
 import {
   startScriptedTokenEndpoint,
@@ -18,17 +19,12 @@ import { startUpstreamServer, type UpstreamServer } from '../support/upstream-se
 
 /** Regression tests, each named after the bug a review found. */
 
-const oauthConnection = (name: string, endpoint: string) => ({
-  Name: name,
-  AuthorizationType: 'OAUTH_CLIENT_CREDENTIALS',
-  AuthParameters: {
-    OAuthParameters: {
-      AuthorizationEndpoint: endpoint,
-      HttpMethod: 'POST',
-      ClientParameters: { ClientID: 'client-with-dashes', ClientSecret: 'secret-with-dashes' },
-    },
-  },
-});
+const oauthConnection = (name: string, endpoint: string): Record<string, unknown> =>
+  oauthInput(name, {
+    endpoint,
+    clientId: 'client-with-dashes',
+    clientSecret: 'secret-with-dashes',
+  });
 
 describe('robustness regressions', () => {
   let h: Harness;

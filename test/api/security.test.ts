@@ -1,31 +1,33 @@
 /**
- * Callers and permissions (issue 5): who may call which route on which connection, through the
+ * Callers and permissions (README, Security): who may call which route on which connection, through the
  * real HTTP stack (hot path included), with API keys and JWTs, policy reloads, audit lines and
  * the secrecy of everything a caller presented.
  */
 
 import assert from 'node:assert/strict';
 import { setTimeout as delay } from 'node:timers/promises';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { Response } from 'supertest';
+import { REQUEST_TIMEOUT_MS } from '../support/api-calls.js';
 import { allLogLines, startBroker, type Harness } from '../support/broker-harness.js';
-import { waitFor } from '../support/broker-process.js';
+import { apiKeyInput, basicInput } from '../support/connection-inputs.js';
 import { DEFAULT_AUDIENCE, startJwksServer, type JwksServer } from '../support/jwks-server.js';
 import { assertMatchesSpec } from '../support/openapi-contract.js';
+import { newApiKey, sha256Hex } from '../support/policy-file.js';
 import {
   startScriptedTokenEndpoint,
   type ScriptedTokenEndpoint,
 } from '../support/scripted-token-endpoint.js';
 import { startUpstreamServer, type UpstreamServer } from '../support/upstream-server.js';
+import { waitFor } from '../support/wait.js';
 
 // ---- fixtures --------------------------------------------------------------------------------
 
-/** Every supertest call is bounded; so is every test. */
-const REQUEST_TIMEOUT_MS = 10_000;
+/** Every supertest call is bounded (REQUEST_TIMEOUT_MS); so is every test. */
 const BOUNDED = { timeout: 30_000 } as const;
 /** The policy file is polled every 2 s. */
 const RELOAD_WAIT_MS = 8_000;
@@ -51,7 +53,7 @@ type Keys = Record<Who, string>;
 
 /** A random API key; the policy file holds only its SHA-256. */
 function newKey(): string {
-  const key = `cbk_${randomBytes(24).toString('base64url')}`;
+  const key = newApiKey();
   used.add(key);
   return key;
 }
@@ -67,8 +69,6 @@ function newKeys(): Keys {
   };
 }
 
-const sha256 = (text: string): string => createHash('sha256').update(text, 'utf8').digest('hex');
-
 interface Statement {
   actions: string[];
   resources: string[];
@@ -78,7 +78,7 @@ interface Statement {
 function policyDocument(keys: Keys, extra: Partial<Record<Who, Statement[]>> = {}): object {
   const principal = (name: Who, statements: Statement[]): object => ({
     name,
-    apiKeySha256: sha256(keys[name]),
+    apiKeySha256: sha256Hex(keys[name]),
     statements: [...statements, ...(extra[name] ?? [])],
   });
   return {
@@ -126,23 +126,20 @@ async function writePolicy(file: string, content: object | string): Promise<void
 
 const bearer = (credential: string): string => `Bearer ${credential}`;
 
-const apiKeyConnection = (name: string, value = SECRETS.stripeKey): object => ({
-  Name: name,
-  Description: 'Payments API',
-  AuthorizationType: 'API_KEY',
-  AuthParameters: {
-    ApiKeyAuthParameters: { ApiKeyName: 'x-api-key', ApiKeyValue: value },
-    InvocationHttpParameters: {
-      HeaderParameters: [{ Key: 'X-Signing', Value: SECRETS.stripeHeader, IsValueSecret: true }],
+const apiKeyConnection = (name: string, value = SECRETS.stripeKey): object =>
+  apiKeyInput(
+    name,
+    { keyName: 'x-api-key', value },
+    {
+      description: 'Payments API',
+      invocation: {
+        HeaderParameters: [{ Key: 'X-Signing', Value: SECRETS.stripeHeader, IsValueSecret: true }],
+      },
     },
-  },
-});
+  );
 
-const basicConnection = (name: string): object => ({
-  Name: name,
-  AuthorizationType: 'BASIC',
-  AuthParameters: { BasicAuthParameters: { Username: 'octo', Password: SECRETS.githubPassword } },
-});
+const basicConnection = (name: string): object =>
+  basicInput(name, { username: 'octo', password: SECRETS.githubPassword });
 
 type Method = 'get' | 'post' | 'patch' | 'delete';
 
@@ -349,7 +346,7 @@ describe('caller security', () => {
     const text = await readFile(policyFile, 'utf8');
     for (const key of Object.values(keys)) {
       assert.ok(!text.includes(key));
-      assert.ok(text.includes(sha256(key)));
+      assert.ok(text.includes(sha256Hex(key)));
     }
   });
 
@@ -759,7 +756,7 @@ describe('caller security', () => {
           `Bearer ${keys.ops} ${keys.ops}`,
           `Bearer ${keys.ops}x`,
           `Bearer ${keys.ops.slice(0, -1)}`,
-          `Bearer ${sha256(keys.ops)}`,
+          `Bearer ${sha256Hex(keys.ops)}`,
           `Bearer ${'a'.repeat(9000)}`,
         ];
         for (const [operationId, method, url] of targets) {
@@ -1467,7 +1464,7 @@ describe('policy reload', () => {
             principals: [
               {
                 name: 'x',
-                apiKeySha256: sha256('k'),
+                apiKeySha256: sha256Hex('k'),
                 statements: [{ actions: ['Everything'], resources: ['*'] }],
               },
             ],
@@ -1477,14 +1474,16 @@ describe('policy reload', () => {
           'a principal named twice',
           {
             principals: [
-              { name: 'x', apiKeySha256: sha256('k1'), statements: [] },
-              { name: 'x', apiKeySha256: sha256('k2'), statements: [] },
+              { name: 'x', apiKeySha256: sha256Hex('k1'), statements: [] },
+              { name: 'x', apiKeySha256: sha256Hex('k2'), statements: [] },
             ],
           },
         ],
         [
           'both a key and a subject',
-          { principals: [{ name: 'x', apiKeySha256: sha256('k'), subject: 's', statements: [] }] },
+          {
+            principals: [{ name: 'x', apiKeySha256: sha256Hex('k'), subject: 's', statements: [] }],
+          },
         ],
         ['an unknown field', { principals: [], admins: ['everyone'] }],
         ['an empty file', ''],

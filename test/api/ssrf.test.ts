@@ -1,30 +1,31 @@
 /**
- * Issue 5, "Outbound safety (SSRF)", through the real HTTP stack.
+ * README, Security: "Outbound safety", through the real HTTP stack, with brokers in this process.
  *
  * No test here sends a packet beyond loopback. Names under `.example` are answered by a stand-in
  * for dns.lookup (the policy's default resolver calls dns.lookup at call time), and every one of
  * them answers a loopback address, so a refusal that failed would still only reach this machine.
  *
- * In-process brokers cannot trust a test certificate, so there the connect-time check is shown
- * by what reaches a loopback server: nothing when refused, a TCP connection (whose TLS handshake
- * then fails) when allowed. The end-to-end success over TLS runs a broker process that trusts
- * a certificate made at test time (test/support/test-certificate.ts) through NODE_EXTRA_CA_CERTS.
+ * In-process brokers cannot trust a test certificate, so the connect-time check is shown by what
+ * reaches a loopback server: nothing when refused, a TCP connection (whose TLS handshake then
+ * fails) when allowed. The end-to-end success over TLS, which needs a broker process that trusts
+ * a certificate made at test time, is test/process/ssrf-tls.test.ts.
  */
 import assert from 'node:assert/strict';
 import dns, { type LookupAddress } from 'node:dns';
-import { readFileSync } from 'node:fs';
-import http from 'node:http';
-import https from 'node:https';
-import type { AddressInfo } from 'node:net';
 import { after, before, describe, it, mock } from 'node:test';
 import type { Response } from 'supertest';
 
+import {
+  createConnection,
+  describeConnection,
+  invokeTask,
+  prepareTask,
+  uniqueName,
+  updateConnection,
+} from '../support/api-calls.js';
 import { allLogLines, startBroker, type Harness } from '../support/broker-harness.js';
-import { startBrokerProcess, type BrokerProcess } from '../support/broker-process.js';
-import { assertMatchesSpec } from '../support/openapi-contract.js';
-import { makeLoopbackCertificate } from '../support/test-certificate.js';
-
-const REQUEST_TIMEOUT_MS = 10_000;
+import { basicInput, getTaskInput, oauthInput } from '../support/connection-inputs.js';
+import { startLoopbackServer, type LoopbackServer } from '../support/loopback.js';
 const BOUNDED = { timeout: 20_000 } as const;
 const CLIENT_SECRET = 'ssrf-client-secret-Vb8qT3';
 const PASSWORD = 'ssrf-basic-password-Jm4w';
@@ -68,95 +69,13 @@ before(() => {
 });
 after(() => mock.restoreAll());
 
-// ---- loopback servers ------------------------------------------------------------------------
-
-interface LoopbackServer {
-  port: number;
-  /** TCP connections accepted so far. */
-  connections(): number;
-  /** HTTP requests read so far (method and path). */
-  requests(): string[];
-  close(): Promise<void>;
-}
-
-async function startLoopbackServer(
-  handler: (req: http.IncomingMessage, res: http.ServerResponse) => void = (_req, res) =>
-    res.end('reached'),
-  tls?: { cert: Buffer; key: Buffer },
-): Promise<LoopbackServer> {
-  let connections = 0;
-  const requests: string[] = [];
-  const listener = (req: http.IncomingMessage, res: http.ServerResponse): void => {
-    requests.push(`${req.method} ${req.url}`);
-    handler(req, res);
-  };
-  const server =
-    tls === undefined ? http.createServer(listener) : https.createServer(tls, listener);
-  server.on('connection', () => (connections += 1));
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    port: (server.address() as AddressInfo).port,
-    connections: () => connections,
-    requests: () => [...requests],
-    close: async () => {
-      server.closeAllConnections();
-      await new Promise((resolve) => server.close(resolve));
-    },
-  };
-}
-
 // ---- API helpers -----------------------------------------------------------------------------
 
-let sequence = 0;
-const uniqueName = (prefix: string): string => `${prefix}-${++sequence}`;
+const oauthBody = (name: string, endpoint: string): Record<string, unknown> =>
+  oauthInput(name, { endpoint, clientId: 'ssrf-client', clientSecret: CLIENT_SECRET });
 
-const oauthBody = (name: string, endpoint: string): Record<string, unknown> => ({
-  Name: name,
-  AuthorizationType: 'OAUTH_CLIENT_CREDENTIALS',
-  AuthParameters: {
-    OAuthParameters: {
-      AuthorizationEndpoint: endpoint,
-      HttpMethod: 'POST',
-      ClientParameters: { ClientID: 'ssrf-client', ClientSecret: CLIENT_SECRET },
-    },
-  },
-});
-
-const basicBody = (name: string): Record<string, unknown> => ({
-  Name: name,
-  AuthorizationType: 'BASIC',
-  AuthParameters: { BasicAuthParameters: { Username: 'ssrf-user', Password: PASSWORD } },
-});
-
-async function create(h: Harness, body: Record<string, unknown>): Promise<Response> {
-  const res = await h.request.post('/v1/connections').send(body).timeout(REQUEST_TIMEOUT_MS);
-  assertMatchesSpec('CreateConnection', res);
-  return res;
-}
-
-async function describeConnection(h: Harness, name: string): Promise<Response> {
-  const res = await h.request.get(`/v1/connections/${name}`).timeout(REQUEST_TIMEOUT_MS);
-  assertMatchesSpec('DescribeConnection', res);
-  return res;
-}
-
-async function invoke(h: Harness, body: Record<string, unknown>): Promise<Response> {
-  const res = await h.request.post('/v1/http-task/invoke').send(body).timeout(REQUEST_TIMEOUT_MS);
-  assertMatchesSpec('InvokeHttpTask', res);
-  return res;
-}
-
-async function prepare(h: Harness, body: Record<string, unknown>): Promise<Response> {
-  const res = await h.request.post('/v1/http-task/prepare').send(body).timeout(REQUEST_TIMEOUT_MS);
-  assertMatchesSpec('PrepareHttpTask', res);
-  return res;
-}
-
-const task = (connection: string, endpoint: string): Record<string, unknown> => ({
-  ApiEndpoint: endpoint,
-  Method: 'GET',
-  Authentication: { ConnectionArn: connection },
-});
+const basicBody = (name: string): Record<string, unknown> =>
+  basicInput(name, { username: 'ssrf-user', password: PASSWORD });
 
 function assertValidation(res: Response, detail: RegExp): void {
   assert.equal(res.status, 400, res.text);
@@ -167,7 +86,7 @@ function assertValidation(res: Response, detail: RegExp): void {
 
 /** Creates an OAuth connection whose token request fails; answers its StateReason. */
 async function createDeauthorized(h: Harness, name: string, endpoint: string): Promise<string> {
-  const res = await create(h, oauthBody(name, endpoint));
+  const res = await createConnection(h, oauthBody(name, endpoint));
   assert.equal(res.status, 201, res.text);
   assert.equal((res.body as { ConnectionState?: unknown }).ConnectionState, 'DEAUTHORIZED');
   const described = await describeConnection(h, name);
@@ -238,7 +157,7 @@ describe('SSRF: endpoints naming a non-public address are refused before any net
       BOUNDED,
       async () => {
         const name = uniqueName('ssrf-static');
-        const res = await create(h, oauthBody(name, endpoint));
+        const res = await createConnection(h, oauthBody(name, endpoint));
         assertValidation(
           res,
           new RegExp(
@@ -258,15 +177,11 @@ describe('SSRF: endpoints naming a non-public address are refused before any net
       const name = uniqueName('ssrf-update');
       const original = `https://rebind.example:${target.port}/oauth2/token`;
       await createDeauthorized(h, name, original);
-      const res = await h.request
-        .patch(`/v1/connections/${name}`)
-        .send({
-          AuthParameters: {
-            OAuthParameters: { AuthorizationEndpoint: 'https://169.254.169.254/latest/meta-data' },
-          },
-        })
-        .timeout(REQUEST_TIMEOUT_MS);
-      assertMatchesSpec('UpdateConnection', res);
+      const res = await updateConnection(h, name, {
+        AuthParameters: {
+          OAuthParameters: { AuthorizationEndpoint: 'https://169.254.169.254/latest/meta-data' },
+        },
+      });
       assertValidation(res, new RegExp(`^AuthorizationEndpoint ${RULE} \\(169\\.254\\.169\\.254`));
       const described = await describeConnection(h, name);
       const oauth = (
@@ -283,18 +198,18 @@ describe('SSRF: endpoints naming a non-public address are refused before any net
     BOUNDED,
     async () => {
       const name = uniqueName('ssrf-task-static');
-      assert.equal((await create(h, basicBody(name))).status, 201);
-      for (const call of [invoke, prepare]) {
+      assert.equal((await createConnection(h, basicBody(name))).status, 201);
+      for (const call of [invokeTask, prepareTask]) {
         assertValidation(
-          await call(h, task(name, `https://127.0.0.1:${target.port}/api`)),
+          await call(h, getTaskInput(name, `https://127.0.0.1:${target.port}/api`)),
           new RegExp(`^ApiEndpoint ${RULE} \\(127\\.0\\.0\\.1 is a loopback address`),
         );
         assertValidation(
-          await call(h, task(name, 'https://[::ffff:a9fe:a9fe]/latest/meta-data')),
+          await call(h, getTaskInput(name, 'https://[::ffff:a9fe:a9fe]/latest/meta-data')),
           /^ApiEndpoint must not name .*IPv4-mapped link-local address in 169\.254\.0\.0\/16/,
         );
         assertValidation(
-          await call(h, task(name, `http://rebind.example:${target.port}/api`)),
+          await call(h, getTaskInput(name, `http://rebind.example:${target.port}/api`)),
           /^ApiEndpoint must use https:\/\/ \(BROKER_ALLOW_INSECURE_ENDPOINTS allows http:\/\/ for development\)\.$/,
         );
       }
@@ -350,11 +265,11 @@ describe('SSRF: a host name that resolves to a non-public address is refused at 
     BOUNDED,
     async () => {
       const name = uniqueName('ssrf-task-rebind');
-      assert.equal((await create(h, basicBody(name))).status, 201);
-      const parameters = task(name, `https://rebind.example:${target.port}/api?q=1`);
+      assert.equal((await createConnection(h, basicBody(name))).status, 201);
+      const parameters = getTaskInput(name, `https://rebind.example:${target.port}/api?q=1`);
       // prepare does no network: the request is the executor's to send, and its to check.
-      assert.equal((await prepare(h, parameters)).body.Status, 'SUCCEEDED');
-      const res = await invoke(h, parameters);
+      assert.equal((await prepareTask(h, parameters)).body.Status, 'SUCCEEDED');
+      const res = await invokeTask(h, parameters);
       const cause = assertFailed(res, 'States.Http.Socket');
       assert.equal(
         cause,
@@ -421,17 +336,23 @@ describe('SSRF: BROKER_ALLOWED_ENDPOINTS opens specific internal targets', () =>
           assert.match(reason, new RegExp(`${escape(host)} resolves to a loopback address`));
         }
         assertValidation(
-          await create(byGlob, oauthBody(uniqueName('x'), `https://127.0.0.1:${target.port}/t`)),
+          await createConnection(
+            byGlob,
+            oauthBody(uniqueName('x'), `https://127.0.0.1:${target.port}/t`),
+          ),
           new RegExp(RULE),
         );
       });
       assert.equal(none, 0);
 
       const basic = uniqueName('ssrf-glob-task');
-      assert.equal((await create(byGlob, basicBody(basic))).status, 201);
+      assert.equal((await createConnection(byGlob, basicBody(basic))).status, 201);
       const taskConnections = await connectionsDuring(async () => {
         const cause = assertFailed(
-          await invoke(byGlob, task(basic, `https://vault.corp.example:${target.port}/api`)),
+          await invokeTask(
+            byGlob,
+            getTaskInput(basic, `https://vault.corp.example:${target.port}/api`),
+          ),
           'States.Http.Socket',
         );
         assert.doesNotMatch(cause, /refused/);
@@ -464,11 +385,17 @@ describe('SSRF: BROKER_ALLOWED_ENDPOINTS opens specific internal targets', () =>
         );
         assert.match(reason, /v6\.example resolves to a loopback address in ::1\/128/);
         assertValidation(
-          await create(byCidr, oauthBody(uniqueName('x'), 'https://127.0.0.2/oauth2/token')),
+          await createConnection(
+            byCidr,
+            oauthBody(uniqueName('x'), 'https://127.0.0.2/oauth2/token'),
+          ),
           /127\.0\.0\.2 is a loopback address/,
         );
         assertValidation(
-          await create(byCidr, oauthBody(uniqueName('x'), `http://127.0.0.1:${target.port}/t`)),
+          await createConnection(
+            byCidr,
+            oauthBody(uniqueName('x'), `http://127.0.0.1:${target.port}/t`),
+          ),
           /must use https:\/\//,
         );
       });
@@ -526,9 +453,9 @@ describe('SSRF: redirects are never followed', () => {
     BOUNDED,
     async () => {
       const name = uniqueName('ssrf-redirect-task');
-      assert.equal((await create(h, basicBody(name))).status, 201);
+      assert.equal((await createConnection(h, basicBody(name))).status, 201);
       assertFailed(
-        await invoke(h, task(name, `http://127.0.0.1:${redirecting.port}/api`)),
+        await invokeTask(h, getTaskInput(name, `http://127.0.0.1:${redirecting.port}/api`)),
         'States.Http.StatusCode.307',
       );
       assert.equal(hidden.connections(), 0);
@@ -536,95 +463,13 @@ describe('SSRF: redirects are never followed', () => {
   );
 });
 
-// ---- 5. end to end over TLS: an allowlisted internal target works -----------------------------
+// ---- 5. what the in-process brokers logged ------------------------------------------------------
 
-describe('SSRF: an allowlisted loopback HTTPS target, end to end (broker process)', () => {
-  const certificate = makeLoopbackCertificate();
-  const { certPath, keyPath } = certificate;
-  let upstream: LoopbackServer;
-  let broker: BrokerProcess;
-  const seenAuthorization: string[] = [];
-
-  before(async () => {
-    upstream = await startLoopbackServer(
-      (req, res) => {
-        if (req.url === '/oauth2/token') {
-          req.resume();
-          res
-            .writeHead(200, { 'content-type': 'application/json' })
-            .end('{"access_token":"allowlisted-token","token_type":"Bearer","expires_in":3600}');
-          return;
-        }
-        seenAuthorization.push(req.headers.authorization ?? '');
-        res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}');
-      },
-      { cert: readFileSync(certPath), key: readFileSync(keyPath) },
-    );
-    broker = await startBrokerProcess({
-      BROKER_ALLOW_INSECURE_ENDPOINTS: 'false',
-      BROKER_ALLOWED_ENDPOINTS: '127.0.0.1/32',
-      // The test certificate is trusted by this process only.
-      NODE_EXTRA_CA_CERTS: certPath,
-      BROKER_TOKEN_TIMEOUT_MS: '5000',
-    });
+// The end-to-end run over verified TLS needs a broker process that trusts a test certificate:
+// test/process/ssrf-tls.test.ts.
+describe('SSRF: the logs of every broker above', () => {
+  it('when every test above has run, then no broker logged the client secret', () => {
+    assert.ok(allLogLines.length > 0, 'the brokers above logged');
+    assert.ok(!allLogLines.join('').includes(CLIENT_SECRET));
   });
-  after(async () => {
-    await broker?.stop();
-    await upstream?.close();
-    certificate.remove();
-  });
-
-  async function call(method: string, path: string, body: unknown): Promise<globalThis.Response> {
-    return fetch(`${broker.url}${path}`, {
-      method,
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify(body),
-      signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
-    });
-  }
-
-  it(
-    'when BROKER_ALLOWED_ENDPOINTS names the range, then the token request and the HTTP Task reach it over verified TLS',
-    BOUNDED,
-    async () => {
-      const name = 'ssrf-e2e';
-      const created = await call(
-        'POST',
-        '/v1/connections',
-        oauthBody(name, `https://127.0.0.1:${upstream.port}/oauth2/token`),
-      );
-      const createdText = await created.text();
-      assert.equal(created.status, 201, createdText);
-      assert.equal(
-        (JSON.parse(createdText) as { ConnectionState: string }).ConnectionState,
-        'AUTHORIZED',
-        createdText,
-      );
-
-      const invoked = await call(
-        'POST',
-        '/v1/http-task/invoke',
-        task(name, `https://127.0.0.1:${upstream.port}/api`),
-      );
-      const invokedText = await invoked.text();
-      assert.equal(invoked.status, 200, invokedText);
-      assert.equal(
-        (JSON.parse(invokedText) as { Status: string }).Status,
-        'SUCCEEDED',
-        invokedText,
-      );
-      assert.deepEqual(seenAuthorization, ['Bearer allowlisted-token']);
-
-      // Outside the allowed range, the same broker refuses.
-      const refused = await call(
-        'POST',
-        '/v1/connections',
-        oauthBody('ssrf-e2e-refused', `https://[::1]:${upstream.port}/oauth2/token`),
-      );
-      assert.equal(refused.status, 400);
-      assert.match(await refused.text(), /::1 is a loopback address in ::1\/128/);
-      assert.ok(!broker.output().includes(CLIENT_SECRET), 'no client secret in the logs');
-      assert.ok(!allLogLines.join('').includes(CLIENT_SECRET));
-    },
-  );
 });

@@ -8,16 +8,12 @@ import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { startBroker, type Harness } from '../support/broker-harness.js';
+import { apiKeyInput } from '../support/connection-inputs.js';
 
 const BOUNDED = { timeout: 30_000 } as const;
 
-function apiKey(name: string, value: string): object {
-  return {
-    Name: name,
-    AuthorizationType: 'API_KEY',
-    AuthParameters: { ApiKeyAuthParameters: { ApiKeyName: 'x-api-key', ApiKeyValue: value } },
-  };
-}
+const apiKey = (name: string, value: string): object =>
+  apiKeyInput(name, { keyName: 'x-api-key', value });
 
 const recordFile = (h: Harness, name: string): string =>
   path.join(h.dataDir, 'connections', `c-${name}.json`);

@@ -6,7 +6,7 @@
 
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -16,15 +16,21 @@ import {
   type ScriptedTokenEndpoint,
 } from '../support/scripted-token-endpoint.js';
 import { ensureTool } from '../support/ensure-tool.js';
-import { REGION, startWireBroker, type Keys, type WireBroker } from './wire-support.js';
+import { newApiKey, sha256Hex } from '../support/policy-file.js';
+import {
+  newSecretAccessKey,
+  REGION,
+  startWireBroker,
+  type Keys,
+  type WireBroker,
+} from './wire-support.js';
 
 const COMMAND_TIMEOUT_MS = 60_000;
 
 const RUN = randomBytes(4).toString('hex');
-const secretKey = (): string => randomBytes(30).toString('base64');
-const ADMIN: Keys = { accessKeyId: 'AKIACLIADMIN0000001', secretAccessKey: secretKey() };
-const READER: Keys = { accessKeyId: 'AKIACLIREADER000001', secretAccessKey: secretKey() };
-const ADMIN_API_KEY = `cbk_${randomBytes(24).toString('base64url')}`;
+const ADMIN: Keys = { accessKeyId: 'AKIACLIADMIN0000001', secretAccessKey: newSecretAccessKey() };
+const READER: Keys = { accessKeyId: 'AKIACLIREADER000001', secretAccessKey: newSecretAccessKey() };
+const ADMIN_API_KEY = newApiKey();
 const PASSWORD = `cli-password-${RUN}`;
 const API_KEY = `cli-api-key-${RUN}`;
 const CLIENT_SECRET = `cli-client-secret-${RUN}`;
@@ -113,7 +119,7 @@ describe('AWS wire protocol with the AWS CLI', () => {
         principals: [
           {
             name: 'cli-admin',
-            apiKeySha256: createHash('sha256').update(ADMIN_API_KEY).digest('hex'),
+            apiKeySha256: sha256Hex(ADMIN_API_KEY),
             awsAccessKeyId: ADMIN.accessKeyId,
             awsSecretAccessKey: ADMIN.secretAccessKey,
             statements: [{ actions: ['*'], resources: ['*'] }],
@@ -306,7 +312,7 @@ describe('AWS wire protocol with the AWS CLI', () => {
 
   it('when the CLI signs with a wrong secret key or an unknown key, then InvalidSignatureException or UnrecognizedClientException', async () => {
     cliError(
-      await aws(['list-connections'], { ...ADMIN, secretAccessKey: secretKey() }),
+      await aws(['list-connections'], { ...ADMIN, secretAccessKey: newSecretAccessKey() }),
       'InvalidSignatureException',
       'ListConnections',
       'The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.',
@@ -314,7 +320,7 @@ describe('AWS wire protocol with the AWS CLI', () => {
     cliError(
       await aws(['list-connections'], {
         accessKeyId: 'AKIACLINOBODY000001',
-        secretAccessKey: secretKey(),
+        secretAccessKey: newSecretAccessKey(),
       }),
       'UnrecognizedClientException',
       'ListConnections',

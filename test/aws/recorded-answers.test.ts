@@ -11,7 +11,6 @@ import {
   CreateConnectionCommand,
   type CreateConnectionCommandInput,
   DescribeConnectionCommand,
-  type DescribeConnectionCommandOutput,
   ListConnectionsCommand,
   UpdateConnectionCommand,
   type EventBridgeClient,
@@ -26,6 +25,7 @@ import {
   eventBridge,
   sdkError,
   startWireBroker,
+  waitForState,
   type WireBroker,
 } from './wire-support.js';
 
@@ -44,22 +44,6 @@ const AWS_ACCEPTED_OAUTH = {
     QueryStringParameters: [{ Key: 'oauthquery', Value: 'value3' }],
   },
 };
-
-async function waitForState(
-  client: EventBridgeClient,
-  name: string,
-  state: string,
-): Promise<DescribeConnectionCommandOutput> {
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    const described = await client.send(new DescribeConnectionCommand({ Name: name }));
-    if (described.ConnectionState === state) return described;
-    if (Date.now() > deadline) {
-      assert.fail(`${name} stayed ${String(described.ConnectionState)}, not ${state}`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
 
 function createOAuth(name: string, oauth: object): CreateConnectionCommand {
   // The SDK's types say 'GET' | 'POST' | 'PUT'; the wire carries whatever the caller sends.

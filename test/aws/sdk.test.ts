@@ -11,7 +11,6 @@ import {
   DeauthorizeConnectionCommand,
   DeleteConnectionCommand,
   DescribeConnectionCommand,
-  type DescribeConnectionCommandOutput,
   ListConnectionsCommand,
   UpdateConnectionCommand,
   type EventBridgeClient,
@@ -25,6 +24,7 @@ import {
   eventBridge,
   sdkError,
   startWireBroker,
+  waitForState,
   type WireBroker,
 } from './wire-support.js';
 
@@ -32,22 +32,6 @@ const ARN = /^arn:aws:events:us-east-1:123456789012:connection\/([.\-_A-Za-z0-9]
 const PASSWORD = 'sdk-password-Xq81';
 const API_KEY = 'sdk-api-key-Vb27';
 const CLIENT_SECRET = 'sdk-client-secret-Lm39';
-
-async function waitForState(
-  client: EventBridgeClient,
-  name: string,
-  state: string,
-): Promise<DescribeConnectionCommandOutput> {
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    const described = await client.send(new DescribeConnectionCommand({ Name: name }));
-    if (described.ConnectionState === state) return described;
-    if (Date.now() > deadline) {
-      assert.fail(`${name} stayed ${String(described.ConnectionState)}, not ${state}`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
 
 describe('AWS wire protocol with the AWS SDK', () => {
   let broker: WireBroker;

@@ -4,7 +4,7 @@
  */
 
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -16,9 +16,11 @@ import {
   ListConnectionsCommand,
   type EventBridgeClient,
 } from '@aws-sdk/client-eventbridge';
+import { newApiKey, sha256Hex } from '../support/policy-file.js';
 import {
   callWire,
   eventBridge,
+  newSecretAccessKey,
   sdkError,
   startWireBroker,
   type Keys,
@@ -26,20 +28,20 @@ import {
 } from './wire-support.js';
 
 const RUN = randomBytes(4).toString('hex');
-const secretKey = (): string => randomBytes(30).toString('base64');
 
-const DEPLOYER: Keys = { accessKeyId: 'AKIADEPLOYER0000001', secretAccessKey: secretKey() };
-const READER: Keys = { accessKeyId: 'AKIAREADER000000001', secretAccessKey: secretKey() };
+const DEPLOYER: Keys = {
+  accessKeyId: 'AKIADEPLOYER0000001',
+  secretAccessKey: newSecretAccessKey(),
+};
+const READER: Keys = { accessKeyId: 'AKIAREADER000000001', secretAccessKey: newSecretAccessKey() };
 /** Also holds a REST API key: one principal for both APIs. */
-const BOTH: Keys = { accessKeyId: 'AKIABOTHAPIS0000001', secretAccessKey: secretKey() };
-const BOTH_API_KEY = `cbk_${randomBytes(24).toString('base64url')}`;
+const BOTH: Keys = { accessKeyId: 'AKIABOTHAPIS0000001', secretAccessKey: newSecretAccessKey() };
+const BOTH_API_KEY = newApiKey();
 const PASSWORD = `sigv4-password-${RUN}`;
 
 const MISMATCH =
   'The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.';
 const INVALID_TOKEN = 'The security token included in the request is invalid.';
-
-const sha256 = (text: string): string => createHash('sha256').update(text, 'utf8').digest('hex');
 
 function policy(): object {
   return {
@@ -58,7 +60,7 @@ function policy(): object {
       },
       {
         name: 'both',
-        apiKeySha256: sha256(BOTH_API_KEY),
+        apiKeySha256: sha256Hex(BOTH_API_KEY),
         awsAccessKeyId: BOTH.accessKeyId,
         awsSecretAccessKey: BOTH.secretAccessKey,
         statements: [
@@ -140,7 +142,10 @@ describe('AWS wire protocol with SigV4 and a policy', () => {
   });
 
   it('when the SDK signs with a wrong secret key, then InvalidSignatureException in AWS words, audited as a failed authentication', async () => {
-    const wrong = eventBridge(broker.endpoint, { ...DEPLOYER, secretAccessKey: secretKey() });
+    const wrong = eventBridge(broker.endpoint, {
+      ...DEPLOYER,
+      secretAccessKey: newSecretAccessKey(),
+    });
     const error = await sdkError(wrong.send(new DescribeConnectionCommand({ Name: 'team-a' })));
     wrong.destroy();
     assert.deepEqual(error, { name: 'InvalidSignatureException', message: MISMATCH, status: 400 });
@@ -154,7 +159,7 @@ describe('AWS wire protocol with SigV4 and a policy', () => {
   it('when the access key is unknown or temporary, then UnrecognizedClientException', async () => {
     const stranger = eventBridge(broker.endpoint, {
       accessKeyId: 'AKIANOBODY000000001',
-      secretAccessKey: secretKey(),
+      secretAccessKey: newSecretAccessKey(),
     });
     const unknown = await sdkError(stranger.send(new ListConnectionsCommand({})));
     stranger.destroy();
@@ -319,7 +324,7 @@ describe('AWS wire protocol with SigV4 and a policy', () => {
     const answer = await callWire(broker.endpoint, {
       target: 'AWSEvents.ListConnections',
       body: JSON.stringify({ NamePrefix: 'x'.repeat(2 * 1024 * 1024) }),
-      keys: { accessKeyId: 'AKIANOBODY000000001', secretAccessKey: secretKey() },
+      keys: { accessKeyId: 'AKIANOBODY000000001', secretAccessKey: newSecretAccessKey() },
     });
     assert.deepEqual(
       { status: answer.status, body: answer.body },

@@ -4,8 +4,14 @@
  */
 
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
-import { EventBridgeClient, EventBridgeServiceException } from '@aws-sdk/client-eventbridge';
+import {
+  DescribeConnectionCommand,
+  EventBridgeClient,
+  EventBridgeServiceException,
+  type DescribeConnectionCommandOutput,
+} from '@aws-sdk/client-eventbridge';
 import { Hash } from '@smithy/hash-node';
 import { HttpRequest } from '@smithy/protocol-http';
 import { SignatureV4 } from '@smithy/signature-v4';
@@ -46,6 +52,9 @@ export interface Keys {
   /** Temporary credentials; the broker has no STS, so it refuses them. */
   sessionToken?: string;
 }
+
+/** A random secret access key, as long as AWS's (40 characters). */
+export const newSecretAccessKey = (): string => randomBytes(30).toString('base64');
 
 export const ANY_KEYS: Keys = { accessKeyId: 'AKIAANYTHINGATALL00', secretAccessKey: 'anything' };
 
@@ -140,4 +149,21 @@ export async function sdkError(
     return { name: error.name, message: error.message, status: error.$metadata.httpStatusCode };
   }
   assert.fail('the call succeeded');
+}
+
+/** Describes `name` every 50 ms until it is in `state` (at most 10 s); answers that Describe. */
+export async function waitForState(
+  client: EventBridgeClient,
+  name: string,
+  state: string,
+): Promise<DescribeConnectionCommandOutput> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const described = await client.send(new DescribeConnectionCommand({ Name: name }));
+    if (described.ConnectionState === state) return described;
+    if (Date.now() > deadline) {
+      assert.fail(`${name} stayed ${String(described.ConnectionState)}, not ${state}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
 }

@@ -12,11 +12,12 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { createBrokerClient, unwrap, type BrokerClient } from '../../src/client/index.js';
 import { startBrokerProcess, type BrokerProcess } from '../support/broker-process.js';
+import { newApiKey, sha256Hex } from '../support/policy-file.js';
 import {
   startScriptedTokenEndpoint,
   type ScriptedTokenEndpoint,
 } from '../support/scripted-token-endpoint.js';
-import { explain, runCli, sha256Hex, type CliOptions, type CliResult } from './cli-process.js';
+import { explain, runCli, type CliOptions, type CliResult } from './cli-process.js';
 
 const BOUNDED = { timeout: 60_000 } as const;
 /** Base64url only, so that no piece of a secret turns up by chance in an ARN or a time. */
@@ -42,7 +43,7 @@ describe('broker connections authorization and refresh (CLI against a real broke
     secondToken: newSecret(),
     rejectedSecret: newSecret(),
   };
-  const creatorKey = `cbk_${randomBytes(24).toString('base64url')}`;
+  const creatorKey = newApiKey();
   /** What the CLI printed without --reveal. */
   const masked: CliResult[] = [];
   let dir: string;

@@ -4,10 +4,10 @@
  */
 
 import { spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { sha256Hex } from '../support/policy-file.js';
 
 export const PROJECT_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const CLI_MAIN = path.join(PROJECT_ROOT, 'src', 'cli', 'main.ts');
@@ -46,10 +46,6 @@ export function runCli(args: readonly string[], options: CliOptions = {}): Promi
     child.once('error', reject);
     child.once('close', (code) => resolve({ code, stdout, stderr }));
   });
-}
-
-export function sha256Hex(text: string): string {
-  return createHash('sha256').update(text).digest('hex');
 }
 
 /** A policy with an `ops` key allowed everything and a `reader` key allowed only to look. */

@@ -19,13 +19,14 @@ import {
   type BrokerClient,
 } from '../../src/client/index.js';
 import { startBrokerProcess, type BrokerProcess } from '../support/broker-process.js';
+import { newApiKey } from '../support/policy-file.js';
 import { writePolicy } from './cli-process.js';
 
 const BOUNDED = { timeout: 60_000 } as const;
 
 describe('broker client (against a real broker)', () => {
-  const opsKey = `cbk_${randomBytes(24).toString('base64url')}`;
-  const readerKey = `cbk_${randomBytes(24).toString('base64url')}`;
+  const opsKey = newApiKey();
+  const readerKey = newApiKey();
   const apiKeyValue = `client-test-${randomBytes(8).toString('hex')}`;
   let dir: string;
   let broker: BrokerProcess;

@@ -5,25 +5,26 @@
 
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { createServer } from 'node:net';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { createBrokerClient, unwrap, type BrokerClient } from '../../src/client/index.js';
 import { startBrokerProcess, type BrokerProcess } from '../support/broker-process.js';
+import { findFreePort } from '../support/loopback.js';
 import {
   startScriptedTokenEndpoint,
   type ScriptedTokenEndpoint,
 } from '../support/scripted-token-endpoint.js';
+import { newApiKey } from '../support/policy-file.js';
 import { explain, runCli, writePolicy, type CliOptions, type CliResult } from './cli-process.js';
 
 const BOUNDED = { timeout: 60_000 } as const;
 const newSecret = (label: string): string => `${label}-${randomBytes(12).toString('hex')}`;
 
 describe('broker connections (CLI against a real broker)', () => {
-  const opsKey = `cbk_${randomBytes(24).toString('base64url')}`;
-  const readerKey = `cbk_${randomBytes(24).toString('base64url')}`;
+  const opsKey = newApiKey();
+  const readerKey = newApiKey();
   /** Every secret a test hands the CLI; none may appear in anything it prints. */
   const secrets = {
     apiKey: newSecret('api-key'),
@@ -489,7 +490,7 @@ describe('broker connections (CLI against a real broker)', () => {
   );
 
   it('when the broker is down, then exit 3 saying it cannot be reached', BOUNDED, async () => {
-    const closedPort = await freePort();
+    const closedPort = await findFreePort();
     const result = await cli(['connections', 'list'], {
       env: { BROKER_URL: `http://127.0.0.1:${closedPort}`, BROKER_API_KEY: opsKey },
     });
@@ -510,12 +511,3 @@ describe('broker connections (CLI against a real broker)', () => {
     }
   });
 });
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const address = server.address();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  if (address === null || typeof address === 'string') throw new Error('no port');
-  return address.port;
-}

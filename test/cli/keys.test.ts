@@ -4,33 +4,30 @@
  */
 
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { createBrokerClient, unwrap } from '../../src/client/index.js';
-import { masterKeyFromBytes, type MasterKey } from '../../src/secret-store/master-key.js';
+import type { MasterKey } from '../../src/secret-store/master-key.js';
 import { startBrokerProcess, type BrokerProcess } from '../support/broker-process.js';
+import { newMasterKey, writeKeyRing } from '../support/master-keys.js';
+import { newApiKey } from '../support/policy-file.js';
 import { explain, runCli, writePolicy } from './cli-process.js';
 
 const BOUNDED = { timeout: 60_000 } as const;
-const newKey = (): MasterKey => masterKeyFromBytes(randomBytes(32));
 
 describe('broker keys (CLI against a real broker with a key file)', () => {
-  const opsKey = `cbk_${randomBytes(24).toString('base64url')}`;
-  const readerKey = `cbk_${randomBytes(24).toString('base64url')}`;
-  const oldKey = newKey();
-  const newerKey = newKey();
+  const opsKey = newApiKey();
+  const readerKey = newApiKey();
+  const oldKey = newMasterKey();
+  const newerKey = newMasterKey();
   let dir: string;
   let keyFile: string;
   let broker: BrokerProcess;
   let env: Record<string, string>;
 
-  const writeRing = (keys: MasterKey[]): Promise<void> =>
-    writeFile(keyFile, `${keys.map((key) => key.key.toString('base64')).join('\n')}\n`, {
-      mode: 0o600,
-    });
+  const writeRing = (keys: MasterKey[]): Promise<void> => writeKeyRing(keyFile, keys);
   const allKeysBase64 = (): string[] => [oldKey, newerKey].map((key) => key.key.toString('base64'));
 
   before(async () => {
@@ -143,7 +140,7 @@ describe('broker keys (CLI against a real broker with a key file)', () => {
     'when the key file drops the key that encrypts the records, then keys rotate exits 1 with the InvalidStateException and the ring stays',
     BOUNDED,
     async () => {
-      await writeRing([newKey()]);
+      await writeRing([newMasterKey()]);
       const refused = await runCli(['keys', 'rotate'], { env });
       assert.equal(refused.code, 1, explain(refused));
       assert.equal(refused.stdout, '');

@@ -7,7 +7,7 @@
 
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -15,6 +15,7 @@ import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { startBrokerProcess, type BrokerProcess } from '../support/broker-process.js';
 import { ensureTool } from '../support/ensure-tool.js';
+import { sha256Hex } from '../support/policy-file.js';
 
 const PROJECT_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 /** As a file: URL, so NODE_OPTIONS survives a checkout path with spaces. */
@@ -94,7 +95,7 @@ describe('openapi.yaml against the running broker (schemathesis)', () => {
         principals: [
           {
             name: 'schemathesis',
-            apiKeySha256: createHash('sha256').update(apiKey).digest('hex'),
+            apiKeySha256: sha256Hex(apiKey),
             statements: [{ actions: ['*'], resources: ['*'] }],
           },
         ],

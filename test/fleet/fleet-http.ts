@@ -6,7 +6,8 @@
 import assert from 'node:assert/strict';
 
 import { assertMatchesSpec } from '../support/openapi-contract.js';
-import { startBrokerProcess, waitFor, type BrokerProcess } from '../support/broker-process.js';
+import { startBrokerProcess, type BrokerProcess } from '../support/broker-process.js';
+import { waitFor } from '../support/wait.js';
 
 export const REQUEST_TIMEOUT_MS = 15_000;
 

@@ -18,22 +18,24 @@ import { randomBytes } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 
+import type { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import {
   DeleteSecretCommand,
   DescribeSecretCommand,
   GetSecretValueCommand,
   ListSecretsCommand,
-  SecretsManagerClient,
 } from '@aws-sdk/client-secrets-manager';
 
-import { awsStoreEnv, waitFor } from '../support/broker-process.js';
+import { awsStoreEnv } from '../support/broker-process.js';
 import { observeWithin, startReplicas, type Replica } from './fleet-http.js';
-import { startMotoServer } from '../support/moto-server.js';
+import { oauthInput } from '../support/connection-inputs.js';
+import { motoSecretsManager, startMotoServer } from '../support/moto-server.js';
 import type { MotoServer } from '../support/moto-server.js';
 import { startScriptedTokenEndpoint } from '../support/scripted-token-endpoint.js';
 import type { ScriptedTokenEndpoint } from '../support/scripted-token-endpoint.js';
 import { startTcpProxy } from '../support/tcp-proxy.js';
 import type { TcpProxy } from '../support/tcp-proxy.js';
+import { waitFor } from '../support/wait.js';
 
 import {
   authorizationHeader,
@@ -129,12 +131,7 @@ describe('fleet races fixed in review, over the wire (broker processes on one mo
       moto = await startMotoServer();
       tokens = await startScriptedTokenEndpoint();
       proxy = await startTcpProxy(moto.endpoint);
-      secretsManager = new SecretsManagerClient({
-        region: 'us-east-1',
-        endpoint: moto.endpoint,
-        credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' },
-        maxAttempts: 2,
-      });
+      secretsManager = motoSecretsManager(moto.endpoint);
       const shortTimeout = {
         BROKER_TOKEN_TIMEOUT_MS: String(SHORT_TOKEN_TIMEOUT_MS),
         BROKER_CACHE_MAX_AGE_SECONDS: '3600',
@@ -176,18 +173,15 @@ describe('fleet races fixed in review, over the wire (broker processes on one mo
   // ---- helpers that need the fleet ----
 
   function oauthConnection(name: string, description?: string): Record<string, unknown> {
-    return {
-      Name: name,
-      ...(description !== undefined && { Description: description }),
-      AuthorizationType: 'OAUTH_CLIENT_CREDENTIALS',
-      AuthParameters: {
-        OAuthParameters: {
-          AuthorizationEndpoint: tokenEndpoint().url,
-          HttpMethod: 'POST',
-          ClientParameters: { ClientID: `${name}-client`, ClientSecret: uniqueToken('secret') },
-        },
+    return oauthInput(
+      name,
+      {
+        endpoint: tokenEndpoint().url,
+        clientId: `${name}-client`,
+        clientSecret: uniqueToken('secret'),
       },
-    };
+      description === undefined ? {} : { description },
+    );
   }
 
   /** Creates an OAuth connection through `via`, its first token scripted as `token`. */

@@ -1,5 +1,5 @@
 /**
- * Issue #4 end to end: three broker processes (A, B, C), started as `npm start` runs them, share
+ * README, Production on AWS, end to end: three broker processes (A, B, C), started as `npm start` runs them, share
  * one AWS Secrets Manager (a real moto server) and one loopback OAuth token endpoint that counts
  * its requests. Checks shared state, the fleet-wide refresh storm (one token request), bounded
  * propagation of rotation, deletion and out-of-band secret changes (cache max age 2 s), the
@@ -19,21 +19,23 @@ import { Agent, createServer, request as httpRequest } from 'node:http';
 import { setTimeout as delay } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 
+import type { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import {
   DeleteSecretCommand,
   ListSecretsCommand,
   RestoreSecretCommand,
-  SecretsManagerClient,
 } from '@aws-sdk/client-secrets-manager';
 
-import { awsStoreEnv, startBrokerProcess, waitFor } from '../support/broker-process.js';
+import { awsStoreEnv, startBrokerProcess } from '../support/broker-process.js';
 import { observeWithin, startReplicas, type Replica as FleetReplica } from './fleet-http.js';
+import { oauthInput } from '../support/connection-inputs.js';
 import { cancellableDelays, listenOnLoopback } from '../support/loopback.js';
-import { startMotoServer } from '../support/moto-server.js';
+import { motoSecretsManager, startMotoServer } from '../support/moto-server.js';
 import type { MotoServer } from '../support/moto-server.js';
 import { readBodyText } from '../support/recorded-request.js';
 import { startTcpProxy } from '../support/tcp-proxy.js';
 import type { TcpProxy } from '../support/tcp-proxy.js';
+import { waitFor } from '../support/wait.js';
 
 import {
   REQUEST_TIMEOUT_MS,
@@ -231,12 +233,7 @@ describe('a fleet of three broker processes sharing Secrets Manager (moto) and o
     async () => {
       moto = await startMotoServer();
       tokens = await startCountingTokenEndpoint();
-      secretsManager = new SecretsManagerClient({
-        region: 'us-east-1',
-        endpoint: moto.endpoint,
-        credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' },
-        maxAttempts: 2,
-      });
+      secretsManager = motoSecretsManager(moto.endpoint);
       const names = ['A', 'B', 'C'] as const;
       await startReplicas(
         names.map((name) => [name, awsStoreEnv(moto!.endpoint)] as const),
@@ -267,21 +264,18 @@ describe('a fleet of three broker processes sharing Secrets Manager (moto) and o
     clientSecret: string,
     description?: string,
   ): Record<string, unknown> {
-    return {
-      Name: name,
-      ...(description !== undefined && { Description: description }),
-      AuthorizationType: 'OAUTH_CLIENT_CREDENTIALS',
-      AuthParameters: {
-        OAuthParameters: {
-          AuthorizationEndpoint: tokenEndpoint().url,
-          HttpMethod: 'POST',
-          ClientParameters: { ClientID: clientId, ClientSecret: clientSecret },
-          OAuthHttpParameters: {
-            BodyParameters: [{ Key: 'scope', Value: 'fleet', IsValueSecret: false }],
-          },
+    return oauthInput(
+      name,
+      {
+        endpoint: tokenEndpoint().url,
+        clientId,
+        clientSecret,
+        oauthHttpParameters: {
+          BodyParameters: [{ Key: 'scope', Value: 'fleet', IsValueSecret: false }],
         },
       },
-    };
+      description === undefined ? {} : { description },
+    );
   }
 
   /** Creates an OAuth connection through `via`; answers the token the endpoint issued for it. */

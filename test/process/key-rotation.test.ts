@@ -1,25 +1,18 @@
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
-import { mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { masterKeyFromBytes, type MasterKey } from '../../src/secret-store/master-key.js';
-import { startBrokerProcess, waitFor, type BrokerProcess } from '../support/broker-process.js';
+import { awsStoreEnv, startBrokerProcess, type BrokerProcess } from '../support/broker-process.js';
+import { newMasterKey, writeKeyRing } from '../support/master-keys.js';
+import { startMotoServer } from '../support/moto-server.js';
+import { waitFor } from '../support/wait.js';
 
 const CONNECTIONS = 30;
 const READERS = 6;
 
-const newKey = (): MasterKey => masterKeyFromBytes(randomBytes(32));
-
-/** Replaces the file in one step, as a Kubernetes Secret update does. */
-async function writeRing(file: string, keys: MasterKey[]): Promise<void> {
-  const aside = `${file}.${randomBytes(4).toString('hex')}.tmp`;
-  await writeFile(aside, `${keys.map((k) => k.key.toString('base64')).join('\n')}\n`, {
-    mode: 0o600,
-  });
-  await rename(aside, file);
-}
+/** The key file is replaced in one step, as a Kubernetes Secret update does. */
+const REPLACE = { replace: true } as const;
 
 async function call(
   broker: BrokerProcess,
@@ -48,14 +41,14 @@ describe('master key rotation without downtime (a broker process, its key file c
   let dataDir: string;
   let broker: BrokerProcess | undefined;
   const names = Array.from({ length: CONNECTIONS }, (_, i) => `rotating-${i}`);
-  const oldKey = newKey();
-  const newestKey = newKey();
+  const oldKey = newMasterKey();
+  const newestKey = newMasterKey();
 
   before(async () => {
     dir = await mkdtemp(path.join(tmpdir(), 'broker-rotation-'));
     keyFile = path.join(dir, 'master.keys');
     dataDir = path.join(dir, 'data');
-    await writeRing(keyFile, [oldKey]);
+    await writeKeyRing(keyFile, [oldKey], REPLACE);
   });
 
   after(async () => {
@@ -113,7 +106,7 @@ describe('master key rotation without downtime (a broker process, its key file c
       (await call(running, 'GET', '/v1/keys')).body as unknown as KeyRing;
     try {
       // Step 1: the new key first, the old one kept; the broker notices the file by itself.
-      await writeRing(keyFile, [newestKey, oldKey]);
+      await writeKeyRing(keyFile, [newestKey, oldKey], REPLACE);
       const appliedMs = await waitFor(
         async () => {
           const r = await ring();
@@ -125,7 +118,7 @@ describe('master key rotation without downtime (a broker process, its key file c
         { timeoutMs: 15_000, message: 'the watched key file was applied and every record moved' },
       );
       // Step 2: the old key leaves; SIGHUP applies it at once.
-      await writeRing(keyFile, [newestKey]);
+      await writeKeyRing(keyFile, [newestKey], REPLACE);
       process.kill(running.pid, 'SIGHUP');
       const hupMs = await waitFor(async () => (await ring()).KeyIds.join() === newestKey.id, {
         timeoutMs: 10_000,
@@ -157,6 +150,32 @@ describe('master key rotation without downtime (a broker process, its key file c
       assert.equal(res.status, 200);
       const headers = res.body['Headers'] as Record<string, string>;
       assert.equal(headers['x-api-key'], expected.get(name));
+    }
+  });
+});
+
+describe('master key ring on the Secrets Manager store', () => {
+  it('when the store is Secrets Manager, then /v1/keys answers 400 ValidationException pointing at KMS', async () => {
+    const moto = await startMotoServer();
+    const broker = await startBrokerProcess(awsStoreEnv(moto.endpoint));
+    try {
+      for (const [method, url] of [
+        ['GET', '/v1/keys'],
+        ['POST', '/v1/keys/rotate'],
+      ] as const) {
+        const res = await fetch(`${broker.url}${url}`, {
+          method,
+          signal: AbortSignal.timeout(5_000),
+        });
+        assert.equal(res.status, 400);
+        assert.match(res.headers.get('content-type') ?? '', /^application\/problem\+json/);
+        const body = (await res.json()) as { code: string; detail: string };
+        assert.equal(body.code, 'ValidationException');
+        assert.match(body.detail, /KMS/);
+      }
+    } finally {
+      await broker.stop();
+      await moto.stop();
     }
   });
 });

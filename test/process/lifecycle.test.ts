@@ -2,11 +2,13 @@ import assert from 'node:assert/strict';
 import { Agent, request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
-import { startBrokerProcess, waitFor, type BrokerProcess } from '../support/broker-process.js';
+import { REQUEST_TIMEOUT_MS } from '../support/api-calls.js';
+import { startBrokerProcess, type BrokerProcess } from '../support/broker-process.js';
+import { apiKeyInput } from '../support/connection-inputs.js';
 import { startUpstreamServer, type UpstreamServer } from '../support/upstream-server.js';
+import { waitFor } from '../support/wait.js';
 
-/** Every request is bounded; so is every test. */
-const REQUEST_TIMEOUT_MS = 10_000;
+/** Every request is bounded (REQUEST_TIMEOUT_MS); so is every test. */
 const BOUNDED = { timeout: 60_000 } as const;
 /** Start-up of the store, then exit, on a shared 2-core machine. */
 const SLACK_MS = 3_000;
@@ -69,15 +71,8 @@ async function exitCodeOf(broker: BrokerProcess, timeoutMs: number): Promise<num
   return (await broker.stop()).code;
 }
 
-function apiKeyConnection(name: string): Record<string, unknown> {
-  return {
-    Name: name,
-    AuthorizationType: 'API_KEY',
-    AuthParameters: {
-      ApiKeyAuthParameters: { ApiKeyName: 'x-api-key', ApiKeyValue: `${name}-value` },
-    },
-  };
-}
+const apiKeyConnection = (name: string): Record<string, unknown> =>
+  apiKeyInput(name, { keyName: 'x-api-key', value: `${name}-value` });
 
 async function createConnection(broker: BrokerProcess, name: string): Promise<string> {
   const created = await send(`${broker.url}/v1/connections`, {

@@ -1,19 +1,20 @@
 /**
- * The start-up rule of issue 5, on the broker started as `npm start` runs it: without a policy
- * file it runs open only on loopback (loudly), or anywhere with an explicit BROKER_AUTH=none; a
- * broken policy file stops start-up; with a policy, callers need a key.
+ * The start-up rule of README, Security: "Open mode", on the broker started as `npm start` runs
+ * it: without a policy file it runs open only on loopback (loudly), or anywhere with an explicit
+ * BROKER_AUTH=none; a broken policy file stops start-up; with a policy, callers need a key.
  */
 
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
+import type { ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
+import { isRunning, spawnBroker } from '../support/broker-process.js';
+import { newApiKey, sha256Hex } from '../support/policy-file.js';
 
-const MAIN = path.resolve('src/main.ts');
 const START_TIMEOUT_MS = 30_000;
 const EXIT_TIMEOUT_MS = 20_000;
 const BOUNDED = { timeout: 60_000 } as const;
@@ -24,36 +25,22 @@ const children = new Set<ChildProcess>();
 
 interface Run {
   child: ChildProcess;
-  output(): string;
+  output: () => string;
   exited: Promise<number | null>;
 }
 
+/** spawnBroker, its process killed by this file's after() if a test leaves it running. */
 function run(env: Record<string, string>): Run {
-  const child = spawn(process.execPath, ['--import', 'tsx', MAIN], {
-    env: {
-      PATH: process.env['PATH'] ?? '',
-      PORT: '0',
-      LOG_LEVEL: 'info',
-      BROKER_SHUTDOWN_DELAY_SECONDS: '0',
-      ...env,
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const { child, output, exited } = spawnBroker(env);
   children.add(child);
-  let output = '';
-  child.stdout?.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
-  child.stderr?.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
-  const exited = new Promise<number | null>((resolve) => {
-    child.once('exit', (code) => {
+  return {
+    child,
+    output,
+    exited: exited.then(({ code }) => {
       children.delete(child);
-      resolve(code);
-    });
-  });
-  return { child, output: () => output, exited };
-}
-
-function isRunning(child: ChildProcess): boolean {
-  return child.exitCode === null && child.signalCode === null;
+      return code;
+    }),
+  };
 }
 
 async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
@@ -136,12 +123,10 @@ function logEntries(output: string): Array<Record<string, unknown>> {
     .map((line) => JSON.parse(line) as Record<string, unknown>);
 }
 
-const sha256 = (text: string): string => createHash('sha256').update(text, 'utf8').digest('hex');
-
 describe('starting the broker with or without callers\u2019 authentication', () => {
   let dir: string;
   let dataDir: string;
-  const key = `cbk_${randomBytes(24).toString('base64url')}`;
+  const key = newApiKey();
 
   before(async () => {
     dir = await mkdtemp(path.join(tmpdir(), 'broker-security-start-'));
@@ -267,7 +252,7 @@ describe('starting the broker with or without callers\u2019 authentication', () 
           principals: [
             {
               name: 'ops',
-              apiKeySha256: sha256(key),
+              apiKeySha256: sha256Hex(key),
               statements: [{ actions: ['*'], resources: ['*'] }],
             },
           ],

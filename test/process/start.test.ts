@@ -1,13 +1,12 @@
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmod, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-
-const MAIN = path.resolve('src/main.ts');
+import { spawnBroker } from '../support/broker-process.js';
 
 interface Started {
   child: ChildProcess;
@@ -15,32 +14,16 @@ interface Started {
   output: () => string;
 }
 
-function run(env: Record<string, string>): ChildProcess {
-  return spawn(process.execPath, ['--import', 'tsx', MAIN], {
-    env: {
-      PATH: process.env['PATH'] ?? '',
-      PORT: '0',
-      LOG_LEVEL: 'info',
-      BROKER_SHUTDOWN_DELAY_SECONDS: '0',
-      ...env,
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-}
-
 /** Starts the broker as `npm start` does and waits (bounded) for its listening line. */
 async function start(env: Record<string, string>): Promise<Started> {
-  const child = run(env);
-  let output = '';
-  child.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  child.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  const { child, output } = spawnBroker(env);
   const url = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(
-      () => reject(new Error(`no listening line in 20 s:\n${output}`)),
+      () => reject(new Error(`no listening line in 20 s:\n${output()}`)),
       20_000,
     );
     const check = (): void => {
-      const match = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(output);
+      const match = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(output());
       if (match?.[1] !== undefined) {
         clearTimeout(timer);
         resolve(match[1]);
@@ -49,10 +32,10 @@ async function start(env: Record<string, string>): Promise<Started> {
     child.stdout?.on('data', check);
     child.once('exit', (code) => {
       clearTimeout(timer);
-      reject(new Error(`exited with ${code}:\n${output}`));
+      reject(new Error(`exited with ${code}:\n${output()}`));
     });
   });
-  return { child, url, output: () => output };
+  return { child, url, output };
 }
 
 async function exitOf(child: ChildProcess): Promise<number | null> {
@@ -69,10 +52,8 @@ async function exitOf(child: ChildProcess): Promise<number | null> {
 async function failedStart(
   env: Record<string, string>,
 ): Promise<{ code: number | null; stderr: string }> {
-  const child = run(env);
-  let stderr = '';
-  child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  return { code: await exitOf(child), stderr };
+  const { child, stderr } = spawnBroker(env);
+  return { code: await exitOf(child), stderr: stderr() };
 }
 
 describe('starting the broker as a process', () => {

@@ -13,7 +13,6 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import { inspect } from 'node:util';
 
 const PROJECT_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const MAIN = path.join(PROJECT_ROOT, 'src', 'main.ts');
@@ -67,11 +66,53 @@ export function awsStoreEnv(
   };
 }
 
+/** A broker process as spawnBroker started it, with what it wrote so far. */
+export interface BrokerRun {
+  child: ChildProcess;
+  /** stdout and stderr as written so far, interleaved. */
+  output: () => string;
+  /** stderr alone, as written so far. */
+  stderr: () => string;
+  /** Resolves once the process has exited. */
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
 /**
- * Starts `node --import tsx src/main.ts` with exactly PATH, `HOST=127.0.0.1`, `PORT=0`,
- * `LOG_LEVEL=info`, a fresh `BROKER_DATA_DIR` (removed by stop()) and `env` on top, and waits
- * (bounded) for its listening line. A process that exits first, or stays silent, fails the start
- * with its output in the message.
+ * Spawns `node --import tsx src/main.ts` from the project folder, as `npm start` runs it, with
+ * exactly PATH, `PORT=0`, `LOG_LEVEL=info`, no shutdown delay and `env` on top, and collects its
+ * output. It waits for nothing: startBrokerProcess waits for the listening line; a test of a
+ * start that must fail waits for `exited`.
+ */
+export function spawnBroker(env: Record<string, string>): BrokerRun {
+  const child = spawn(process.execPath, ['--import', 'tsx', MAIN], {
+    cwd: PROJECT_ROOT,
+    env: {
+      PATH: process.env['PATH'] ?? '',
+      PORT: '0',
+      LOG_LEVEL: 'info',
+      // Tests stop brokers often; Kubernetes' routing delay means nothing here.
+      BROKER_SHUTDOWN_DELAY_SECONDS: '0',
+      ...env,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  let stderr = '';
+  child.stdout?.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
+  child.stderr?.setEncoding('utf8').on('data', (chunk: string) => {
+    output += chunk;
+    stderr += chunk;
+  });
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.once('exit', (code, signal) => resolve({ code, signal })),
+  );
+  return { child, output: () => output, stderr: () => stderr, exited };
+}
+
+/**
+ * Starts a broker with spawnBroker, with `HOST=127.0.0.1`, a fresh `BROKER_DATA_DIR` (removed by
+ * stop()) and `env` on top, and waits (bounded) for its listening line. A process that exits
+ * first, or stays silent, fails the start with its output in the message.
  */
 export async function startBrokerProcess(
   env: Record<string, string>,
@@ -84,27 +125,11 @@ export async function startBrokerProcess(
       ? await mkdtemp(path.join(tmpdir(), 'broker-process-'))
       : undefined;
 
-  const child = spawn(process.execPath, ['--import', 'tsx', MAIN], {
-    cwd: PROJECT_ROOT,
-    env: {
-      PATH: process.env['PATH'] ?? '',
-      HOST: '127.0.0.1',
-      PORT: '0',
-      LOG_LEVEL: 'info',
-      // Tests stop brokers often; Kubernetes' routing delay means nothing here.
-      BROKER_SHUTDOWN_DELAY_SECONDS: '0',
-      ...(ownDataDir !== undefined && { BROKER_DATA_DIR: ownDataDir }),
-      ...env,
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
+  const { child, output, exited } = spawnBroker({
+    HOST: '127.0.0.1',
+    ...(ownDataDir !== undefined && { BROKER_DATA_DIR: ownDataDir }),
+    ...env,
   });
-
-  let output = '';
-  child.stdout?.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
-  child.stderr?.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    child.once('exit', (code, signal) => resolve({ code, signal })),
-  );
   let spawnError: Error | undefined;
   child.once('error', (error) => (spawnError = error));
 
@@ -137,71 +162,27 @@ export async function startBrokerProcess(
 
   const deadline = Date.now() + startTimeoutMs;
   for (;;) {
-    const url = LISTENING.exec(output)?.[1];
+    const url = LISTENING.exec(output())?.[1];
     if (url !== undefined && child.pid !== undefined) {
-      return { url, pid: child.pid, output: () => output, stop, kill };
+      return { url, pid: child.pid, output, stop, kill };
     }
     if (spawnError !== undefined || !isRunning(child)) {
       await stop();
       const why = spawnError?.message ?? `exited with ${child.exitCode ?? child.signalCode}`;
-      throw new Error(`broker process ${why} before listening:\n${output}`);
+      throw new Error(`broker process ${why} before listening:\n${output()}`);
     }
     if (Date.now() > deadline) {
       await stop();
       throw new Error(
-        `broker process did not log its listening line in ${startTimeoutMs} ms:\n${output}`,
+        `broker process did not log its listening line in ${startTimeoutMs} ms:\n${output()}`,
       );
     }
     await delay(50);
   }
 }
 
-export interface WaitForOptions {
-  timeoutMs: number;
-  /** Pause between two calls of the predicate; default 100 ms. */
-  intervalMs?: number;
-  /** Added to the timeout error, e.g. what was last observed. */
-  message?: string | (() => string);
-}
-
-/**
- * Calls `predicate` until it answers true, at most until `timeoutMs` has passed (a predicate that
- * throws counts as false; its last error is in the timeout error). Each call of the predicate
- * must bound its own I/O. Answers the milliseconds it took.
- */
-export async function waitFor(
-  predicate: () => boolean | Promise<boolean>,
-  options: WaitForOptions,
-): Promise<number> {
-  const intervalMs = options.intervalMs ?? 100;
-  const started = Date.now();
-  const deadline = started + options.timeoutMs;
-  let lastError: unknown;
-  let calls = 0;
-  for (;;) {
-    calls += 1;
-    try {
-      if (await predicate()) return Date.now() - started;
-      lastError = undefined;
-    } catch (error) {
-      lastError = error;
-    }
-    const remaining = deadline - Date.now();
-    if (remaining <= 0) break;
-    await delay(Math.min(intervalMs, remaining));
-  }
-  const message = typeof options.message === 'function' ? options.message() : options.message;
-  const parts = [`not true within ${options.timeoutMs} ms (${calls} calls)`];
-  if (message !== undefined) parts.push(message);
-  if (lastError !== undefined) {
-    parts.push(
-      `last error: ${lastError instanceof Error ? lastError.message : inspect(lastError)}`,
-    );
-  }
-  throw new Error(parts.join('; '));
-}
-
-function isRunning(child: ChildProcess): boolean {
+/** Neither exited nor killed by a signal yet. */
+export function isRunning(child: ChildProcess): boolean {
   return child.exitCode === null && child.signalCode === null;
 }
 

@@ -5,11 +5,12 @@
  */
 
 import { spawn } from 'node:child_process';
-import type { ChildProcess } from 'node:child_process';
-import { createServer } from 'node:net';
+import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
+import { isRunning } from './broker-process.js';
 import { ensureTool } from './ensure-tool.js';
+import { findFreePort } from './loopback.js';
 
 const PROJECT_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const START_TIMEOUT_MS = 30_000;
@@ -24,6 +25,19 @@ export interface MotoServer {
   stop(): Promise<void>;
   /** SIGKILL, synchronously; for exit hooks. */
   kill(): void;
+}
+
+/**
+ * An SDK client of the moto server at `endpoint` (or a proxy in front of it), in us-east-1 with
+ * the dummy credentials awsStoreEnv gives brokers: what a test reads behind the brokers' backs.
+ */
+export function motoSecretsManager(endpoint: string, maxAttempts = 2): SecretsManagerClient {
+  return new SecretsManagerClient({
+    region: 'us-east-1',
+    endpoint,
+    credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' },
+    maxAttempts,
+  });
 }
 
 export async function startMotoServer(): Promise<MotoServer> {
@@ -48,18 +62,6 @@ export async function resetMoto(endpoint: string): Promise<void> {
   const response = await fetch(`${endpoint}/moto-api/reset`, { method: 'POST' });
   await response.arrayBuffer();
   if (!response.ok) throw new Error(`moto reset failed with HTTP ${response.status}`);
-}
-
-async function findFreePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve());
-  });
-  const address = server.address();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  if (typeof address !== 'object' || address === null) throw new Error('no port was assigned');
-  return address.port;
 }
 
 async function startOnce(motoServer: string, port: number): Promise<MotoServer> {
@@ -116,10 +118,6 @@ async function startOnce(motoServer: string, port: number): Promise<MotoServer> 
     }
     await delay(100);
   }
-}
-
-function isRunning(child: ChildProcess): boolean {
-  return child.exitCode === null && child.signalCode === null;
 }
 
 async function answers(endpoint: string): Promise<boolean> {

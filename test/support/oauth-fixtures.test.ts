@@ -4,6 +4,7 @@ import { after, before, describe, it } from 'node:test';
 import { startOidcProvider } from './oidc-server.js';
 import type { OidcServer } from './oidc-server.js';
 import { startScriptedTokenEndpoint } from './scripted-token-endpoint.js';
+import { waitFor } from './wait.js';
 
 const basic = (id: string, secret: string): string =>
   `Basic ${Buffer.from(`${encodeURIComponent(id)}:${encodeURIComponent(secret)}`).toString('base64')}`;
@@ -198,10 +199,7 @@ describe('scripted token endpoint fixture', () => {
       signal: AbortSignal.timeout(5000),
     });
     // Bounded wait until the server has seen the request.
-    const deadline = Date.now() + 2000;
-    while (ep.requestCount() === 0 && Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, 5));
-    }
+    await waitFor(() => ep.requestCount() > 0, { timeoutMs: 2000, intervalMs: 5 });
     assert.equal(ep.requestCount(), 1);
 
     const started = Date.now();

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -9,6 +9,9 @@ export interface TestPrincipal {
   apiKey: string;
   statements: Array<{ actions: string[]; resources: string[] }>;
 }
+
+/** A random caller API key (README, Security: the policy file holds only its SHA-256). */
+export const newApiKey = (): string => `cbk_${randomBytes(24).toString('base64url')}`;
 
 export const sha256Hex = (text: string): string =>
   createHash('sha256').update(text, 'utf8').digest('hex');

@@ -7,6 +7,7 @@ import { after, before, describe, it } from 'node:test';
 
 import { startTcpProxy } from './tcp-proxy.js';
 import type { TcpProxy } from './tcp-proxy.js';
+import { waitFor } from './wait.js';
 
 /** How long "no answer" is watched for. */
 const SILENCE_MS = 300;
@@ -47,11 +48,11 @@ async function open(port: number): Promise<Client> {
     socket,
     text: () => text,
     waitFor: async (expected, ms = 2_000) => {
-      const deadline = Date.now() + ms;
-      while (!text.includes(expected)) {
-        if (Date.now() > deadline) throw new Error(`no '${expected}' within ${ms} ms: '${text}'`);
-        await delay(10);
-      }
+      await waitFor(() => text.includes(expected), {
+        timeoutMs: ms,
+        intervalMs: 10,
+        message: () => `no '${expected}' yet: '${text}'`,
+      });
       return text;
     },
   };

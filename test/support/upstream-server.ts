@@ -1,5 +1,6 @@
 import { createServer } from 'node:http';
 import { cancellableDelays, listenOnLoopback } from './loopback.js';
+import { waitFor } from './wait.js';
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 
 /** One request as it arrived on the wire. */
@@ -211,15 +212,11 @@ export async function startUpstreamServer(): Promise<UpstreamServer> {
       return recorded.length;
     },
     async waitForRequests(count, timeoutMs = 5000) {
-      const deadline = Date.now() + timeoutMs;
-      while (recorded.length < count) {
-        if (Date.now() > deadline) {
-          throw new Error(
-            `upstream: ${recorded.length} of ${count} requests after ${timeoutMs} ms`,
-          );
-        }
-        await wait(5);
-      }
+      await waitFor(() => recorded.length >= count, {
+        timeoutMs,
+        intervalMs: 5,
+        message: () => `upstream: ${recorded.length} of ${count} requests`,
+      });
     },
     close() {
       closing ??= new Promise<void>((resolve) => {
