@@ -74,6 +74,7 @@ export class ConnectionService {
       work: this.work,
       leases: new RefreshLeases({
         repository: this.repository,
+        storeLeases: deps.store.leases,
         holder: randomUUID(),
         leaseMs: deps.refreshLeaseMs,
         now,

@@ -1,8 +1,9 @@
 import { setTimeout as delay } from 'node:timers/promises';
+import { isBrokerError } from '../errors.js';
+import type { StoreLeases } from '../secret-store/secret-store.js';
 import type { Connection, OAuthConnection } from './connection.js';
 import type { ConnectionRepository, Loaded } from './connection-repository.js';
 import { withLease, withoutLease } from './connection-transitions.js';
-import { isBrokerError } from '../errors.js';
 
 /** How often a replica waiting for another one's token refresh reads the record again. */
 const LEASE_POLL_MS = 100;
@@ -11,6 +12,8 @@ export type ClaimOutcome = { outcome: 'claimed' | 'done elsewhere'; loaded: Load
 
 export interface RefreshLeasesDeps {
   repository: Pick<ConnectionRepository, 'reload' | 'save' | 'saveOrAdopt'>;
+  /** The store's own leases, judged by its clock, when it keeps them (a database). */
+  storeLeases?: StoreLeases | undefined;
   /** Names this process in leases. */
   holder: string;
   /** Long enough for one token request and the writes around it. */
@@ -21,10 +24,11 @@ export interface RefreshLeasesDeps {
 }
 
 /**
- * One token request per refresh across brokers sharing the store: the refresher first writes a
- * lease into the record (compare-and-swap); the others read the record until the work they
- * wanted is done, or until the lease expires and they may claim it themselves (README, Running
- * a fleet). The lease is judged by each replica's clock against the expiry the holder wrote.
+ * One token request per refresh across brokers sharing the store: the refresher first takes a
+ * lease; the others read the record until the work they wanted is done, or until the lease
+ * expires and they may take it themselves (ARCHITECTURE.md, Keeping a fleet coherent). A store
+ * that keeps leases itself judges them by its own clock; otherwise the lease is written into the
+ * record by compare-and-swap and judged by each replica's clock against the expiry written.
  */
 export class RefreshLeases {
   constructor(private readonly deps: RefreshLeasesDeps) {}
@@ -46,30 +50,55 @@ export class RefreshLeases {
       const c = current.connection;
       if (!needed(c)) return { outcome: 'done elsewhere', loaded: current };
       if (now() > deadlineMs) throw this.deps.unavailable(c.name);
-      const lease = c.refreshLease;
-      const nowMs = now();
-      if (
-        lease !== undefined &&
-        lease.holder !== this.deps.holder &&
-        lease.generation === c.generation &&
-        lease.expiresAtMs > nowMs
-      ) {
-        await delay(Math.min(LEASE_POLL_MS, lease.expiresAtMs - nowMs));
-        current = await repository.reload(c.name);
-        continue;
-      }
-      const claimed = withLease(c, this.deps.holder, nowMs, this.deps.leaseMs);
-      try {
-        return { outcome: 'claimed', loaded: await repository.save(claimed, current.version) };
-      } catch (error) {
-        if (!isBrokerError(error) || error.code !== 'ConcurrentModificationException') throw error;
-        current = await repository.reload(c.name);
-      }
+      const waitMs = await this.tryClaim(current, c);
+      if (typeof waitMs !== 'number') return { outcome: 'claimed', loaded: waitMs };
+      if (waitMs > 0) await delay(Math.min(LEASE_POLL_MS, waitMs));
+      current = await repository.reload(c.name);
     }
   }
 
-  /** After a failed token request, so other brokers need not wait for the lease to expire. */
-  release(c: OAuthConnection, version: string): Promise<Loaded> {
-    return this.deps.repository.saveOrAdopt(withoutLease(c), version);
+  /**
+   * After a failed token request, so other brokers need not wait for the lease to expire; and
+   * after a successful one, so the next refresh finds no lease.
+   */
+  async release(current: Loaded): Promise<Loaded> {
+    const c = current.connection;
+    if (this.deps.storeLeases !== undefined) {
+      await this.deps.storeLeases.release(c.name, this.deps.holder);
+      return current;
+    }
+    // Only our own: an adopted record may carry another replica's lease.
+    if (
+      c.authorizationType !== 'OAUTH_CLIENT_CREDENTIALS' ||
+      c.refreshLease?.holder !== this.deps.holder
+    ) {
+      return current;
+    }
+    return this.deps.repository.saveOrAdopt(withoutLease(c), current.version);
+  }
+
+  /** The claimed record, or how long to wait before looking again (0: at once). */
+  private async tryClaim(current: Loaded, c: OAuthConnection): Promise<Loaded | number> {
+    const { storeLeases, holder, leaseMs } = this.deps;
+    if (storeLeases !== undefined) {
+      const claim = await storeLeases.claim(c.name, holder, c.generation, leaseMs);
+      return claim.granted ? current : claim.expiresInMs;
+    }
+    const lease = c.refreshLease;
+    const nowMs = this.deps.now();
+    if (
+      lease !== undefined &&
+      lease.holder !== holder &&
+      lease.generation === c.generation &&
+      lease.expiresAtMs > nowMs
+    ) {
+      return lease.expiresAtMs - nowMs;
+    }
+    try {
+      return await this.deps.repository.save(withLease(c, holder, nowMs, leaseMs), current.version);
+    } catch (error) {
+      if (!isBrokerError(error) || error.code !== 'ConcurrentModificationException') throw error;
+      return 0;
+    }
   }
 }

@@ -176,4 +176,76 @@ describe('token lifecycle', () => {
     const rejected = metric.values.find((v) => v.labels['outcome'] === 'rejected');
     assert.equal(rejected?.value, 1);
   });
+
+  describe('with leases the store keeps and judges by its own clock', () => {
+    it('when 300 reports arrive over 3 replicas whose clocks disagree by an hour, then exactly one token request is made', async () => {
+      const storeClock = new ManualClock();
+      const store = new MemorySecretStore({ shared: true, leaseClock: storeClock.now });
+      const tokens = new ScriptedTokenClient();
+      const replicas = [0, 3_600_000, -3_600_000].map((skewMs) =>
+        serviceUnderTest({ store, tokens, clock: new ManualClock(storeClock.ms + skewMs) }),
+      );
+      const [first] = replicas;
+      assert.ok(first !== undefined);
+      const created = await first.service.create(oauthInput('skewed'));
+      tokens.hold();
+      const reports = replicas.flatMap(({ service }) =>
+        Array.from({ length: 100 }, () =>
+          service.reportRejection('skewed', 401, created.generation),
+        ),
+      );
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      tokens.release();
+      const answers = await Promise.all(reports);
+      assert.equal(tokens.count, 2);
+      assert.ok(answers.every((a) => a.generation === created.generation + 1));
+      assert.equal(store.callCount('claimLease') >= 1, true);
+      assert.equal(
+        (await store.get('skewed'))?.secret.broker.refresh_lease,
+        undefined,
+        'nothing in the record',
+      );
+    });
+
+    it('when the lease holder died, then another replica takes over once the store clock passes the expiry, whatever its own clock says', async () => {
+      const storeClock = new ManualClock();
+      const store = new MemorySecretStore({ shared: true, leaseClock: storeClock.now });
+      const a = serviceUnderTest({ store, clock: new ManualClock(storeClock.ms) });
+      const created = await a.service.create(oauthInput('orphan'));
+      const leases = store.leases;
+      assert.ok(leases !== undefined);
+      assert.deepEqual(
+        await leases.claim('orphan', 'a-replica-that-died', created.generation, 5_000),
+        {
+          granted: true,
+        },
+      );
+      // B's clock is far ahead: judged by it, the lease would have expired long ago.
+      const b = serviceUnderTest({ store, clock: new ManualClock(storeClock.ms + 86_400_000) });
+      const waiting = b.service.reportRejection('orphan', 401, created.generation);
+      await new Promise((resolve) => setTimeout(resolve, 150));
+      assert.equal(b.tokens.count, 0, 'waits while the store says the lease holds');
+      storeClock.advance(5_001);
+      const answer = await waiting;
+      assert.equal(b.tokens.count, 1);
+      assert.equal(answer.generation, created.generation + 1);
+    });
+
+    it('when a refresh fails, then the lease is released at once and the next replica need not wait', async () => {
+      const storeClock = new ManualClock();
+      const store = new MemorySecretStore({ shared: true, leaseClock: storeClock.now });
+      const a = serviceUnderTest({ store, clock: storeClock });
+      const created = await a.service.create(oauthInput('released'));
+      a.tokens.script({ outcome: 'unavailable' });
+      await rejectsWithCode(
+        a.service.reportRejection('released', 401, created.generation),
+        'ServiceUnavailableException',
+      );
+      const leases = store.leases;
+      assert.ok(leases !== undefined);
+      assert.deepEqual(await leases.claim('released', 'another', created.generation, 5_000), {
+        granted: true,
+      });
+    });
+  });
 });

@@ -90,15 +90,17 @@ export class TokenLifecycle {
     const result = await this.requestToken(claimed);
     if (result.outcome === 'unavailable' && onUnavailable === 'retry-later') {
       backoff.recordFailure(c.name, now());
-      return claimed.refreshLease === undefined
-        ? current
-        : this.deps.leases.release(claimed, current.version);
+      return this.deps.leases.release(current);
     }
     backoff.clear(c.name);
-    if (result.outcome === 'issued') return this.saveTokenResult(claimed, result, current.version);
-    return this.deps.repository.saveOrAdopt(
-      authorizationFailed(claimed, result.reason),
-      current.version,
+    if (result.outcome === 'issued') {
+      return this.settled(await this.saveTokenResult(claimed, result, current.version));
+    }
+    return this.settled(
+      await this.deps.repository.saveOrAdopt(
+        authorizationFailed(claimed, result.reason),
+        current.version,
+      ),
     );
   }
 
@@ -129,12 +131,10 @@ export class TokenLifecycle {
           { connection: name, reason: result.reason },
           'token refresh failed; the connection stays authorized',
         );
-        return c.refreshLease === undefined
-          ? current
-          : this.deps.leases.release(c, current.version);
+        return this.deps.leases.release(current);
       }
       backoff.clear(name);
-      return this.saveTokenResult(c, result, current.version);
+      return this.settled(await this.saveTokenResult(c, result, current.version));
     });
   }
 
@@ -180,6 +180,11 @@ export class TokenLifecycle {
       }
     }
     return resumed;
+  }
+
+  /** A lease the store keeps outlives the token write that ends it: give it up. */
+  private async settled(saved: Loaded): Promise<Loaded> {
+    return this.deps.leases.release(saved);
   }
 
   isUsable(c: Connection): boolean {

@@ -7,6 +7,7 @@ import type {
   StoredRecord,
   StoredSecret,
   RecordChange,
+  StoreLeases,
 } from './secret-store.js';
 
 export interface StoreHealth {
@@ -33,6 +34,7 @@ export class InstrumentedSecretStore implements SecretStore {
   readonly kind: string;
   readonly shared: boolean;
   readonly health: StoreHealth;
+  readonly leases: StoreLeases | undefined;
 
   constructor(
     private readonly inner: SecretStore,
@@ -41,6 +43,16 @@ export class InstrumentedSecretStore implements SecretStore {
     this.kind = inner.kind;
     this.shared = inner.shared;
     this.health = { kind: inner.kind, reachedSinceStart: false, healthy: false };
+    const leases = inner.leases;
+    this.leases =
+      leases === undefined
+        ? undefined
+        : {
+            claim: (name, holder, generation, ttlMs) =>
+              this.track('claimLease', () => leases.claim(name, holder, generation, ttlMs)),
+            release: (name, holder) =>
+              this.track('releaseLease', () => leases.release(name, holder)),
+          };
   }
 
   private async track<T>(op: string, call: () => Promise<T>): Promise<T> {

@@ -5,9 +5,11 @@ import {
   connectionNotFound,
 } from '../errors.js';
 import type {
+  LeaseClaim,
   ListPage,
   ListQuery,
   RecordChange,
+  StoreLeases,
   SecretStore,
   StoredRecord,
   StoredSecret,
@@ -20,6 +22,17 @@ export interface MemorySecretStoreOptions {
    * records (leases, revalidation) as they do on Secrets Manager.
    */
   shared?: boolean;
+  /**
+   * Keep refresh leases beside the records, judged by `now`, as a database store does; without
+   * it leases travel inside the records.
+   */
+  leaseClock?: () => number;
+}
+
+interface HeldLease {
+  holder: string;
+  generation: number;
+  expiresAtMs: number;
 }
 
 /**
@@ -36,8 +49,46 @@ export class MemorySecretStore implements SecretStore {
   private readonly counts = new Map<string, number>();
   private readonly watchers = new Set<(change: RecordChange) => void>();
 
+  readonly leases: StoreLeases | undefined;
+  private readonly held = new Map<string, HeldLease>();
+
   constructor(options: MemorySecretStoreOptions = {}) {
     this.shared = options.shared ?? false;
+    const clock = options.leaseClock;
+    this.leases =
+      clock === undefined
+        ? undefined
+        : {
+            claim: (name, holder, generation, ttlMs) =>
+              this.call('claimLease', () =>
+                this.claimLease(clock(), name, holder, generation, ttlMs),
+              ),
+            release: (name, holder) =>
+              this.call('releaseLease', () => {
+                if (this.held.get(name)?.holder === holder) this.held.delete(name);
+              }),
+          };
+  }
+
+  private claimLease(
+    nowMs: number,
+    name: string,
+    holder: string,
+    generation: number,
+    ttlMs: number,
+  ): LeaseClaim {
+    if (!this.records.has(name)) throw connectionNotFound(name);
+    const lease = this.held.get(name);
+    if (
+      lease !== undefined &&
+      lease.holder !== holder &&
+      lease.generation === generation &&
+      lease.expiresAtMs > nowMs
+    ) {
+      return { granted: false, expiresInMs: lease.expiresAtMs - nowMs };
+    }
+    this.held.set(name, { holder, generation, expiresAtMs: nowMs + ttlMs });
+    return { granted: true };
   }
 
   /** Every later call fails as an unreachable store does, until `restore()`. */
@@ -50,7 +101,17 @@ export class MemorySecretStore implements SecretStore {
   }
 
   /** How often each operation was called: what tests of caching and single flight count. */
-  callCount(operation: 'get' | 'list' | 'listVersions' | 'create' | 'replace' | 'delete'): number {
+  callCount(
+    operation:
+      | 'get'
+      | 'list'
+      | 'listVersions'
+      | 'create'
+      | 'replace'
+      | 'delete'
+      | 'claimLease'
+      | 'releaseLease',
+  ): number {
     return this.counts.get(operation) ?? 0;
   }
 
@@ -100,6 +161,7 @@ export class MemorySecretStore implements SecretStore {
   delete(name: string): Promise<void> {
     return this.call('delete', () => {
       if (!this.records.delete(name)) throw connectionNotFound(name);
+      this.held.delete(name);
       this.notify({ name });
     });
   }

@@ -142,6 +142,26 @@ export interface SecretStore {
    * unsubscribe function.
    */
   watch?(onChange: (change: RecordChange) => void): () => void;
+  /**
+   * Optional: refresh leases kept by the store beside the records and judged by the store's own
+   * clock (a database's `now()`), so replicas' clocks do not matter and a lease write does not
+   * change a record's version. Without it, the lease travels inside the record
+   * (StoredBrokerFields.refresh_lease) and each replica judges expiry by its own clock.
+   */
+  readonly leases?: StoreLeases | undefined;
+}
+
+export type LeaseClaim = { granted: true } | { granted: false; expiresInMs: number };
+
+export interface StoreLeases {
+  /**
+   * Takes the lease on `name` for `generation` for `ttlMs`, unless another holder has one for
+   * the same generation that has not expired. Answers how long the other holder's lease has
+   * left when refused.
+   */
+  claim(name: string, holder: string, generation: number, ttlMs: number): Promise<LeaseClaim>;
+  /** Gives up the lease if `holder` has it; nothing otherwise. */
+  release(name: string, holder: string): Promise<void>;
 }
 
 /** One record changed: its new version, or none when it was deleted. */
