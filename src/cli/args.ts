@@ -127,8 +127,8 @@ export function parseChoice<Choice extends string>(
   choices: readonly Choice[],
 ): Choice | undefined {
   if (value === undefined) return undefined;
-  if (!(choices as readonly string[]).includes(value)) {
-    // widened to test any string
+  const known: readonly string[] = choices;
+  if (!known.includes(value)) {
     throw new UsageError(`${flag} must be one of ${choices.join(', ')}`);
   }
   return value as Choice; // one of the choices, checked above

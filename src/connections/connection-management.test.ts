@@ -38,6 +38,15 @@ class QuarantiningStore extends MemorySecretStore {
 
 describe('ConnectionManagement', () => {
   describe('create', () => {
+    it('when an OAuth connection is created and waits for its token, then the store is written twice and never read', async () => {
+      const { service, store } = serviceUnderTest();
+      const created = await service.create(oauthInput('no-extra-read'));
+      assert.equal(created.state, 'AUTHORIZED');
+      assert.equal(store.callCount('create'), 1);
+      assert.equal(store.callCount('replace'), 1);
+      assert.equal(store.callCount('get'), 0);
+    });
+
     it('when a BASIC connection is created, then it is AUTHORIZED at generation 1 with no token request', async () => {
       const { service, tokens, store, clock } = serviceUnderTest();
 

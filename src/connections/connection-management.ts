@@ -91,7 +91,7 @@ export class ConnectionManagement {
       tokens.authorizeInBackground(connection.name);
       return loaded.connection;
     }
-    return (await tokens.authorizeShared(connection.name, 'deauthorize')).connection;
+    return (await tokens.authorizeLoaded(loaded, 'deauthorize')).connection;
   }
 
   async describe(nameOrArn: string): Promise<Connection> {

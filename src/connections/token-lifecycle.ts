@@ -47,6 +47,13 @@ export class TokenLifecycle {
     );
   }
 
+  /** Authorizes the record the caller just wrote, sharing the run; no read before it. */
+  authorizeLoaded(loaded: Loaded, onUnavailable: OnUnavailable): Promise<Loaded> {
+    return this.deps.work.shared(workKeys.authorize(loaded.connection.name), () =>
+      this.authorize(loaded, onUnavailable),
+    );
+  }
+
   /** EventBridge's way: the caller has its AUTHORIZING answer; the token request follows. */
   authorizeInBackground(name: string): void {
     this.authorizeShared(name, 'deauthorize').catch((error: unknown) => {

@@ -138,7 +138,7 @@ describe('record sealing', () => {
     const notSecret = sealRaw(`{"password":"${PLAINTEXT_MARKER}"}`, 'sealed', '1', key);
     assertRefused(
       () => decryptRecord(notSecret, 'sealed', [key]),
-      'decrypted content is not a stored connection secret',
+      'decrypted content is not a stored secret',
     );
   });
 

@@ -54,8 +54,8 @@ function normalizeHttpMethod(input: Record<string, unknown>): void {
   // ASCII letters only: 'poſt'.toUpperCase() is 'POST'.
   if (typeof method !== 'string' || !/^[A-Za-z]{3,4}$/.test(method)) return;
   const upper = method.toUpperCase();
-  if ((OAUTH_HTTP_METHODS as readonly string[]).includes(upper)) {
-    // widened to test any string
+  const known: readonly string[] = OAUTH_HTTP_METHODS;
+  if (known.includes(upper)) {
     (oauth as Record<string, unknown>)['HttpMethod'] = upper; // an object, checked above
   }
 }
