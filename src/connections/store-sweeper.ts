@@ -37,7 +37,10 @@ export class StoreSweeper {
 
   /** Resolves when the first sweep is over, whether it worked or not. */
   start(): Promise<void> {
-    this.unwatch = this.deps.store.watch?.((change) => this.follow(change));
+    this.unwatch = this.deps.store.watch?.(
+      (change) => this.follow(change),
+      () => void this.sweep(),
+    );
     const first = this.sweep();
     if (this.deps.intervalMs > 0) {
       this.timer = setInterval(() => void this.sweep(), this.deps.intervalMs);

@@ -111,7 +111,7 @@ export class InstrumentedSecretStore implements SecretStore {
   }
 
   /** Notifications pass through as they are: the sweep, not this wrapper, counts as reaching the store. */
-  watch(onChange: (change: RecordChange) => void): () => void {
-    return this.inner.watch?.(onChange) ?? (() => undefined);
+  watch(onChange: (change: RecordChange) => void, onResync?: () => void): () => void {
+    return this.inner.watch?.(onChange, onResync) ?? (() => undefined);
   }
 }

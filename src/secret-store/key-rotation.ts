@@ -1,5 +1,5 @@
 /**
- * Master key rotation for the file store while it serves: reload the ring, re-encrypt every
+ * Master key rotation for a store sealed by the key ring while it serves: reload the ring, re-encrypt every
  * record under the newest key, report which keys still encrypt what.
  */
 
@@ -8,7 +8,6 @@ import type { Logger } from 'pino';
 
 import { BrokerError, errorMessage, keyRotationStopped } from '../errors.js';
 import type { KeyRingStatus } from './file-key-ring.js';
-import type { FileSecretStore } from './file-secret-store.js';
 import type { MasterKey } from './master-key.js';
 
 export type { KeyRingStatus };
@@ -20,8 +19,17 @@ export interface KeyRotationResult extends KeyRingStatus {
   reencrypted: number;
 }
 
+/** A store that seals records with the broker's key ring (the file and PostgreSQL stores). */
+export interface KeyedStore {
+  keyRing(): KeyRingStatus;
+  /** Refuses a ring that drops a key records or writes in flight still use. */
+  replaceKeys(keys: readonly MasterKey[]): void;
+  /** Re-seals every record under the newest key; stops between records when aborted. */
+  reencryptAll(signal?: AbortSignal): Promise<number>;
+}
+
 export interface KeyRotationOptions {
-  store: FileSecretStore;
+  store: KeyedStore;
   /** Reads the ring again (the key file); undefined when the ring cannot change (environment). */
   loadKeys: (() => Promise<MasterKey[]>) | undefined;
   /** Watched for changes when the ring comes from a file. */

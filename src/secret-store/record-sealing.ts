@@ -35,10 +35,23 @@ export interface Envelope {
   version: string;
 }
 
-export function encryptRecord(record: StoredRecord, key: MasterKey): Envelope {
+/**
+ * What the additional data binds besides name and version. A database row also binds the
+ * connection's uuid, kept in its own column: a row copied over a re-created connection of the
+ * same name and version fails to decrypt. File records keep the binding they were written with.
+ */
+export interface SealingContext {
+  uuid?: string;
+}
+
+export function encryptRecord(
+  record: StoredRecord,
+  key: MasterKey,
+  context: SealingContext = {},
+): Envelope {
   const iv = randomBytes(IV_BYTES);
   const cipher = createCipheriv(CIPHER, key.key, iv, { authTagLength: TAG_BYTES });
-  cipher.setAAD(additionalData(record.name, record.version));
+  cipher.setAAD(additionalData(record.name, record.version, context));
   const plaintext = Buffer.from(JSON.stringify(record.secret), 'utf8');
   const ciphertext = Buffer.concat([cipher.update(plaintext), cipher.final()]);
   plaintext.fill(0);
@@ -57,6 +70,7 @@ export function decryptRecord(
   envelope: Envelope,
   name: string,
   keys: readonly MasterKey[],
+  context: SealingContext = {},
 ): StoredRecord {
   const key = keys.find((candidate) => candidate.id === envelope.kid);
   if (key === undefined) {
@@ -64,7 +78,7 @@ export function decryptRecord(
       `encrypted with key ${envelope.kid}, which is not among the configured keys (BROKER_MASTER_KEY_FILE, BROKER_MASTER_KEYS or BROKER_MASTER_KEY): add it to the ring, newest key first`,
     );
   }
-  const plaintext = authenticateAndDecrypt(envelope, name, key);
+  const plaintext = authenticateAndDecrypt(envelope, name, key, context);
   try {
     return { name, version: envelope.version, secret: parseDecryptedSecret(plaintext) };
   } finally {
@@ -94,14 +108,20 @@ export function canonicalTag(tag: string): string {
 }
 
 /** Binding name and version means a renamed file or a forged version fails to decrypt. */
-function additionalData(name: string, version: string): Buffer {
-  return Buffer.from(`${ENVELOPE_FORMAT}\n${name}\n${version}`, 'utf8');
+function additionalData(name: string, version: string, context: SealingContext): Buffer {
+  const uuid = context.uuid === undefined ? '' : `\nuuid=${context.uuid}`;
+  return Buffer.from(`${ENVELOPE_FORMAT}\n${name}\n${version}${uuid}`, 'utf8');
 }
 
-function authenticateAndDecrypt(envelope: Envelope, name: string, key: MasterKey): Buffer {
+function authenticateAndDecrypt(
+  envelope: Envelope,
+  name: string,
+  key: MasterKey,
+  context: SealingContext,
+): Buffer {
   const iv = Buffer.from(envelope.iv, 'base64');
   const decipher = createDecipheriv(CIPHER, key.key, iv, { authTagLength: TAG_BYTES });
-  decipher.setAAD(additionalData(name, envelope.version));
+  decipher.setAAD(additionalData(name, envelope.version, context));
   decipher.setAuthTag(Buffer.from(envelope.tag, 'base64'));
   try {
     const ciphertext = Buffer.from(envelope.ciphertext, 'base64');
@@ -116,7 +136,10 @@ function parseDecryptedSecret(plaintext: Buffer): StoredSecret {
     return parseStoredSecretText(plaintext.toString('utf8'));
   } catch (error) {
     const problem = error instanceof StoredSecretError ? error.problem : errorMessage(error);
-    throw new Error(`decrypted content ${problem}`, { cause: error });
+    // The file store's wording since its first release: quarantine reasons quote it.
+    const worded =
+      problem === 'is not a stored connection secret' ? 'is not a stored secret' : problem;
+    throw new Error(`decrypted content ${worded}`, { cause: error });
   }
 }
 

@@ -141,7 +141,7 @@ export interface SecretStore {
    * dropped notification connection): the periodic sweep stays the fallback. Returns the
    * unsubscribe function.
    */
-  watch?(onChange: (change: RecordChange) => void): () => void;
+  watch?(onChange: (change: RecordChange) => void, onResync?: () => void): () => void;
   /**
    * Optional: refresh leases kept by the store beside the records and judged by the store's own
    * clock (a database's `now()`), so replicas' clocks do not matter and a lease write does not
