@@ -7,8 +7,9 @@
 # test files that run in parallel from installing the same tool at once.
 #
 # Needs: Go 1.26+ (helm is built from source), Python 3.11+ with the venv module (moto,
-# schemathesis, the AWS CLI, hadolint), npm (the image's Node binary) and openssl (installed here
-# with apt-get when missing, as root).
+# schemathesis, the AWS CLI, hadolint), npm (the image's Node binary), openssl (installed here
+# with apt-get when missing, as root) and PostgreSQL's server (scripts/ensure-postgres.sh installs
+# it the same way).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,6 +33,7 @@ if ! command -v openssl >/dev/null 2>&1; then
   fi
 fi
 
+bash scripts/ensure-postgres.sh >/dev/null      # apt-get's postgresql: test/support/postgres-server.ts (stdout: its bin dir)
 bash scripts/ensure-moto.sh                     # .venv/: the Secrets Manager store and fleet tests
 bash scripts/ensure-schemathesis.sh             # .venv-schemathesis/: test/contract/
 bash scripts/ensure-awscli.sh                   # .venv-awscli/: test/aws/

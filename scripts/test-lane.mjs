@@ -43,6 +43,7 @@ const LANES = {
   'test/image/': 'system',
   'test/process/': 'system',
   'test/stores/': 'system',
+  'test/support/postgres-server.test.ts': 'system',
 };
 const NAMES = ['unit', 'api', 'system'];
 const IN_PROCESS_LANES = new Set(['unit', 'api']);

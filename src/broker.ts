@@ -23,6 +23,8 @@ import { AwsSecretsManagerStore } from './secret-store/aws-secrets-manager-store
 import { FileSecretStore, type StoreIntegrity } from './secret-store/file-secret-store.js';
 import { InstrumentedSecretStore } from './secret-store/instrumented-store.js';
 import { KeyRotation } from './secret-store/key-rotation.js';
+import { poolConfigFrom } from './secret-store/postgres-config.js';
+import { PostgresSecretStore } from './secret-store/postgres-store.js';
 import type { MasterKey } from './secret-store/master-key.js';
 import type { SecretStore } from './secret-store/secret-store.js';
 
@@ -69,6 +71,20 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
           acceptRestoredRecords: config.acceptRestoredRecords,
         })
       : undefined;
+  const postgresStore =
+    options.store === undefined && config.secretStore === 'postgres'
+      ? new PostgresSecretStore({
+          poolConfig: await poolConfigFrom({
+            url: config.databaseUrl,
+            passwordFile: config.databasePasswordFile,
+            caFile: config.databaseCaFile,
+            poolMax: config.databasePoolMax,
+          }),
+          keys: options.masterKeys,
+          logger,
+        })
+      : undefined;
+  const keyedStore = fileStore ?? postgresStore;
   const metrics = createMetrics({
     collectDefaults: options.collectDefaultMetrics ?? false,
     quarantinedRecords: () => fileStore?.integrity().quarantined ?? [],
@@ -95,7 +111,7 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
   }
   const store = new InstrumentedSecretStore(
     options.store ??
-      fileStore ??
+      keyedStore ??
       new AwsSecretsManagerStore({
         region: config.region,
         secretNamePrefix: config.secretNamePrefix,
@@ -110,10 +126,10 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
   await store.open();
   if (fileStore !== undefined) logStoreIntegrity(fileStore.integrity(), logger);
   const keys =
-    fileStore === undefined
+    keyedStore === undefined
       ? undefined
       : new KeyRotation({
-          store: fileStore,
+          store: keyedStore,
           loadKeys: options.reloadMasterKeys,
           keyFile: options.masterKeyFile,
           logger,

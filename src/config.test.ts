@@ -186,7 +186,7 @@ describe('loadConfig: parsing and defaults', () => {
     for (const name of ['PORT', 'HOST', 'LOG_LEVEL', 'BROKER_MASTER_KEYS', 'BROKER_JWT_JWKS_URL']) {
       assert.ok(read.has(name), name);
     }
-    assert.equal(read.size, 38);
+    assert.equal(read.size, 42);
   });
 });
 
@@ -227,6 +227,29 @@ describe('loadConfig: rules that join variables', () => {
     assert.match(
       refusal({ ...aws, BROKER_MASTER_KEY: 'a', BROKER_MASTER_KEYS: 'b' }),
       /set one of BROKER_MASTER_KEY/,
+    );
+  });
+
+  it('when the store is PostgreSQL, then it needs a shared key ring and a database, and takes them', () => {
+    const postgres = { BROKER_SECRET_STORE: 'postgres' };
+    assert.match(refusal(postgres), /needs the key ring every replica shares/);
+    assert.match(
+      refusal({ ...postgres, BROKER_MASTER_KEY_FILE: 'k' }),
+      /needs BROKER_DATABASE_URL \(or the libpq variables, PGHOST at least\)/,
+    );
+    const config = loadConfig({
+      ...postgres,
+      BROKER_MASTER_KEY_FILE: 'k',
+      BROKER_DATABASE_URL: 'postgresql://broker@db:5432/broker',
+      BROKER_DATABASE_PASSWORD_FILE: 'secret/password',
+    });
+    assert.deepEqual(config.keyRing, { kind: 'file', path: path.resolve('k') });
+    assert.equal(config.databaseUrl, 'postgresql://broker@db:5432/broker');
+    assert.equal(config.databasePasswordFile, path.resolve('secret/password'));
+    assert.equal(config.databasePoolMax, 10);
+    assert.equal(
+      loadConfig({ ...postgres, BROKER_MASTER_KEYS: 'a,b', PGHOST: 'db' }).secretStore,
+      'postgres',
     );
   });
 

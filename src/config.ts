@@ -72,8 +72,21 @@ function declareVariables(read: EnvironmentReader) {
       max: 10485760,
       default: 262144,
     }),
-    /** `file` (embedded, encrypted, one process) or `aws` (Secrets Manager, any replicas). */
-    secretStore: read.oneOf('BROKER_SECRET_STORE', ['file', 'aws'], 'file'),
+    /**
+     * `file` (embedded, encrypted, one process), `aws` (Secrets Manager, any replicas) or
+     * `postgres` (PostgreSQL, any replicas; rows sealed by the key ring).
+     */
+    secretStore: read.oneOf('BROKER_SECRET_STORE', ['file', 'aws', 'postgres'], 'file'),
+    /** With `postgres`: a libpq URL (`postgresql://user@host:5432/db?sslmode=verify-full`). */
+    databaseUrl: read.optionalText('BROKER_DATABASE_URL', { minLength: 1, maxLength: 4096 }),
+    /** With `postgres`: a file holding the role's password (a mounted Secret). */
+    databasePasswordFile: resolved(
+      read.optionalText('BROKER_DATABASE_PASSWORD_FILE', { minLength: 1 }),
+    ),
+    /** With `postgres`: the CA bundle that verifies the server's certificate (TLS on). */
+    databaseCaFile: resolved(read.optionalText('BROKER_DATABASE_CA_FILE', { minLength: 1 })),
+    /** With `postgres`: connections each replica holds at most. */
+    databasePoolMax: read.integer('BROKER_DATABASE_POOL_MAX', { min: 1, max: 100, default: 10 }),
     /** With `aws`: a customer-managed KMS key for new secrets. */
     kmsKeyId: read.optionalText('BROKER_KMS_KEY_ID', { minLength: 1, maxLength: 2048 }),
     /** Callers and their permissions (JSON); without it the broker runs open on loopback only. */
@@ -212,6 +225,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): BrokerConfig {
       'invalid configuration: set BROKER_JWT_ISSUER and BROKER_JWT_AUDIENCE together',
     );
   }
+  if (
+    settings.secretStore === 'postgres' &&
+    settings.databaseUrl === undefined &&
+    env['PGHOST'] === undefined
+  ) {
+    throw new ConfigError(
+      'invalid configuration: BROKER_SECRET_STORE=postgres needs BROKER_DATABASE_URL (or the libpq variables, PGHOST at least)',
+    );
+  }
   // Without a policy every caller may read every credential: fine for one person's machine, and
   // beyond it only when asked for by name (README, Security).
   if (
@@ -237,9 +259,15 @@ function keyRingOf(declared: Declared): KeyRingSource {
       'invalid configuration: set one of BROKER_MASTER_KEY, BROKER_MASTER_KEY_FILE and BROKER_MASTER_KEYS',
     );
   }
-  if (declared.secretStore !== 'file') return { kind: 'none' };
+  if (declared.secretStore === 'aws') return { kind: 'none' };
   if (masterKeysBase64 !== undefined) return { kind: 'ring', base64: masterKeysBase64 };
   if (masterKeyBase64 !== undefined) return { kind: 'key', base64: masterKeyBase64 };
   if (masterKeyFile !== undefined) return { kind: 'file', path: masterKeyFile };
+  // Every replica must seal with the same ring; a development key lives in one data directory.
+  if (declared.secretStore === 'postgres') {
+    throw new ConfigError(
+      'invalid configuration: BROKER_SECRET_STORE=postgres needs the key ring every replica shares: set BROKER_MASTER_KEY_FILE (or BROKER_MASTER_KEYS, BROKER_MASTER_KEY)',
+    );
+  }
   return { kind: 'development' };
 }

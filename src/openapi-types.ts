@@ -566,8 +566,11 @@ export interface components {
     };
     KeyId: string;
     KeyRingStatus: {
-      /** @enum {string} */
-      Store: 'file';
+      /**
+       * @description The store the ring seals (the file store, or PostgreSQL).
+       * @enum {string}
+       */
+      Store: 'file' | 'postgres';
       ActiveKeyId: components['schemas']['KeyId'];
       /** @description The ring, newest (the one that encrypts) first. */
       KeyIds: components['schemas']['KeyId'][];

@@ -13,7 +13,7 @@ export interface KeysRoutesDeps {
 
 type KeyRingView = components['schemas']['KeyRingStatus'];
 
-/** The file store's master key ring: status, and rotation without a restart. */
+/** The master key ring of a store it seals (file, PostgreSQL): status, and rotation without a restart. */
 export function keysRoutes({ keys, validator }: KeysRoutesDeps): Router {
   const router = Router();
   const rotation = (res: Response, action: 'DescribeKeys' | 'RotateKeys'): KeyRotation => {
@@ -29,7 +29,8 @@ export function keysRoutes({ keys, validator }: KeysRoutesDeps): Router {
 
   router.get('/v1/keys', (req, res) => {
     validator.validate('DescribeKeys', req);
-    res.json(keyRingView(rotation(res, 'DescribeKeys').status()));
+    const ring = rotation(res, 'DescribeKeys');
+    res.json(keyRingView(ring.storeKind, ring.status()));
   });
 
   router.post('/v1/keys/rotate', async (req, res) => {
@@ -42,15 +43,15 @@ export function keysRoutes({ keys, validator }: KeysRoutesDeps): Router {
       );
     }
     const result = await ring.rotate();
-    res.json({ ...keyRingView(result), Reencrypted: result.reencrypted });
+    res.json({ ...keyRingView(ring.storeKind, result), Reencrypted: result.reencrypted });
   });
 
   return router;
 }
 
-function keyRingView(status: KeyRingStatus): KeyRingView {
+function keyRingView(storeKind: string, status: KeyRingStatus): KeyRingView {
   return {
-    Store: 'file',
+    Store: storeKind === 'postgres' ? 'postgres' : 'file',
     ActiveKeyId: status.activeKeyId,
     KeyIds: status.keyIds,
     RecordsByKeyId: status.recordsByKeyId,

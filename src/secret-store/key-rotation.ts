@@ -21,6 +21,8 @@ export interface KeyRotationResult extends KeyRingStatus {
 
 /** A store that seals records with the broker's key ring (the file and PostgreSQL stores). */
 export interface KeyedStore {
+  /** `file` or `postgres`: what DescribeKeys reports. */
+  readonly kind: string;
   keyRing(): KeyRingStatus;
   /** Refuses a ring that drops a key records or writes in flight still use. */
   replaceKeys(keys: readonly MasterKey[]): void;
@@ -48,6 +50,11 @@ export class KeyRotation {
   /** Whether the ring can change while the broker runs (it comes from a key file). */
   get reloadable(): boolean {
     return this.options.loadKeys !== undefined;
+  }
+
+  /** The store whose ring this is. */
+  get storeKind(): string {
+    return this.options.store.kind;
   }
 
   status(): KeyRingStatus {

@@ -1,0 +1,359 @@
+import pg from 'pg';
+import type { Logger } from 'pino';
+import {
+  BrokerError,
+  concurrentModification,
+  connectionAlreadyExists,
+  connectionNotFound,
+  errorMessage,
+} from '../errors.js';
+import { checkedKeyRing, type KeyRingStatus } from './file-key-ring.js';
+import type { KeyedStore } from './key-rotation.js';
+import type { MasterKey } from './master-key.js';
+import { CHANGE_CHANNEL, ChangeListener } from './postgres-notifications.js';
+import { translatedDatabaseCall } from './postgres-errors.js';
+import { migrate } from './postgres-schema.js';
+import { decryptRecord, encryptRecord, type Envelope } from './record-sealing.js';
+import type {
+  LeaseClaim,
+  ListPage,
+  ListQuery,
+  RecordChange,
+  SecretStore,
+  StoreLeases,
+  StoredRecord,
+  StoredSecret,
+} from './secret-store.js';
+import { assertValidName, encodeNextToken, decodeNextToken, validateLimit } from './store-rules.js';
+
+export interface PostgresStoreOptions {
+  /** The pool's settings: connection string or PG* variables, password, TLS, timeouts. */
+  poolConfig: pg.PoolConfig;
+  /** The broker's key ring, newest first: rows hold ciphertext only. */
+  keys: readonly MasterKey[];
+  logger: Logger;
+}
+
+interface Row {
+  name: string;
+  version: string;
+  uuid: string;
+  envelope: Envelope;
+}
+
+/** Rows read per round trip while a page fills (names the caller may not see are skipped). */
+const LIST_BATCH = 200;
+/** Above every character a connection name may hold, so `prefix + '~'` bounds a prefix range. */
+const PREFIX_UPPER_BOUND = '~';
+
+/**
+ * The secret store on PostgreSQL, for a fleet without AWS (README, Production on PostgreSQL).
+ * Records are sealed by the key ring exactly as the file store seals them, binding name, uuid
+ * and version; compare-and-swap on the version column; every write NOTIFYs in its transaction,
+ * and refresh leases live in their own table, judged by the database's clock.
+ */
+export class PostgresSecretStore implements SecretStore, KeyedStore {
+  readonly kind = 'postgres';
+  readonly shared = true;
+  readonly leases: StoreLeases;
+  private readonly pool: pg.Pool;
+  private keys: [MasterKey, ...MasterKey[]];
+  private readonly watchers = new Set<{
+    onChange: (c: RecordChange) => void;
+    onResync?: () => void;
+  }>();
+  private listener: ChangeListener | undefined;
+
+  constructor(private readonly options: PostgresStoreOptions) {
+    this.keys = checkedKeyRing(options.keys);
+    this.pool = new pg.Pool(options.poolConfig);
+    // An idle client's error (the server restarted) is an event: without a listener it would
+    // end the process. The next query reconnects.
+    this.pool.on('error', (error) =>
+      options.logger.warn({ error: errorMessage(error) }, 'a pooled PostgreSQL connection failed'),
+    );
+    this.leases = {
+      claim: (name, holder, generation, ttlMs) =>
+        translatedDatabaseCall(() => this.claimLease(name, holder, generation, ttlMs)),
+      release: (name, holder) =>
+        translatedDatabaseCall(async () => {
+          await this.pool.query('DELETE FROM connection_leases WHERE name = $1 AND holder = $2', [
+            name,
+            holder,
+          ]);
+        }),
+    };
+  }
+
+  private get encryptionKey(): MasterKey {
+    return this.keys[0];
+  }
+
+  async open(): Promise<void> {
+    await translatedDatabaseCall(() => migrate(this.pool));
+    await this.countKeyIds();
+    this.listener ??= new ChangeListener({
+      clientConfig: this.options.poolConfig,
+      logger: this.options.logger,
+      onChange: (change) => {
+        for (const watcher of this.watchers) watcher.onChange(change);
+      },
+      onResync: () => {
+        for (const watcher of this.watchers) watcher.onResync?.();
+      },
+    });
+    await this.listener.start();
+  }
+
+  async close(): Promise<void> {
+    await this.listener?.stop();
+    this.listener = undefined;
+    await this.pool.end();
+  }
+
+  watch(onChange: (change: RecordChange) => void, onResync?: () => void): () => void {
+    const watcher = { onChange, ...(onResync !== undefined && { onResync }) };
+    this.watchers.add(watcher);
+    return () => this.watchers.delete(watcher);
+  }
+
+  get(name: string): Promise<StoredRecord | undefined> {
+    return translatedDatabaseCall(async () => {
+      const { rows } = await this.pool.query<Row>(
+        'SELECT name, version::text AS version, uuid, envelope FROM connection_records WHERE name = $1',
+        [name],
+      );
+      const row = rows[0];
+      return row === undefined ? undefined : this.open_(row);
+    });
+  }
+
+  list(query: ListQuery): Promise<ListPage> {
+    return translatedDatabaseCall(async () => {
+      const limit = validateLimit(query.limit);
+      let after = query.nextToken === undefined ? undefined : decodeNextToken(query.nextToken);
+      const prefix = query.namePrefix ?? '';
+      const records: StoredRecord[] = [];
+      // Keyset pagination (no OFFSET): each round trip starts after the last name seen.
+      for (;;) {
+        const { rows } = await this.pool.query<Row>(
+          `SELECT name, version::text AS version, uuid, envelope FROM connection_records
+            WHERE name >= $1 AND name < $2 AND ($3::text IS NULL OR name > $3)
+              AND ($4::text IS NULL OR state = $4)
+            ORDER BY name LIMIT $5`,
+          [prefix, prefix + PREFIX_UPPER_BOUND, after ?? null, query.state ?? null, LIST_BATCH],
+        );
+        for (const row of rows) {
+          if (query.nameFilter !== undefined && !query.nameFilter(row.name)) continue;
+          if (records.length === limit) {
+            const last = records.at(-1);
+            return last === undefined
+              ? { records }
+              : { records, nextToken: encodeNextToken(last.name) };
+          }
+          records.push(this.open_(row));
+        }
+        const last = rows.at(-1);
+        if (rows.length < LIST_BATCH || last === undefined) return { records };
+        after = last.name;
+      }
+    });
+  }
+
+  listVersions(): Promise<Map<string, string>> {
+    return translatedDatabaseCall(async () => {
+      const { rows } = await this.pool.query<{ name: string; version: string }>(
+        'SELECT name, version::text AS version FROM connection_records',
+      );
+      return new Map(rows.map((row) => [row.name, row.version]));
+    });
+  }
+
+  create(name: string, secret: StoredSecret): Promise<StoredRecord> {
+    assertValidName(name);
+    const record: StoredRecord = { name, version: '1', secret };
+    return translatedDatabaseCall(async () => {
+      const { rows } = await this.pool.query(
+        `WITH inserted AS (
+           INSERT INTO connection_records (name, version, uuid, state, envelope)
+           VALUES ($1, 1, $2, $3, $4) ON CONFLICT (name) DO NOTHING RETURNING name
+         )
+         SELECT pg_notify($5, name || ' 1') FROM inserted`,
+        [name, secret.broker.uuid, secret.broker.state, this.seal(record), CHANGE_CHANNEL],
+      );
+      if (rows.length === 0) throw connectionAlreadyExists(name);
+      return structuredClone(record);
+    });
+  }
+
+  replace(name: string, secret: StoredSecret, expectedVersion: string): Promise<StoredRecord> {
+    if (!/^[1-9][0-9]{0,15}$/.test(expectedVersion)) throw concurrentModification(name);
+    const record: StoredRecord = {
+      name,
+      version: String(Number(expectedVersion) + 1),
+      secret,
+    };
+    return translatedDatabaseCall(async () => {
+      const { rows } = await this.pool.query(
+        `WITH updated AS (
+           UPDATE connection_records
+              SET version = $2, uuid = $3, state = $4, envelope = $5, updated_at = now()
+            WHERE name = $1 AND version = $6 RETURNING name
+         )
+         SELECT pg_notify($7, name || ' ' || $2::text) FROM updated`,
+        [
+          name,
+          record.version,
+          secret.broker.uuid,
+          secret.broker.state,
+          this.seal(record),
+          expectedVersion,
+          CHANGE_CHANNEL,
+        ],
+      );
+      if (rows.length === 1) return structuredClone(record);
+      if (!(await this.exists(name))) throw connectionNotFound(name);
+      throw concurrentModification(name);
+    });
+  }
+
+  delete(name: string): Promise<void> {
+    return translatedDatabaseCall(async () => {
+      const { rows } = await this.pool.query(
+        `WITH deleted AS (DELETE FROM connection_records WHERE name = $1 RETURNING name)
+         SELECT pg_notify($2, name) FROM deleted`,
+        [name, CHANGE_CHANNEL],
+      );
+      if (rows.length === 0) throw connectionNotFound(name);
+    });
+  }
+
+  // ---- the key ring (KeyedStore) -----------------------------------------------------------
+
+  /** Counts rows per key from the database: what a rotation still has to re-encrypt. */
+  keyRing(): KeyRingStatus {
+    return {
+      activeKeyId: this.encryptionKey.id,
+      keyIds: this.keys.map((key) => key.id),
+      // Defined, never assigned: a key id read from the database is no object key of ours.
+      recordsByKeyId: Object.fromEntries(this.keyIdsInUse),
+    };
+  }
+
+  private keyIdsInUse = new Map<string, number>();
+
+  replaceKeys(keys: readonly MasterKey[]): void {
+    const next = checkedKeyRing(keys);
+    const kept = new Set(next.map((key) => key.id));
+    const dropped = [...this.keyIdsInUse.keys()].filter((kid) => !kept.has(kid));
+    if (dropped.length > 0) {
+      throw new BrokerError(
+        'InvalidStateException',
+        `The new key ring drops key(s) ${dropped.join(', ')} that still encrypt records: keep them until a rotation has re-encrypted everything.`,
+      );
+    }
+    this.keys = next;
+  }
+
+  async reencryptAll(signal?: AbortSignal): Promise<number> {
+    let reencrypted = 0;
+    let after = '';
+    for (;;) {
+      const { rows } = await translatedDatabaseCall(() =>
+        this.pool.query<Row>(
+          `SELECT name, version::text AS version, uuid, envelope FROM connection_records
+            WHERE name > $1 ORDER BY name LIMIT $2`,
+          [after, LIST_BATCH],
+        ),
+      );
+      for (const row of rows) {
+        if (signal?.aborted === true) return reencrypted;
+        if (row.envelope.kid === this.encryptionKey.id) continue;
+        const record = this.open_(row);
+        // Same version: the content is unchanged, so caches stay valid and no one is notified.
+        const { rowCount } = await translatedDatabaseCall(() =>
+          this.pool.query(
+            'UPDATE connection_records SET envelope = $3 WHERE name = $1 AND version = $2',
+            [row.name, row.version, this.seal(record)],
+          ),
+        );
+        if (rowCount === 1) reencrypted += 1;
+      }
+      await this.countKeyIds();
+      const last = rows.at(-1);
+      if (rows.length < LIST_BATCH || last === undefined) return reencrypted;
+      after = last.name;
+    }
+  }
+
+  /** Refreshes the per-key counts keyRing() reports. */
+  async countKeyIds(): Promise<void> {
+    const { rows } = await translatedDatabaseCall(() =>
+      this.pool.query<{ kid: string; count: string }>(
+        `SELECT envelope->>'kid' AS kid, count(*)::text AS count FROM connection_records GROUP BY 1`,
+      ),
+    );
+    this.keyIdsInUse = new Map(rows.map((row) => [row.kid, Number(row.count)]));
+  }
+
+  // ---- internals ---------------------------------------------------------------------------
+
+  private async claimLease(
+    name: string,
+    holder: string,
+    generation: number,
+    ttlMs: number,
+  ): Promise<LeaseClaim> {
+    const claimed = await this.pool.query(
+      `INSERT INTO connection_leases (name, holder, generation, expires_at)
+       SELECT $1, $2, $3, now() + $4 * interval '1 millisecond'
+        WHERE EXISTS (SELECT 1 FROM connection_records WHERE name = $1)
+       ON CONFLICT (name) DO UPDATE
+          SET holder = EXCLUDED.holder, generation = EXCLUDED.generation,
+              expires_at = EXCLUDED.expires_at
+        WHERE connection_leases.holder = EXCLUDED.holder
+           OR connection_leases.generation <> EXCLUDED.generation
+           OR connection_leases.expires_at <= now()
+       RETURNING 1`,
+      [name, holder, generation, ttlMs],
+    );
+    if (claimed.rowCount === 1) return { granted: true };
+    const { rows } = await this.pool.query<{ ms: number }>(
+      `SELECT greatest(0, ceil(extract(epoch FROM expires_at - now()) * 1000))::float8 AS ms
+         FROM connection_leases WHERE name = $1`,
+      [name],
+    );
+    const held = rows[0];
+    if (held === undefined) throw connectionNotFound(name);
+    return { granted: false, expiresInMs: held.ms };
+  }
+
+  private async exists(name: string): Promise<boolean> {
+    const { rowCount } = await this.pool.query('SELECT 1 FROM connection_records WHERE name = $1', [
+      name,
+    ]);
+    return rowCount === 1;
+  }
+
+  private seal(record: StoredRecord): string {
+    return JSON.stringify(
+      encryptRecord(record, this.encryptionKey, { uuid: record.secret.broker.uuid }),
+    );
+  }
+
+  /** A row to its record; a row that does not open (wrong key, altered) is an internal error. */
+  private open_(row: Row): StoredRecord {
+    try {
+      if (row.envelope.version !== row.version)
+        throw new Error('the envelope names another version');
+      const record = decryptRecord(row.envelope, row.name, this.keys, { uuid: row.uuid });
+      if (record.secret.broker.uuid !== row.uuid) throw new Error('the uuid column does not match');
+      return { ...record, version: row.version };
+    } catch (error) {
+      throw new BrokerError(
+        'InternalException',
+        `The row of connection '${row.name}' cannot be opened: ${errorMessage(error)}.`,
+      );
+    }
+  }
+}
