@@ -124,7 +124,7 @@ export class PostgresSecretStore implements SecretStore, KeyedStore {
         [name],
       );
       const row = rows[0];
-      return row === undefined ? undefined : this.open_(row);
+      return row === undefined ? undefined : this.openRow(row);
     });
   }
 
@@ -151,7 +151,7 @@ export class PostgresSecretStore implements SecretStore, KeyedStore {
               ? { records }
               : { records, nextToken: encodeNextToken(last.name) };
           }
-          records.push(this.open_(row));
+          records.push(this.openRow(row));
         }
         const last = rows.at(-1);
         if (rows.length < LIST_BATCH || last === undefined) return { records };
@@ -170,9 +170,9 @@ export class PostgresSecretStore implements SecretStore, KeyedStore {
   }
 
   create(name: string, secret: StoredSecret): Promise<StoredRecord> {
-    assertValidName(name);
     const record: StoredRecord = { name, version: '1', secret };
     return translatedDatabaseCall(async () => {
+      assertValidName(name);
       const { rows } = await this.pool.query(
         `WITH inserted AS (
            INSERT INTO connection_records (name, version, uuid, state, envelope)
@@ -187,13 +187,14 @@ export class PostgresSecretStore implements SecretStore, KeyedStore {
   }
 
   replace(name: string, secret: StoredSecret, expectedVersion: string): Promise<StoredRecord> {
-    if (!/^[1-9][0-9]{0,15}$/.test(expectedVersion)) throw concurrentModification(name);
     const record: StoredRecord = {
       name,
       version: String(Number(expectedVersion) + 1),
       secret,
     };
     return translatedDatabaseCall(async () => {
+      // Versions are this store's own counters; anything else was never read from it.
+      if (!/^[1-9][0-9]{0,14}$/.test(expectedVersion)) throw concurrentModification(name);
       const { rows } = await this.pool.query(
         `WITH updated AS (
            UPDATE connection_records
@@ -269,7 +270,7 @@ export class PostgresSecretStore implements SecretStore, KeyedStore {
       for (const row of rows) {
         if (signal?.aborted === true) return reencrypted;
         if (row.envelope.kid === this.encryptionKey.id) continue;
-        const record = this.open_(row);
+        const record = this.openRow(row);
         // Same version: the content is unchanged, so caches stay valid and no one is notified.
         const { rowCount } = await translatedDatabaseCall(() =>
           this.pool.query(
@@ -342,7 +343,7 @@ export class PostgresSecretStore implements SecretStore, KeyedStore {
   }
 
   /** A row to its record; a row that does not open (wrong key, altered) is an internal error. */
-  private open_(row: Row): StoredRecord {
+  private openRow(row: Row): StoredRecord {
     try {
       if (row.envelope.version !== row.version)
         throw new Error('the envelope names another version');
