@@ -13,7 +13,7 @@ import type { MasterKey } from './master-key.js';
 import { CHANGE_CHANNEL, ChangeListener } from './postgres-notifications.js';
 import { translatedDatabaseCall } from './postgres-errors.js';
 import { migrate } from './postgres-schema.js';
-import { decryptRecord, encryptRecord, type Envelope } from './record-sealing.js';
+import { decryptRecord, encryptRecord, isEnvelope } from './record-sealing.js';
 import type {
   LeaseClaim,
   ListPage,
@@ -34,11 +34,12 @@ export interface PostgresStoreOptions {
   logger: Logger;
 }
 
+/** As read: the envelope column is checked before use, like any bytes from outside. */
 interface Row {
   name: string;
   version: string;
   uuid: string;
-  envelope: Envelope;
+  envelope: unknown;
 }
 
 /** Rows read per round trip while a page fills (names the caller may not see are skipped). */
@@ -269,7 +270,7 @@ export class PostgresSecretStore implements SecretStore, KeyedStore {
       );
       for (const row of rows) {
         if (signal?.aborted === true) return reencrypted;
-        if (row.envelope.kid === this.encryptionKey.id) continue;
+        if (isEnvelope(row.envelope) && row.envelope.kid === this.encryptionKey.id) continue;
         const record = this.openRow(row);
         // Same version: the content is unchanged, so caches stay valid and no one is notified.
         const { rowCount } = await translatedDatabaseCall(() =>
@@ -345,9 +346,10 @@ export class PostgresSecretStore implements SecretStore, KeyedStore {
   /** A row to its record; a row that does not open (wrong key, altered) is an internal error. */
   private openRow(row: Row): StoredRecord {
     try {
-      if (row.envelope.version !== row.version)
-        throw new Error('the envelope names another version');
-      const record = decryptRecord(row.envelope, row.name, this.keys, { uuid: row.uuid });
+      const envelope = row.envelope;
+      if (!isEnvelope(envelope)) throw new Error('the envelope column is not an envelope');
+      if (envelope.version !== row.version) throw new Error('the envelope names another version');
+      const record = decryptRecord(envelope, row.name, this.keys, { uuid: row.uuid });
       if (record.secret.broker.uuid !== row.uuid) throw new Error('the uuid column does not match');
       return { ...record, version: row.version };
     } catch (error) {

@@ -143,7 +143,7 @@ function parseDecryptedSecret(plaintext: Buffer): StoredSecret {
   }
 }
 
-function isEnvelope(value: unknown): value is Envelope {
+export function isEnvelope(value: unknown): value is Envelope {
   if (!isObject(value)) return false;
   const { format, kid, iv, tag, ciphertext, version } = value;
   return (

@@ -128,6 +128,17 @@ describe('PostgresSecretStore against a real PostgreSQL', () => {
     });
   });
 
+  it('when the envelope column holds no envelope, then reading the row answers InternalException, not a crash', async () => {
+    const store = await openStore();
+    await store.create('mangled', sampleSecret('mangled'));
+    for (const value of ['null', '{"format":"connection-broker/v1"}', '[1,2]', '"text"']) {
+      await sql(`UPDATE connection_records SET envelope = $1::jsonb WHERE name = 'mangled'`, [
+        value,
+      ]);
+      await assertRejectsWithCode(store.get('mangled'), 'InternalException');
+    }
+  });
+
   it('when one replica writes, then another is notified of the name and version at once, and of a deletion', async () => {
     const writer = await openStore();
     const follower = await openStore();
