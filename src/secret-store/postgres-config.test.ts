@@ -9,18 +9,28 @@ import { poolConfigFrom } from './postgres-config.js';
 const base = { url: undefined, passwordFile: undefined, caFile: undefined, poolMax: 7 };
 
 describe('PostgreSQL pool settings', () => {
-  it('when only a URL is given, then the pool uses it with bounded size and timeouts', async () => {
-    const config = await poolConfigFrom({ ...base, url: 'postgresql://broker@db/broker' });
-    assert.equal(config.connectionString, 'postgresql://broker@db/broker');
+  it('when only a URL is given, then the pool takes its parts with bounded size and timeouts', async () => {
+    const config = await poolConfigFrom({ ...base, url: 'postgresql://broker@db:5433/broker' });
+    assert.equal(config.host, 'db');
+    assert.equal(config.port, 5433);
+    assert.equal(config.user, 'broker');
+    assert.equal(config.database, 'broker');
+    assert.equal('connectionString' in config, false, 'nothing for the driver to merge over');
     assert.equal(config.max, 7);
     assert.ok((config.connectionTimeoutMillis ?? 0) > 0);
     assert.ok((config.query_timeout ?? 0) > 0);
     assert.equal(config.password, undefined);
   });
 
-  it('when nothing is given, then no connection string is set and libpq variables apply', async () => {
+  it('when nothing is given, then no host or password is set and libpq variables apply', async () => {
     const config = await poolConfigFrom(base);
-    assert.equal('connectionString' in config, false);
+    assert.equal(config.host, undefined);
+    assert.equal(config.password, undefined);
+  });
+
+  it('when the URL holds a password and no file is given, then the password in the URL is used', async () => {
+    const config = await poolConfigFrom({ ...base, url: 'postgresql://broker:from-url@db/broker' });
+    assert.equal(config.password, 'from-url');
   });
 
   it('when a password file and a CA file are given, then the password is read without its newline and TLS verifies the server', async () => {
@@ -28,27 +38,34 @@ describe('PostgreSQL pool settings', () => {
     try {
       const passwordFile = path.join(dir, 'password');
       await writeFile(passwordFile, 's3cret with spaces\n');
+      const caFile = path.join(dir, 'ca.pem');
+      await writeFile(
+        caFile,
+        '-----BEGIN CERTIFICATE-----\nnot really\n-----END CERTIFICATE-----\n',
+      );
       const config = await poolConfigFrom({
         ...base,
-        url: 'postgresql://broker@db/broker',
+        url: 'postgresql://broker:url-password@db/broker',
         passwordFile,
-        caFile: '/etc/ssl/db-ca.pem',
+        caFile,
       });
+      // The file wins over the URL: a mounted Secret is what operators rotate.
       assert.equal(config.password, 's3cret with spaces');
-      const url = new URL(config.connectionString ?? '');
-      assert.equal(url.searchParams.get('sslrootcert'), '/etc/ssl/db-ca.pem');
-      assert.equal(url.searchParams.get('sslmode'), 'verify-full');
+      assert.ok(typeof config.ssl === 'object' && config.ssl !== null);
+      assert.match(String(config.ssl.ca), /not really/);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
   });
 
-  it('when the URL names its own sslmode, then a CA file keeps it', async () => {
-    const config = await poolConfigFrom({
-      ...base,
-      url: 'postgresql://db/broker?sslmode=verify-ca',
-      caFile: '/ca.pem',
-    });
-    assert.equal(new URL(config.connectionString ?? '').searchParams.get('sslmode'), 'verify-ca');
+  it('when the CA file cannot be read, then the settings fail naming no secret', async () => {
+    await assert.rejects(
+      poolConfigFrom({
+        ...base,
+        url: 'postgresql://broker:pw@db/broker',
+        caFile: '/no/such/ca.pem',
+      }),
+      (error: unknown) => error instanceof Error && !error.message.includes('pw@'),
+    );
   });
 });

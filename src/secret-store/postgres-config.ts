@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import type pg from 'pg';
+import { parseIntoClientConfig } from 'pg-connection-string';
 
 export interface DatabaseSettings {
   /** A libpq URL; absent, the libpq variables (PGHOST, PGUSER, …) apply, as in psql. */
@@ -16,9 +17,11 @@ const CONNECT_TIMEOUT_MS = 2_000;
 const QUERY_TIMEOUT_MS = 5_000;
 
 /**
- * The pool's settings from the broker's variables. A CA file becomes the URL's `sslrootcert`
- * (the driver lets URL parameters override its options, so TLS is set where it cannot be lost;
- * PostgreSQL docs, "libpq Connection Strings").
+ * The pool's settings from the broker's variables. The URL is parsed here (by the driver's own
+ * parser) rather than handed over as `connectionString`, because the driver lets every URL
+ * parameter override the options beside it: a password file or a CA file would be lost. A CA
+ * file becomes `sslrootcert` (PostgreSQL docs, "libpq Connection Strings"), verify-full unless
+ * the URL names its own sslmode.
  */
 export async function poolConfigFrom(settings: DatabaseSettings): Promise<pg.PoolConfig> {
   let connectionString = settings.url;
@@ -32,8 +35,12 @@ export async function poolConfigFrom(settings: DatabaseSettings): Promise<pg.Poo
     settings.passwordFile === undefined
       ? undefined
       : (await readFile(settings.passwordFile, 'utf8')).replace(/\r?\n$/, '');
+  const parsed = connectionString === undefined ? {} : parseIntoClientConfig(connectionString);
+  // A URL without a password parses to '': leave it out, so PGPASSWORD still applies.
+  const { password: urlPassword, ...fromUrl } = parsed;
   return {
-    ...(connectionString !== undefined && { connectionString }),
+    ...fromUrl,
+    ...(urlPassword !== undefined && urlPassword !== '' && { password: urlPassword }),
     ...(password !== undefined && { password }),
     max: settings.poolMax,
     connectionTimeoutMillis: CONNECT_TIMEOUT_MS,

@@ -1,4 +1,7 @@
 import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -7,6 +10,7 @@ import { pino } from 'pino';
 
 import { isBrokerError } from '../../src/errors.js';
 import type { MasterKey } from '../../src/secret-store/master-key.js';
+import { poolConfigFrom } from '../../src/secret-store/postgres-config.js';
 import { PostgresSecretStore } from '../../src/secret-store/postgres-store.js';
 import type { RecordChange } from '../../src/secret-store/secret-store.js';
 import { newMasterKey } from '../support/master-keys.js';
@@ -95,6 +99,32 @@ describe('PostgresSecretStore against a real PostgreSQL', () => {
 
   after(async () => {
     for (const store of opened.splice(0)) await store.close();
+  });
+
+  it('when the URL carries no password and a password file does, then the broker role logs in with it', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'pg-password-'));
+    try {
+      const passwordFile = join(dir, 'password');
+      await writeFile(passwordFile, `${server.password}\n`, { mode: 0o600 });
+      const url = new URL(server.url);
+      url.password = '';
+      const store = new PostgresSecretStore({
+        poolConfig: await poolConfigFrom({
+          url: url.toString(),
+          passwordFile,
+          caFile: undefined,
+          poolMax: 2,
+        }),
+        keys: [key],
+        logger: pino({ level: 'silent' }),
+      });
+      opened.push(store);
+      await store.open();
+      await store.create('password-file', sampleSecret('password-file'));
+      assert.ok(await store.get('password-file'));
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('when a connection is stored, then the database holds ciphertext only', async () => {
