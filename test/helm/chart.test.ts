@@ -31,6 +31,7 @@ import { ensureTool } from '../support/ensure-tool.js';
 const PROJECT_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const CHART = join(PROJECT_ROOT, 'helm', 'connection-broker');
 const PRODUCTION_VALUES = join(CHART, 'ci', 'production-values.yaml');
+const POSTGRES_VALUES = join(CHART, 'ci', 'postgres-values.yaml');
 const HELM = join(PROJECT_ROOT, '.tools', 'bin', 'helm');
 /** A cold build of helm from the Go module proxy took about 4 to 8 minutes on two cores. */
 const INSTALL_TIMEOUT_MS = 1_200_000;
@@ -50,6 +51,33 @@ interface HelmResult {
   stdout: string;
   stderr: string;
 }
+
+/** The PostgreSQL store at three replicas, its URL from CloudNativePG's Secret. */
+const POSTGRES_URL = [
+  'store.type=postgres',
+  'replicaCount=3',
+  'store.postgres.existingSecret=broker-db-app',
+];
+
+/** The PostgreSQL store at three replicas by its parts, a password file and a CA. */
+const POSTGRES_PARTS = [
+  'store.type=postgres',
+  'replicaCount=3',
+  'store.postgres.host=db.example.internal',
+  'store.postgres.port=6432',
+  'store.postgres.database=brokers',
+  'store.postgres.user=broker',
+  'store.postgres.passwordSecret.name=broker-db-password',
+  'store.postgres.passwordSecret.key=pw',
+  'store.postgres.caSecret.name=broker-db-ca',
+  'store.postgres.poolMax=20',
+];
+
+/**
+ * The libpq variables the chart sets for the database's parts that node-postgres reads by itself
+ * (src/config.ts reads only PGHOST, to tell that a database is configured).
+ */
+const LIBPQ_VARIABLES = new Set(['PGPORT', 'PGDATABASE', 'PGUSER']);
 
 /** Every kind the chart may render, and the model that validates it. */
 const MODELS: Record<string, (object: K8sObject) => { validate(): void }> = {
@@ -130,25 +158,53 @@ function brokerConfigMapData(objects: K8sObject[]): Record<string, string> {
   return configMap['data'] as Record<string, string>;
 }
 
+/**
+ * The broker's environment: the ConfigMap, then the chart's own env entries (which win, as in a
+ * pod); a value from a Secret stands in as `<secret/key>`.
+ */
+function brokerEnvironment(objects: K8sObject[]): Record<string, string> {
+  const env: Record<string, string> = { ...brokerConfigMapData(objects) };
+  for (const variable of brokerContainer(objects).env ?? []) {
+    const ref = variable.valueFrom?.secretKeyRef;
+    env[variable.name] = variable.value ?? `<${ref?.name}/${ref?.key}>`;
+  }
+  return env;
+}
+
+function validateAll(objects: K8sObject[]): void {
+  for (const object of objects) {
+    const model = MODELS[`${object.apiVersion}/${object.kind}`];
+    assert.ok(model !== undefined, `no model for ${object.apiVersion}/${object.kind}`);
+    model(object).validate();
+  }
+}
+
 function secretVolume(volumes: IVolume[], name: string): IVolume {
   const volume = volumes.find((v) => v.name === name);
   assert.ok(volume?.secret !== undefined, `no secret volume ${name}`);
   return volume;
 }
 
-/** Every environment name src/config.ts reads: loadConfig is handed an env that records reads. */
+/**
+ * Every environment name src/config.ts reads: loadConfig is handed an env that records reads, on
+ * each store (some names are read only on theirs, as PGHOST with postgres).
+ */
 function namesConfigReads(): Set<string> {
   const read = new Set<string>();
-  const recorder = new Proxy<NodeJS.ProcessEnv>(
+  for (const base of [
     {},
-    {
-      get(_target, name) {
-        if (typeof name === 'string') read.add(name);
-        return undefined;
+    { BROKER_SECRET_STORE: 'aws' },
+    { BROKER_SECRET_STORE: 'postgres', BROKER_MASTER_KEY_FILE: '/keys', PGHOST: 'db' },
+  ]) {
+    const recorder = new Proxy<NodeJS.ProcessEnv>(base, {
+      get(target, name) {
+        if (typeof name !== 'string') return undefined;
+        read.add(name);
+        return target[name];
       },
-    },
-  );
-  loadConfig(recorder);
+    });
+    loadConfig(recorder);
+  }
   return read;
 }
 
@@ -238,6 +294,11 @@ describe('helm chart', () => {
       const result = runHelm(['lint', '--strict', CHART, '--values', PRODUCTION_VALUES]);
       assert.equal(result.status, 0, result.stdout + result.stderr);
     });
+
+    test('when the chart is linted strictly with the PostgreSQL values, then it passes', () => {
+      const result = runHelm(['lint', '--strict', CHART, '--values', POSTGRES_VALUES]);
+      assert.equal(result.status, 0, result.stdout + result.stderr);
+    });
   });
 
   describe('rendered objects', () => {
@@ -267,17 +328,31 @@ describe('helm chart', () => {
         'ServiceAccount',
         'ServiceMonitor',
       ]);
-      for (const object of objects) {
-        const model = MODELS[`${object.apiVersion}/${object.kind}`];
-        assert.ok(model !== undefined, `no model for ${object.apiVersion}/${object.kind}`);
-        model(object).validate();
-      }
+      validateAll(objects);
+    });
+
+    test('when rendered with the PostgreSQL values, then the shared-store objects render without a claim and each is valid for its model', () => {
+      const objects = render({ valueFiles: [POSTGRES_VALUES] });
+      assert.deepEqual(kinds(objects), [
+        'ConfigMap',
+        'Deployment',
+        'HorizontalPodAutoscaler',
+        'NetworkPolicy',
+        'PodDisruptionBudget',
+        'Service',
+        'ServiceAccount',
+      ]);
+      validateAll(objects);
     });
   });
 
   describe('pod', () => {
     test('when rendered, then the pod and its container run hardened', () => {
-      for (const objects of [render(), render({ valueFiles: [PRODUCTION_VALUES] })]) {
+      for (const objects of [
+        render(),
+        render({ valueFiles: [PRODUCTION_VALUES] }),
+        render({ valueFiles: [POSTGRES_VALUES] }),
+      ]) {
         const spec = podSpec(objects);
         assert.equal(spec.securityContext?.runAsNonRoot, true);
         assert.deepEqual(spec.securityContext?.seccompProfile, { type: 'RuntimeDefault' });
@@ -361,13 +436,19 @@ describe('helm chart', () => {
 
     test('when rendered, then no Secret and no secret value appear anywhere in the output', () => {
       const key = randomBytes(32).toString('base64');
-      for (const valueFiles of [[], [PRODUCTION_VALUES]]) {
+      const cases: { valueFiles: string[]; sets: string[] }[] = [
+        { valueFiles: [], sets: [] },
+        { valueFiles: [PRODUCTION_VALUES], sets: [] },
+        { valueFiles: [POSTGRES_VALUES], sets: [] },
+        { valueFiles: [], sets: POSTGRES_PARTS },
+      ];
+      for (const { valueFiles, sets } of cases) {
         // The config checksum is the one 64-hex-digit value the chart renders on purpose.
-        const output = runHelm(templateArgs(valueFiles, [])).stdout.replace(
+        const output = runHelm(templateArgs(valueFiles, sets)).stdout.replace(
           /checksum\/config: [0-9a-f]{64}/g,
           '',
         );
-        const objects = render({ valueFiles });
+        const objects = render({ valueFiles, sets });
         assert.ok(!objects.some((object) => object.kind === 'Secret'));
         const env = brokerConfigMapData(objects);
         for (const inline of ['BROKER_MASTER_KEY', 'BROKER_MASTER_KEYS']) {
@@ -377,6 +458,9 @@ describe('helm chart', () => {
         assert.doesNotMatch(output, /[A-Za-z0-9+/]{43}=/);
         assert.doesNotMatch(output, /\b[0-9a-f]{64}\b/);
         assert.ok(!output.includes(key));
+        // No database URL (which may hold a password) and no password variable.
+        assert.doesNotMatch(output, /postgres(ql)?:\/\//);
+        assert.ok(!output.includes('PGPASSWORD'));
       }
     });
 
@@ -389,6 +473,19 @@ describe('helm chart', () => {
       assert.match(
         renderFailure([`extraEnv[0].name=BROKER_MASTER_KEY`, `extraEnv[0].value=${key}`]),
         /extraEnv\/0\/name/,
+      );
+      for (const field of ['url', 'password']) {
+        assert.match(
+          renderFailure([
+            ...POSTGRES_URL,
+            `store.postgres.${field}=postgresql://broker:${key}@db/broker`,
+          ]),
+          new RegExp(`at '/store/postgres': additional properties '${field}' not allowed`),
+        );
+      }
+      assert.match(
+        renderFailure([...POSTGRES_URL, 'extraEnv[0].name=PGPASSWORD', `extraEnv[0].value=${key}`]),
+        /at '\/extraEnv\/0': missing property 'valueFrom'/,
       );
     });
   });
@@ -461,7 +558,11 @@ describe('helm chart', () => {
     });
 
     test('when one replica runs, then there is no PodDisruptionBudget and no anti-affinity', () => {
-      for (const objects of [render(), render({ sets: ['store.type=aws'] })]) {
+      for (const objects of [
+        render(),
+        render({ sets: ['store.type=aws'] }),
+        render({ sets: [...POSTGRES_URL, 'replicaCount=1'] }),
+      ]) {
         assert.ok(!objects.some((object) => object.kind === 'PodDisruptionBudget'));
         assert.equal(podSpec(objects).affinity, undefined);
       }
@@ -482,6 +583,159 @@ describe('helm chart', () => {
       assert.equal(
         hard?.requiredDuringSchedulingIgnoredDuringExecution?.[0]?.topologyKey,
         'kubernetes.io/hostname',
+      );
+    });
+  });
+
+  describe('postgres store', () => {
+    /** The mount a file variable points into: read-only, a whole directory (no subPath). */
+    function mountOf(objects: K8sObject[], variable: string, volumeName: string): string {
+      const mount = brokerContainer(objects).volumeMounts?.find((m) => m.name === volumeName);
+      assert.ok(mount !== undefined, `no mount of ${volumeName}`);
+      assert.equal(mount.readOnly, true);
+      assert.equal(mount.subPath, undefined);
+      const file = brokerConfigMapData(objects)[variable];
+      assert.ok(
+        file !== undefined && file.startsWith(`${mount.mountPath}/`),
+        `${variable} (${file}) is in the mount`,
+      );
+      return file.slice(mount.mountPath.length + 1);
+    }
+
+    /** Three replicas on the shared store: rolled, budgeted and kept apart as on aws; no claim. */
+    function assertScaledOut(objects: K8sObject[]): void {
+      validateAll(objects);
+      const deployment = new Deployment(only(objects, 'Deployment'));
+      assert.equal(deployment.spec?.replicas, 3);
+      assert.deepEqual(deployment.spec?.strategy, {
+        type: 'RollingUpdate',
+        rollingUpdate: { maxUnavailable: 0, maxSurge: 1 },
+      });
+      assert.ok(!objects.some((object) => object.kind === 'PersistentVolumeClaim'));
+      const volumes = podSpec(objects).volumes ?? [];
+      assert.ok(!volumes.some((v) => v.name === 'data' || v.persistentVolumeClaim !== undefined));
+      const budget = new PodDisruptionBudget(only(objects, 'PodDisruptionBudget'));
+      assert.equal(budget.spec?.maxUnavailable, 1);
+      const preferred =
+        podSpec(objects).affinity?.podAntiAffinity?.preferredDuringSchedulingIgnoredDuringExecution;
+      assert.equal(preferred?.[0]?.podAffinityTerm.topologyKey, 'kubernetes.io/hostname');
+      const env = brokerConfigMapData(objects);
+      assert.equal(env['BROKER_SECRET_STORE'], 'postgres');
+      assert.equal(env['BROKER_DATA_DIR'], undefined);
+      // The shared key ring: the master key Secret, mounted as for the file store.
+      assert.equal(
+        secretVolume(volumes, 'master-key').secret?.secretName,
+        'connection-broker-master-key',
+      );
+      assert.equal(mountOf(objects, 'BROKER_MASTER_KEY_FILE', 'master-key'), 'master.key');
+    }
+
+    test('when the URL comes from a Secret at three replicas, then BROKER_DATABASE_URL is a secretKeyRef (never a literal) and the pods scale as on aws', () => {
+      const objects = render({ sets: POSTGRES_URL });
+      assertScaledOut(objects);
+      const env = brokerContainer(objects).env ?? [];
+      assert.deepEqual(env, [
+        {
+          name: 'BROKER_DATABASE_URL',
+          valueFrom: { secretKeyRef: { name: 'broker-db-app', key: 'uri' } },
+        },
+      ]);
+      const data = brokerConfigMapData(objects);
+      assert.equal(data['BROKER_DATABASE_URL'], undefined);
+      assert.equal(data['BROKER_DATABASE_POOL_MAX'], '10');
+      assert.equal(data['BROKER_DATABASE_PASSWORD_FILE'], undefined);
+      assert.equal(data['BROKER_DATABASE_CA_FILE'], undefined);
+      assert.deepEqual(
+        (podSpec(objects).volumes ?? []).map((v) => v.name),
+        ['tmp', 'master-key', 'policy'],
+      );
+      const other = brokerContainer(render({ sets: [...POSTGRES_URL, 'store.postgres.urlKey=url'] }));
+      assert.equal(other.env?.[0]?.valueFrom?.secretKeyRef?.key, 'url');
+    });
+
+    test('when the database is given by its parts with a password file and a CA at three replicas, then the libpq variables are values and the password and the CA are mounted files', () => {
+      const objects = render({ sets: POSTGRES_PARTS });
+      assertScaledOut(objects);
+      assert.deepEqual(brokerContainer(objects).env, [
+        { name: 'PGHOST', value: 'db.example.internal' },
+        { name: 'PGPORT', value: '6432' },
+        { name: 'PGDATABASE', value: 'brokers' },
+        { name: 'PGUSER', value: 'broker' },
+      ]);
+      const data = brokerConfigMapData(objects);
+      assert.equal(data['BROKER_DATABASE_POOL_MAX'], '20');
+      const volumes = podSpec(objects).volumes ?? [];
+      const password = secretVolume(volumes, 'database-password').secret;
+      assert.equal(password?.secretName, 'broker-db-password');
+      assert.deepEqual(password?.items, [
+        { key: 'pw', path: mountOf(objects, 'BROKER_DATABASE_PASSWORD_FILE', 'database-password') },
+      ]);
+      const ca = secretVolume(volumes, 'database-ca').secret;
+      assert.equal(ca?.secretName, 'broker-db-ca');
+      assert.deepEqual(ca?.items, [
+        { key: 'ca.crt', path: mountOf(objects, 'BROKER_DATABASE_CA_FILE', 'database-ca') },
+      ]);
+      // Empty database or user: libpq's defaults, not an empty variable.
+      const bare = brokerContainer(
+        render({ sets: [...POSTGRES_PARTS, 'store.postgres.database=', 'store.postgres.user='] }),
+      ).env;
+      assert.deepEqual(
+        bare?.map((variable) => variable.name),
+        ['PGHOST', 'PGPORT'],
+      );
+    });
+
+    test('when the CA bundle is in a ConfigMap, then it is mounted from the ConfigMap', () => {
+      const objects = render({
+        sets: [
+          ...POSTGRES_URL,
+          'store.postgres.caConfigMap.name=internal-ca',
+          'store.postgres.caConfigMap.key=bundle.pem',
+        ],
+      });
+      validateAll(objects);
+      const volume = (podSpec(objects).volumes ?? []).find((v) => v.name === 'database-ca');
+      assert.equal(volume?.configMap?.name, 'internal-ca');
+      assert.deepEqual(volume?.configMap?.items, [
+        { key: 'bundle.pem', path: mountOf(objects, 'BROKER_DATABASE_CA_FILE', 'database-ca') },
+      ]);
+    });
+
+    test('when autoscaling is on, then the HorizontalPodAutoscaler owns the replica count as on aws', () => {
+      const objects = render({ valueFiles: [POSTGRES_VALUES] });
+      const deployment = new Deployment(only(objects, 'Deployment'));
+      assert.equal(deployment.spec?.replicas, undefined);
+      const hpa = new HorizontalPodAutoscaler(only(objects, 'HorizontalPodAutoscaler'));
+      assert.equal(hpa.spec?.scaleTargetRef.name, FULLNAME);
+      assert.equal(hpa.spec?.minReplicas, 3);
+      assert.ok(objects.some((object) => object.kind === 'PodDisruptionBudget'));
+      const affinity = podSpec(objects).affinity?.podAntiAffinity;
+      assert.ok(affinity?.requiredDuringSchedulingIgnoredDuringExecution !== undefined);
+      assert.equal(podSpec(objects).topologySpreadConstraints?.length, 1);
+    });
+
+    test('when the master key Secret is missing, then rendering fails saying the key ring is required', () => {
+      assert.match(
+        renderFailure([...POSTGRES_URL, 'store.postgres.masterKey.existingSecret.name=']),
+        /store\.type=postgres needs store\.postgres\.masterKey\.existingSecret\.name: a Secret holding the key ring every replica shares/,
+      );
+    });
+
+    test('when the database is given neither or both ways, or the CA twice, then rendering fails saying which to set', () => {
+      assert.match(
+        renderFailure(['store.type=postgres']),
+        /store\.type=postgres needs the database: store\.postgres\.existingSecret .* or store\.postgres\.host/,
+      );
+      assert.match(
+        renderFailure([...POSTGRES_URL, 'store.postgres.host=db']),
+        /store\.postgres\.existingSecret .* or from store\.postgres\.host .*, not both/,
+      );
+      assert.match(
+        renderFailure([
+          ...POSTGRES_PARTS,
+          'store.postgres.caConfigMap.name=internal-ca',
+        ]),
+        /set store\.postgres\.caSecret\.name or store\.postgres\.caConfigMap\.name .*, not both/,
       );
     });
   });
@@ -531,7 +785,9 @@ describe('helm chart', () => {
         readOnly: true,
       });
       assert.equal(brokerContainer(objects).securityContext?.readOnlyRootFilesystem, true);
-      assert.match(renderFailure(['extraVolumes[0].name=policy']), /\/extraVolumes\/0\/name/);
+      for (const own of ['policy', 'database-password', 'database-ca']) {
+        assert.match(renderFailure([`extraVolumes[0].name=${own}`]), /\/extraVolumes\/0\/name/);
+      }
       assert.match(renderFailure(['extraVolumeMounts[0].name=x']), /\/extraVolumeMounts\/0/);
     });
   });
@@ -547,7 +803,27 @@ describe('helm chart', () => {
 
     test('when a value has the wrong type or is out of range, then the schema refuses it', () => {
       assert.match(renderFailure(['replicaCount=two']), /\/replicaCount': got string, want integer/);
-      assert.match(renderFailure(['store.type=s3']), /\/store\/type/);
+      assert.match(
+        renderFailure(['store.type=s3']),
+        /at '\/store\/type': value must be one of 'file', 'aws', 'postgres'/,
+      );
+      assert.match(renderFailure(['store.type=postgresql']), /\/store\/type/);
+      assert.match(
+        renderFailure([...POSTGRES_URL, 'store.postgres.poolMax=101']),
+        /\/store\/postgres\/poolMax/,
+      );
+      assert.match(
+        renderFailure([...POSTGRES_PARTS, 'store.postgres.port=70000']),
+        /\/store\/postgres\/port/,
+      );
+      assert.match(
+        renderFailure([...POSTGRES_PARTS, 'store.postgres.passwordSecret.name=Not_A_Name']),
+        /\/store\/postgres\/passwordSecret\/name/,
+      );
+      assert.match(
+        renderFailure([...POSTGRES_URL, 'networkPolicy.databaseEgress.cidrs[0]=db.example']),
+        /\/networkPolicy\/databaseEgress\/cidrs\/0/,
+      );
       assert.match(renderFailure(['config.tokenTimeoutMs=50']), /\/config\/tokenTimeoutMs/);
       assert.match(renderFailure(['config.accountId=12345']), /\/config\/accountId/);
     });
@@ -556,11 +832,26 @@ describe('helm chart', () => {
   describe('configuration', () => {
     test('when rendered, then every ConfigMap entry is a variable src/config.ts reads, and loadConfig accepts them all', () => {
       const known = namesConfigReads();
-      for (const valueFiles of [[], [PRODUCTION_VALUES]]) {
-        const env = brokerConfigMapData(render({ valueFiles }));
-        const unknown = Object.keys(env).filter((name) => !known.has(name));
-        assert.deepEqual(unknown, []);
-        assert.doesNotThrow(() => loadConfig(env));
+      for (const options of [
+        {},
+        { valueFiles: [PRODUCTION_VALUES] },
+        { valueFiles: [POSTGRES_VALUES] },
+        { sets: POSTGRES_PARTS },
+      ]) {
+        const objects = render(options);
+        const data = brokerConfigMapData(objects);
+        assert.deepEqual(
+          Object.keys(data).filter((name) => !known.has(name)),
+          [],
+        );
+        // The chart's own env entries: src/config.ts's names, or the libpq ones node-postgres reads.
+        assert.deepEqual(
+          Object.keys(brokerEnvironment(objects)).filter(
+            (name) => !known.has(name) && !LIBPQ_VARIABLES.has(name),
+          ),
+          [],
+        );
+        assert.doesNotThrow(() => loadConfig(brokerEnvironment(objects)));
       }
     });
 
@@ -615,6 +906,71 @@ describe('helm chart', () => {
         { namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'kube-system' } } },
       ]);
       assert.deepEqual(spec?.egress?.[1], { ports: [{ port: 443 }] });
+    });
+
+    test('when egress is restricted on the PostgreSQL store, then the database is reachable on its port, at the cidrs and peers given', () => {
+      const objects = render({
+        sets: [
+          ...POSTGRES_PARTS,
+          'networkPolicy.enabled=true',
+          'networkPolicy.egress.restrict=true',
+          'networkPolicy.egress.rules[0].ports[0].port=443',
+          'networkPolicy.databaseEgress.cidrs[0]=10.40.0.0/16',
+          'networkPolicy.databaseEgress.peers[0].podSelector.matchLabels.cnpg\\.io/cluster=broker-db',
+          'networkPolicy.databaseEgress.port=6432',
+        ],
+      });
+      const policy = new NetworkPolicy(only(objects, 'NetworkPolicy'));
+      policy.validate();
+      const egress = policy.spec?.egress ?? [];
+      assert.deepEqual(egress.map((rule) => rule.ports?.map((p) => p.port)), [[53, 53], [6432], [443]]);
+      assert.deepEqual(egress[1], {
+        ports: [{ port: 6432, protocol: 'TCP' }],
+        to: [
+          { ipBlock: { cidr: '10.40.0.0/16' } },
+          { podSelector: { matchLabels: { 'cnpg.io/cluster': 'broker-db' } } },
+        ],
+      });
+
+      const ci = new NetworkPolicy(only(render({ valueFiles: [POSTGRES_VALUES] }), 'NetworkPolicy'));
+      assert.deepEqual(ci.spec?.policyTypes, ['Ingress', 'Egress']);
+      assert.deepEqual(ci.spec?.egress?.[1]?.ports, [{ port: 5432, protocol: 'TCP' }]);
+      assert.deepEqual(ci.spec?.egress?.[1]?.to, [
+        {
+          namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'databases' } },
+          podSelector: { matchLabels: { 'cnpg.io/cluster': 'broker-db' } },
+        },
+      ]);
+    });
+
+    test('when no database peer is given, then the database rule opens its port alone, to any address; other stores get no such rule', () => {
+      const restrict = ['networkPolicy.enabled=true', 'networkPolicy.egress.restrict=true'];
+      const open = new NetworkPolicy(
+        only(render({ sets: [...POSTGRES_URL, ...restrict] }), 'NetworkPolicy'),
+      ).spec?.egress;
+      assert.equal(open?.length, 2);
+      assert.deepEqual(open?.[1], { ports: [{ port: 5432, protocol: 'TCP' }] });
+      for (const store of ['file', 'aws']) {
+        const egress = new NetworkPolicy(
+          only(
+            render({
+              sets: [
+                `store.type=${store}`,
+                ...restrict,
+                'networkPolicy.databaseEgress.cidrs[0]=10.40.0.0/16',
+              ],
+            }),
+            'NetworkPolicy',
+          ),
+        ).spec?.egress;
+        assert.deepEqual(egress?.map((rule) => rule.ports?.map((p) => p.port)), [[53, 53]]);
+      }
+      // Unrestricted egress is open already: no Egress policy type, no rule.
+      const unrestricted = new NetworkPolicy(
+        only(render({ sets: [...POSTGRES_URL, 'networkPolicy.enabled=true'] }), 'NetworkPolicy'),
+      ).spec;
+      assert.deepEqual(unrestricted?.policyTypes, ['Ingress']);
+      assert.equal(unrestricted?.egress, undefined);
     });
 
     test('when name resolution is elsewhere (NodeLocal DNSCache), then DNS egress goes to the peers given', () => {

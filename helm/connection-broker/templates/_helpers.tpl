@@ -64,10 +64,45 @@ app.kubernetes.io/component: broker
 {{- if ne .Values.config.auth "none" }}true{{ end }}
 {{- end }}
 
+{{/*
+The Secret (name, key) holding the key ring, for the stores that seal records with it (file and
+postgres); empty for aws, which Secrets Manager encrypts with KMS.
+*/}}
+{{- define "connection-broker.masterKeySecret" -}}
+{{- if eq .Values.store.type "file" }}
+{{- toYaml .Values.store.file.masterKey.existingSecret }}
+{{- else if eq .Values.store.type "postgres" }}
+{{- toYaml .Values.store.postgres.masterKey.existingSecret }}
+{{- end }}
+{{- end }}
+
+{{/* The database's CA bundle as a volume source (secret or configMap), if one is given. */}}
+{{- define "connection-broker.databaseCaVolume" -}}
+{{- with .Values.store.postgres }}
+{{- if .caSecret.name }}
+secret:
+  secretName: {{ .caSecret.name }}
+  defaultMode: 0444
+  items:
+    - key: {{ .caSecret.key }}
+      path: ca.crt
+{{- else if .caConfigMap.name }}
+configMap:
+  name: {{ .caConfigMap.name }}
+  defaultMode: 0444
+  items:
+    - key: {{ .caConfigMap.key }}
+      path: ca.crt
+{{- end }}
+{{- end }}
+{{- end }}
+
 {{/* Paths inside the container. */}}
 {{- define "connection-broker.dataDir" -}}/var/lib/connection-broker{{- end }}
 {{- define "connection-broker.masterKeyDir" -}}/etc/connection-broker/master-key{{- end }}
 {{- define "connection-broker.policyDir" -}}/etc/connection-broker/policy{{- end }}
+{{- define "connection-broker.databasePasswordDir" -}}/etc/connection-broker/database-password{{- end }}
+{{- define "connection-broker.databaseCaDir" -}}/etc/connection-broker/database-ca{{- end }}
 
 {{/*
 Combinations the schema cannot explain well; each fails the render with what to change.
@@ -78,13 +113,29 @@ config.drainTimeoutSeconds, then closes its store (allow 5 s).
 {{- $store := .Values.store.type }}
 {{- if eq $store "file" }}
 {{- if gt (int .Values.replicaCount) 1 }}
-{{- fail (printf "store.type=file runs exactly one replica (the file store locks its data directory on one ReadWriteOnce volume), but replicaCount is %d: set replicaCount to 1, or use store.type=aws to scale" (int .Values.replicaCount)) }}
+{{- fail (printf "store.type=file runs exactly one replica (the file store locks its data directory on one ReadWriteOnce volume), but replicaCount is %d: set replicaCount to 1, or use store.type=aws or postgres to scale" (int .Values.replicaCount)) }}
 {{- end }}
 {{- if .Values.autoscaling.enabled }}
-{{- fail "store.type=file runs exactly one replica (the file store locks its data directory on one ReadWriteOnce volume), so autoscaling.enabled must be false: use store.type=aws to autoscale" }}
+{{- fail "store.type=file runs exactly one replica (the file store locks its data directory on one ReadWriteOnce volume), so autoscaling.enabled must be false: use store.type=aws or postgres to autoscale" }}
 {{- end }}
 {{- if not .Values.store.file.masterKey.existingSecret.name }}
 {{- fail "store.type=file needs store.file.masterKey.existingSecret.name: a Secret holding the master key (openssl rand -base64 32); see the chart's README" }}
+{{- end }}
+{{- end }}
+{{- if eq $store "postgres" }}
+{{- with .Values.store.postgres }}
+{{- if not .masterKey.existingSecret.name }}
+{{- fail "store.type=postgres needs store.postgres.masterKey.existingSecret.name: a Secret holding the key ring every replica shares (openssl rand -base64 32), which seals every row; see the chart's README" }}
+{{- end }}
+{{- if and .existingSecret .host }}
+{{- fail "store.type=postgres takes the database from store.postgres.existingSecret (a Secret holding a libpq URL under store.postgres.urlKey) or from store.postgres.host (with port, database, user and passwordSecret), not both: empty one of them" }}
+{{- end }}
+{{- if not (or .existingSecret .host) }}
+{{- fail "store.type=postgres needs the database: store.postgres.existingSecret (a Secret holding a libpq URL under store.postgres.urlKey, e.g. CloudNativePG's <cluster>-app, key uri) or store.postgres.host (with port, database, user and passwordSecret)" }}
+{{- end }}
+{{- if and .caSecret.name .caConfigMap.name }}
+{{- fail "set store.postgres.caSecret.name or store.postgres.caConfigMap.name (the database's CA bundle), not both" }}
+{{- end }}
 {{- end }}
 {{- end }}
 {{- if and (include "connection-broker.hasPolicy" .) (not .Values.policy.existingSecret.name) }}
