@@ -50,9 +50,13 @@ export class RefreshLeases {
       const c = current.connection;
       if (!needed(c)) return { outcome: 'done elsewhere', loaded: current };
       if (now() > deadlineMs) throw this.deps.unavailable(c.name);
-      const waitMs = await this.tryClaim(current, c);
-      if (typeof waitMs !== 'number') return { outcome: 'claimed', loaded: waitMs };
-      if (waitMs > 0) await delay(Math.min(LEASE_POLL_MS, waitMs));
+      const claimed = await this.tryClaim(current, c);
+      if (typeof claimed !== 'number') {
+        if (needed(claimed.connection)) return { outcome: 'claimed', loaded: claimed };
+        // Done between our read and our claim: the lease goes back at once.
+        return { outcome: 'done elsewhere', loaded: await this.release(claimed) };
+      }
+      if (claimed > 0) await delay(Math.min(LEASE_POLL_MS, claimed));
       current = await repository.reload(c.name);
     }
   }
@@ -82,7 +86,10 @@ export class RefreshLeases {
     const { storeLeases, holder, leaseMs } = this.deps;
     if (storeLeases !== undefined) {
       const claim = await storeLeases.claim(c.name, holder, c.generation, leaseMs);
-      return claim.granted ? current : claim.expiresInMs;
+      if (!claim.granted) return claim.expiresInMs;
+      // `current` was read before the claim: the last holder may have saved its token and
+      // released its lease in between, so the record is read again under ours.
+      return this.deps.repository.reload(c.name);
     }
     const lease = c.refreshLease;
     const nowMs = this.deps.now();

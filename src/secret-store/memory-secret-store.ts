@@ -82,7 +82,7 @@ export class MemorySecretStore implements SecretStore {
     if (
       lease !== undefined &&
       lease.holder !== holder &&
-      lease.generation === generation &&
+      lease.generation >= generation &&
       lease.expiresAtMs > nowMs
     ) {
       return { granted: false, expiresInMs: lease.expiresAtMs - nowMs };

@@ -314,7 +314,7 @@ export class PostgresSecretStore implements SecretStore, KeyedStore {
           SET holder = EXCLUDED.holder, generation = EXCLUDED.generation,
               expires_at = EXCLUDED.expires_at
         WHERE connection_leases.holder = EXCLUDED.holder
-           OR connection_leases.generation <> EXCLUDED.generation
+           OR connection_leases.generation < EXCLUDED.generation
            OR connection_leases.expires_at <= now()
        RETURNING 1`,
       [name, holder, generation, ttlMs],

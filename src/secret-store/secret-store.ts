@@ -156,7 +156,8 @@ export type LeaseClaim = { granted: true } | { granted: false; expiresInMs: numb
 export interface StoreLeases {
   /**
    * Takes the lease on `name` for `generation` for `ttlMs`, unless another holder has one for
-   * the same generation that has not expired. Answers how long the other holder's lease has
+   * this generation or a newer one that has not expired (a replica working from an older read
+   * never takes over the refresh of a newer generation). Answers how long the other holder's lease has
    * left when refused.
    */
   claim(name: string, holder: string, generation: number, ttlMs: number): Promise<LeaseClaim>;

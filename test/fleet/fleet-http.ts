@@ -69,21 +69,26 @@ export interface Answer {
   retryAfter: string | null;
 }
 
-/** One bounded request; a network failure or timeout throws. */
+/**
+ * One bounded request; a network failure or timeout throws. `headers` are sent as given (e.g. a
+ * caller's `authorization` for a broker with a policy file).
+ */
 export async function call(
   baseUrl: string,
   method: string,
   route: string,
   body?: unknown,
   timeoutMs = REQUEST_TIMEOUT_MS,
+  headers: Readonly<Record<string, string>> = {},
 ): Promise<Answer> {
   const started = performance.now();
   const response = await fetch(`${baseUrl}${route}`, {
     method,
-    ...(body !== undefined && {
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify(body),
-    }),
+    headers: {
+      ...headers,
+      ...(body !== undefined && { 'content-type': 'application/json' }),
+    },
+    ...(body !== undefined && { body: JSON.stringify(body) }),
     signal: AbortSignal.timeout(timeoutMs),
   });
   const text = await response.text();
@@ -114,10 +119,11 @@ export async function callSafely(
   route: string,
   body?: unknown,
   timeoutMs = REQUEST_TIMEOUT_MS,
+  headers: Readonly<Record<string, string>> = {},
 ): Promise<Answer> {
   const started = performance.now();
   try {
-    return await call(baseUrl, method, route, body, timeoutMs);
+    return await call(baseUrl, method, route, body, timeoutMs, headers);
   } catch (error) {
     return {
       status: 0,

@@ -205,6 +205,8 @@ describe('PostgresSecretStore against a real PostgreSQL', () => {
       { granted: true },
       'next generation',
     );
+    const stale = await store.leases.claim('leased', 'late', 1, 300);
+    assert.equal(stale.granted, false, 'an older generation never takes over a newer one');
     await sleep(350);
     assert.deepEqual(await store.leases.claim('leased', 'c', 2, 300), { granted: true });
     await store.leases.release('leased', 'c');
