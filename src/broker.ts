@@ -23,7 +23,8 @@ import { AwsSecretsManagerStore } from './secret-store/aws-secrets-manager-store
 import { FileSecretStore, type StoreIntegrity } from './secret-store/file-secret-store.js';
 import { InstrumentedSecretStore } from './secret-store/instrumented-store.js';
 import { KeyRotation } from './secret-store/key-rotation.js';
-import { poolConfigFrom } from './secret-store/postgres-config.js';
+import { plaintextToRemoteHost, poolConfigFrom } from './secret-store/postgres-config.js';
+import type { PoolConfig } from 'pg';
 import { PostgresSecretStore } from './secret-store/postgres-store.js';
 import type { MasterKey } from './secret-store/master-key.js';
 import type { SecretStore } from './secret-store/secret-store.js';
@@ -74,12 +75,7 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
   const postgresStore =
     options.store === undefined && config.secretStore === 'postgres'
       ? new PostgresSecretStore({
-          poolConfig: await poolConfigFrom({
-            url: config.databaseUrl,
-            passwordFile: config.databasePasswordFile,
-            caFile: config.databaseCaFile,
-            poolMax: config.databasePoolMax,
-          }),
+          poolConfig: await databasePoolConfig(config, logger),
           keys: options.masterKeys,
           logger,
         })
@@ -283,4 +279,20 @@ function logStoreIntegrity(integrity: StoreIntegrity, logger: Logger): void {
       'connection quarantined: its record file is not the one this broker last wrote; it answers InvalidStateException until deleted or accepted',
     );
   }
+}
+
+async function databasePoolConfig(config: BrokerConfig, logger: Logger): Promise<PoolConfig> {
+  const poolConfig = await poolConfigFrom({
+    url: config.databaseUrl,
+    passwordFile: config.databasePasswordFile,
+    caFile: config.databaseCaFile,
+    poolMax: config.databasePoolMax,
+  });
+  if (plaintextToRemoteHost(poolConfig, process.env)) {
+    // Ciphertext only travels there, but the role's password and the rows' metadata do too.
+    logger.warn(
+      'the PostgreSQL store talks to a remote server without TLS: add sslmode=verify-full to BROKER_DATABASE_URL or set BROKER_DATABASE_CA_FILE (README, Production on PostgreSQL)',
+    );
+  }
+  return poolConfig;
 }

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 
-import { poolConfigFrom } from './postgres-config.js';
+import { plaintextToRemoteHost, poolConfigFrom } from './postgres-config.js';
 
 const base = { url: undefined, passwordFile: undefined, caFile: undefined, poolMax: 7 };
 
@@ -53,9 +53,42 @@ describe('PostgreSQL pool settings', () => {
       assert.equal(config.password, 's3cret with spaces');
       assert.ok(typeof config.ssl === 'object' && config.ssl !== null);
       assert.match(String(config.ssl.ca), /not really/);
+      assert.equal(config.ssl.rejectUnauthorized, true);
+      assert.equal(plaintextToRemoteHost(config, {}), false);
+      await assert.rejects(
+        poolConfigFrom({ ...base, url: 'postgresql://db/broker?sslmode=disable', caFile }),
+        /turns TLS off/,
+      );
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
+  });
+
+  it('when the URL is not a connection string, then the error does not quote it', async () => {
+    await assert.rejects(
+      poolConfigFrom({ ...base, url: 'postgresql://broker:hunter2@[not-a-host/broker' }),
+      (error: unknown) =>
+        error instanceof Error &&
+        !JSON.stringify(error).includes('hunter2') &&
+        !error.message.includes('hunter2'),
+    );
+  });
+
+  it('when the server is remote and TLS is off, then it is flagged; a loopback or socket server is not', async () => {
+    const remote = await poolConfigFrom({ ...base, url: 'postgresql://broker@db.example/broker' });
+    assert.equal(plaintextToRemoteHost(remote, {}), true);
+    assert.equal(plaintextToRemoteHost(remote, { PGSSLMODE: 'verify-full' }), false);
+    const local = await poolConfigFrom({ ...base, url: 'postgresql://broker@127.0.0.1/broker' });
+    assert.equal(plaintextToRemoteHost(local, {}), false);
+    assert.equal(
+      plaintextToRemoteHost(await poolConfigFrom(base), { PGHOST: '/var/run/postgresql' }),
+      false,
+    );
+    const verified = await poolConfigFrom({
+      ...base,
+      url: 'postgresql://broker@db.example/broker?sslmode=verify-full',
+    });
+    assert.equal(plaintextToRemoteHost(verified, {}), false);
   });
 
   it('when the CA file cannot be read, then the settings fail naming no secret', async () => {

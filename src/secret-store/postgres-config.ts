@@ -20,33 +20,64 @@ const QUERY_TIMEOUT_MS = 5_000;
  * The pool's settings from the broker's variables. The URL is parsed here (by the driver's own
  * parser) rather than handed over as `connectionString`, because the driver lets every URL
  * parameter override the options beside it: a password file or a CA file would be lost. A CA
- * file becomes `sslrootcert` (PostgreSQL docs, "libpq Connection Strings"), verify-full unless
- * the URL names its own sslmode.
+ * file turns on verification of the server's certificate and name (libpq's verify-full;
+ * PostgreSQL docs, "SSL Support"); a URL that turns TLS off with it is refused.
  */
 export async function poolConfigFrom(settings: DatabaseSettings): Promise<pg.PoolConfig> {
-  let connectionString = settings.url;
+  let parsed: pg.ClientConfig = {};
+  if (settings.url !== undefined) {
+    try {
+      parsed = parseIntoClientConfig(settings.url);
+    } catch (error) {
+      const kind = error instanceof Error ? error.name : 'error';
+      // The parser's error may carry the whole string, a password in it, so it is not kept.
+      // eslint-disable-next-line preserve-caught-error -- the cause would leak the password
+      throw new Error(
+        `BROKER_DATABASE_URL is not a connection string libpq would accept (${kind})`,
+      );
+    }
+  }
+  // A URL without a password parses to '': leave it out, so PGPASSWORD still applies.
+  const { password: urlPassword, ssl: urlSsl, ...fromUrl } = parsed;
+  let ssl = urlSsl;
   if (settings.caFile !== undefined) {
-    const url = new URL(connectionString ?? 'postgresql://');
-    url.searchParams.set('sslrootcert', settings.caFile);
-    if (!url.searchParams.has('sslmode')) url.searchParams.set('sslmode', 'verify-full');
-    connectionString = url.toString();
+    if (urlSsl === false) {
+      throw new Error(
+        'BROKER_DATABASE_CA_FILE is set but the URL turns TLS off (sslmode=disable): drop one of them',
+      );
+    }
+    // Verified against this CA, host name included (Node's TLS default): libpq's verify-full.
+    ssl = {
+      ...(typeof urlSsl === 'object' ? urlSsl : {}),
+      ca: await readFile(settings.caFile, 'utf8'),
+      rejectUnauthorized: true,
+    };
   }
   const password =
     settings.passwordFile === undefined
-      ? undefined
+      ? urlPassword === ''
+        ? undefined
+        : urlPassword
       : (await readFile(settings.passwordFile, 'utf8')).replace(/\r?\n$/, '');
-  const parsed = connectionString === undefined ? {} : parseIntoClientConfig(connectionString);
-  // A URL without a password parses to '': leave it out, so PGPASSWORD still applies.
-  const { password: urlPassword, ...fromUrl } = parsed;
   return {
     ...fromUrl,
-    ...(urlPassword !== undefined && urlPassword !== '' && { password: urlPassword }),
-    ...(password !== undefined && { password }),
+    ...(ssl !== undefined && { ssl }),
+    ...(password !== undefined && password !== null && { password }),
     max: settings.poolMax,
     connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
     query_timeout: QUERY_TIMEOUT_MS,
     statement_timeout: QUERY_TIMEOUT_MS,
     idleTimeoutMillis: 30_000,
+    keepAlive: true,
     application_name: 'connection-broker',
   };
+}
+
+/** Whether the pool would talk to a remote server without TLS: worth a warning at start. */
+export function plaintextToRemoteHost(config: pg.PoolConfig, env: NodeJS.ProcessEnv): boolean {
+  if (config.ssl !== undefined && config.ssl !== false) return false;
+  const sslmode = env['PGSSLMODE'];
+  if (sslmode !== undefined && sslmode !== 'disable' && sslmode !== 'allow') return false;
+  const host = config.host ?? env['PGHOST'] ?? 'localhost';
+  return !(host.startsWith('/') || host === 'localhost' || host === '127.0.0.1' || host === '::1');
 }

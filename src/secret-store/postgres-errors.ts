@@ -35,13 +35,13 @@ function codeOf(error: unknown): string | undefined {
 export function isUnavailableDatabaseError(error: unknown): boolean {
   const code = codeOf(error);
   if (code !== undefined) {
-    if (NETWORK_CODES.has(code) || UNAVAILABLE_SQLSTATES.has(code)) return true;
     // Class 08: connection exception.
-    if (code.startsWith('08')) return true;
+    return NETWORK_CODES.has(code) || UNAVAILABLE_SQLSTATES.has(code) || code.startsWith('08');
   }
-  // The driver's own timeouts and closed connections carry no code, only these messages.
+  // The driver's own timeouts and closed connections carry no code, only these messages; a
+  // server's error always has one, so its text (a trigger's RAISE) is never read here.
   const message = error instanceof Error ? error.message : '';
-  return /timeout|terminated|Connection terminated|not queryable|ended/i.test(message);
+  return /timeout|terminated|not queryable|ended/i.test(message);
 }
 
 export function translateDatabaseError(error: unknown): BrokerError {

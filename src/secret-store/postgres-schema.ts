@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { BrokerError } from '../errors.js';
 
 /**
  * The broker's tables, as numbered migrations applied in order at start-up. Each runs once,
@@ -32,6 +33,11 @@ export const SCHEMA_VERSION = MIGRATIONS.length;
 
 export async function migrate(pool: pg.Pool): Promise<{ applied: number }> {
   const client = await pool.connect();
+  // A checked-out client's errors are events the pool no longer listens to: one terminated
+  // mid-migration (a failover, a DBA) must reject this call, not end the process.
+  const ignore = (): void => undefined;
+  client.on('error', ignore);
+  let failure: Error | undefined;
   try {
     await client.query('BEGIN');
     await client.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK_KEY]);
@@ -44,10 +50,12 @@ export async function migrate(pool: pg.Pool): Promise<{ applied: number }> {
     const { rows } = await client.query<{ version: number | null }>(
       'SELECT max(version) AS version FROM broker_schema_migrations',
     );
+    await assertOwnTables(client);
     const current = rows[0]?.version ?? 0;
     if (current > SCHEMA_VERSION) {
-      throw new Error(
-        `the database's schema is version ${current}, newer than this broker's ${SCHEMA_VERSION}: run a broker at least as new as the one that migrated it`,
+      throw new BrokerError(
+        'InternalException',
+        `The database's schema is version ${current}, newer than this broker's ${SCHEMA_VERSION}: run a broker at least as new as the one that migrated it`,
       );
     }
     let applied = 0;
@@ -59,9 +67,32 @@ export async function migrate(pool: pg.Pool): Promise<{ applied: number }> {
     await client.query('COMMIT');
     return { applied };
   } catch (error) {
+    failure = error instanceof Error ? error : new Error('migration failed');
     await client.query('ROLLBACK').catch(() => undefined);
     throw error;
   } finally {
-    client.release();
+    client.removeListener('error', ignore);
+    // A failed client is destroyed rather than handed to the next caller.
+    client.release(failure);
+  }
+}
+
+/**
+ * Tables someone else created before the broker's first start (a role that may create tables
+ * in the schema) could carry triggers that run as the broker: only the broker role's own are
+ * used.
+ */
+async function assertOwnTables(client: pg.PoolClient): Promise<void> {
+  const { rows } = await client.query<{ tablename: string }>(
+    `SELECT tablename FROM pg_tables
+      WHERE schemaname = current_schema()
+        AND tablename IN ('broker_schema_migrations', 'connection_records', 'connection_leases')
+        AND tableowner <> current_user`,
+  );
+  if (rows.length > 0) {
+    throw new BrokerError(
+      'InternalException',
+      `The PostgreSQL store's table(s) ${rows.map((row) => row.tablename).join(', ')} belong to another role than the broker's: drop them or hand them to it (README, Production on PostgreSQL)`,
+    );
   }
 }

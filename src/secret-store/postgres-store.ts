@@ -24,7 +24,13 @@ import type {
   StoredRecord,
   StoredSecret,
 } from './secret-store.js';
-import { assertValidName, encodeNextToken, decodeNextToken, validateLimit } from './store-rules.js';
+import {
+  assertValidName,
+  CONNECTION_NAME_PATTERN,
+  decodeNextToken,
+  encodeNextToken,
+  validateLimit,
+} from './store-rules.js';
 
 export interface PostgresStoreOptions {
   /** The pool's settings: connection string or PG* variables, password, TLS, timeouts. */
@@ -44,6 +50,19 @@ interface Row {
 
 /** Rows read per round trip while a page fills (names the caller may not see are skipped). */
 const LIST_BATCH = 200;
+/** Names and versions read per round trip by the sweep. */
+const VERSIONS_BATCH = 1_000;
+/**
+ * The largest envelope read (a record holds at most a 64 KiB token and a 256 KiB request body
+ * limit's worth of parameters, base64 in an envelope): a larger one is not read at all.
+ */
+const ENVELOPE_MAX_BYTES = 1_048_576;
+const ROW_COLUMNS = `name, version::text AS version, uuid,
+  CASE WHEN octet_length(envelope::text) <= ${ENVELOPE_MAX_BYTES} THEN envelope END AS envelope`;
+const VERSION_PATTERN = /^[1-9][0-9]{0,14}$/;
+/** Key ids as sealing writes them; anything else in a row is counted as unreadable. */
+const KEY_ID_PATTERN = /^[0-9A-Za-z_-]{1,64}$/;
+const UNREADABLE_KEY_ID = 'unreadable';
 /** Above every character a connection name may hold, so `prefix + '~'` bounds a prefix range. */
 const PREFIX_UPPER_BOUND = '~';
 
@@ -96,6 +115,7 @@ export class PostgresSecretStore implements SecretStore, KeyedStore {
     this.listener ??= new ChangeListener({
       clientConfig: this.options.poolConfig,
       logger: this.options.logger,
+      confirm: (names) => this.currentVersions(names),
       onChange: (change) => {
         for (const watcher of this.watchers) watcher.onChange(change);
       },
@@ -121,7 +141,7 @@ export class PostgresSecretStore implements SecretStore, KeyedStore {
   get(name: string): Promise<StoredRecord | undefined> {
     return translatedDatabaseCall(async () => {
       const { rows } = await this.pool.query<Row>(
-        'SELECT name, version::text AS version, uuid, envelope FROM connection_records WHERE name = $1',
+        `SELECT ${ROW_COLUMNS} FROM connection_records WHERE name = $1`,
         [name],
       );
       const row = rows[0];
@@ -134,39 +154,96 @@ export class PostgresSecretStore implements SecretStore, KeyedStore {
       const limit = validateLimit(query.limit);
       let after = query.nextToken === undefined ? undefined : decodeNextToken(query.nextToken);
       const prefix = query.namePrefix ?? '';
-      const records: StoredRecord[] = [];
-      // Keyset pagination (no OFFSET): each round trip starts after the last name seen.
+      const visible: string[] = [];
+      // Keyset pagination (no OFFSET) over names alone; envelopes are read only for the page,
+      // so names the caller may not see cost no decryption.
       for (;;) {
-        const { rows } = await this.pool.query<Row>(
-          `SELECT name, version::text AS version, uuid, envelope FROM connection_records
+        const { rows } = await this.pool.query<{ name: string }>(
+          `SELECT name FROM connection_records
             WHERE name >= $1 AND name < $2 AND ($3::text IS NULL OR name > $3)
               AND ($4::text IS NULL OR state = $4)
             ORDER BY name LIMIT $5`,
           [prefix, prefix + PREFIX_UPPER_BOUND, after ?? null, query.state ?? null, LIST_BATCH],
         );
-        for (const row of rows) {
-          if (query.nameFilter !== undefined && !query.nameFilter(row.name)) continue;
-          if (records.length === limit) {
-            const last = records.at(-1);
-            return last === undefined
-              ? { records }
-              : { records, nextToken: encodeNextToken(last.name) };
-          }
-          records.push(this.openRow(row));
+        for (const { name } of rows) {
+          if (!CONNECTION_NAME_PATTERN.test(name)) continue;
+          if (query.nameFilter !== undefined && !query.nameFilter(name)) continue;
+          visible.push(name);
+          if (visible.length > limit) break;
         }
         const last = rows.at(-1);
-        if (rows.length < LIST_BATCH || last === undefined) return { records };
+        if (visible.length > limit || rows.length < LIST_BATCH || last === undefined) break;
         after = last.name;
       }
+      const page = visible.slice(0, limit);
+      const records = await this.readPage(page, query.state);
+      const lastName = page.at(-1);
+      return visible.length > limit && lastName !== undefined
+        ? { records, nextToken: encodeNextToken(lastName) }
+        : { records };
     });
   }
 
+  /**
+   * The records of a page, in name order. A row that does not open is left out of the page
+   * and logged (one bad row must not hide every other connection); reading it by name answers
+   * why. The state filter is applied again to the decrypted state: the column is not sealed.
+   */
+  private async readPage(
+    names: readonly string[],
+    state: string | undefined,
+  ): Promise<StoredRecord[]> {
+    if (names.length === 0) return [];
+    const { rows } = await this.pool.query<Row>(
+      `SELECT ${ROW_COLUMNS} FROM connection_records WHERE name = ANY($1::text[]) ORDER BY name`,
+      [names],
+    );
+    const records: StoredRecord[] = [];
+    for (const row of rows) {
+      try {
+        const record = this.openRow(row);
+        if (state === undefined || record.secret.broker.state === state) records.push(record);
+      } catch (error) {
+        this.options.logger.warn(
+          { connection: row.name, error: errorMessage(error) },
+          'a PostgreSQL row does not open; it is left out of the listing',
+        );
+      }
+    }
+    return records;
+  }
+
+  /** What change notifications are confirmed against: one query per batch of names. */
+  private async currentVersions(names: readonly string[]): Promise<ReadonlyMap<string, string>> {
+    const { rows } = await this.pool.query<{ name: string; version: string }>(
+      'SELECT name, version::text AS version FROM connection_records WHERE name = ANY($1::text[])',
+      [names],
+    );
+    return new Map(
+      rows.filter((row) => VERSION_PATTERN.test(row.version)).map((row) => [row.name, row.version]),
+    );
+  }
+
+  /** Paged by name, so no single answer holds the whole table; odd rows are left out. */
   listVersions(): Promise<Map<string, string>> {
     return translatedDatabaseCall(async () => {
-      const { rows } = await this.pool.query<{ name: string; version: string }>(
-        'SELECT name, version::text AS version FROM connection_records',
-      );
-      return new Map(rows.map((row) => [row.name, row.version]));
+      const versions = new Map<string, string>();
+      let after = '';
+      for (;;) {
+        const { rows } = await this.pool.query<{ name: string; version: string }>(
+          `SELECT name, version::text AS version FROM connection_records
+            WHERE name > $1 ORDER BY name LIMIT $2`,
+          [after, VERSIONS_BATCH],
+        );
+        for (const row of rows) {
+          if (CONNECTION_NAME_PATTERN.test(row.name) && VERSION_PATTERN.test(row.version)) {
+            versions.set(row.name, row.version);
+          }
+        }
+        const last = rows.at(-1);
+        if (rows.length < VERSIONS_BATCH || last === undefined) return versions;
+        after = last.name;
+      }
     });
   }
 
@@ -247,7 +324,10 @@ export class PostgresSecretStore implements SecretStore, KeyedStore {
   replaceKeys(keys: readonly MasterKey[]): void {
     const next = checkedKeyRing(keys);
     const kept = new Set(next.map((key) => key.id));
-    const dropped = [...this.keyIdsInUse.keys()].filter((kid) => !kept.has(kid));
+    // Only keys of the current ring count: a row naming a key nobody has cannot block a change.
+    const dropped = this.keys
+      .map((key) => key.id)
+      .filter((kid) => !kept.has(kid) && (this.keyIdsInUse.get(kid) ?? 0) > 0);
     if (dropped.length > 0) {
       throw new BrokerError(
         'InvalidStateException',
@@ -263,39 +343,59 @@ export class PostgresSecretStore implements SecretStore, KeyedStore {
     for (;;) {
       const { rows } = await translatedDatabaseCall(() =>
         this.pool.query<Row>(
-          `SELECT name, version::text AS version, uuid, envelope FROM connection_records
-            WHERE name > $1 ORDER BY name LIMIT $2`,
+          `SELECT ${ROW_COLUMNS} FROM connection_records WHERE name > $1 ORDER BY name LIMIT $2`,
           [after, LIST_BATCH],
         ),
       );
       for (const row of rows) {
         if (signal?.aborted === true) return reencrypted;
-        if (isEnvelope(row.envelope) && row.envelope.kid === this.encryptionKey.id) continue;
-        const record = this.openRow(row);
+        const envelope = row.envelope;
+        if (isEnvelope(envelope) && envelope.kid === this.encryptionKey.id) continue;
+        let record: StoredRecord;
+        try {
+          record = this.openRow(row);
+        } catch (error) {
+          // One unreadable row must not stop a rotation: it stays counted as unreadable.
+          this.options.logger.warn(
+            { connection: row.name, error: errorMessage(error) },
+            'a PostgreSQL row does not open; the rotation leaves it as it is',
+          );
+          continue;
+        }
+        if (!isEnvelope(envelope)) continue;
         // Same version: the content is unchanged, so caches stay valid and no one is notified.
+        // The uuid and tag make sure it is still the row that was read (not re-created since).
         const { rowCount } = await translatedDatabaseCall(() =>
           this.pool.query(
-            'UPDATE connection_records SET envelope = $3 WHERE name = $1 AND version = $2',
-            [row.name, row.version, this.seal(record)],
+            `UPDATE connection_records SET envelope = $3
+              WHERE name = $1 AND version = $2 AND uuid = $4 AND envelope->>'tag' = $5`,
+            [row.name, row.version, this.seal(record), row.uuid, envelope.tag],
           ),
         );
         if (rowCount === 1) reencrypted += 1;
       }
-      await this.countKeyIds();
       const last = rows.at(-1);
-      if (rows.length < LIST_BATCH || last === undefined) return reencrypted;
+      if (rows.length < LIST_BATCH || last === undefined) break;
       after = last.name;
     }
+    await this.countKeyIds();
+    return reencrypted;
   }
 
   /** Refreshes the per-key counts keyRing() reports. */
   async countKeyIds(): Promise<void> {
     const { rows } = await translatedDatabaseCall(() =>
-      this.pool.query<{ kid: string; count: string }>(
+      this.pool.query<{ kid: string | null; count: string }>(
         `SELECT envelope->>'kid' AS kid, count(*)::text AS count FROM connection_records GROUP BY 1`,
       ),
     );
-    this.keyIdsInUse = new Map(rows.map((row) => [row.kid, Number(row.count)]));
+    const counts = new Map<string, number>();
+    for (const row of rows) {
+      const kid =
+        typeof row.kid === 'string' && KEY_ID_PATTERN.test(row.kid) ? row.kid : UNREADABLE_KEY_ID;
+      counts.set(kid, (counts.get(kid) ?? 0) + (Number(row.count) || 0));
+    }
+    this.keyIdsInUse = counts;
   }
 
   // ---- internals ---------------------------------------------------------------------------
@@ -325,9 +425,11 @@ export class PostgresSecretStore implements SecretStore, KeyedStore {
          FROM connection_leases WHERE name = $1`,
       [name],
     );
+    // Released between the two statements (or the connection is gone): look again at once; the
+    // caller's next read tells a deletion apart.
     const held = rows[0];
-    if (held === undefined) throw connectionNotFound(name);
-    return { granted: false, expiresInMs: held.ms };
+    if (held === undefined) return { granted: false, expiresInMs: 0 };
+    return { granted: false, expiresInMs: Number.isFinite(held.ms) ? held.ms : 0 };
   }
 
   private async exists(name: string): Promise<boolean> {
@@ -353,9 +455,10 @@ export class PostgresSecretStore implements SecretStore, KeyedStore {
       if (record.secret.broker.uuid !== row.uuid) throw new Error('the uuid column does not match');
       return { ...record, version: row.version };
     } catch (error) {
+      const shown = CONNECTION_NAME_PATTERN.test(row.name) ? `'${row.name}'` : '(an invalid name)';
       throw new BrokerError(
         'InternalException',
-        `The row of connection '${row.name}' cannot be opened: ${errorMessage(error)}.`,
+        `The row of connection ${shown} cannot be opened: ${errorMessage(error)}.`,
       );
     }
   }
