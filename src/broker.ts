@@ -291,7 +291,7 @@ async function databasePoolConfig(config: BrokerConfig, logger: Logger): Promise
   if (plaintextToRemoteHost(poolConfig, process.env)) {
     // Ciphertext only travels there, but the role's password and the rows' metadata do too.
     logger.warn(
-      'the PostgreSQL store talks to a remote server without TLS: add sslmode=verify-full to BROKER_DATABASE_URL or set BROKER_DATABASE_CA_FILE (README, Production on PostgreSQL)',
+      'the PostgreSQL store talks to a remote server without TLS, or without checking its certificate: add sslmode=verify-full to BROKER_DATABASE_URL or set BROKER_DATABASE_CA_FILE (README, Production on PostgreSQL)',
     );
   }
   return poolConfig;

@@ -84,6 +84,11 @@ describe('PostgreSQL pool settings', () => {
       plaintextToRemoteHost(await poolConfigFrom(base), { PGHOST: '/var/run/postgresql' }),
       false,
     );
+    const unchecked = await poolConfigFrom({
+      ...base,
+      url: 'postgresql://broker@db.example/broker?uselibpqcompat=true&sslmode=require',
+    });
+    assert.equal(plaintextToRemoteHost(unchecked, {}), true, 'encrypted but not verified');
     const verified = await poolConfigFrom({
       ...base,
       url: 'postgresql://broker@db.example/broker?sslmode=verify-full',

@@ -73,11 +73,23 @@ export async function poolConfigFrom(settings: DatabaseSettings): Promise<pg.Poo
   };
 }
 
-/** Whether the pool would talk to a remote server without TLS: worth a warning at start. */
+/**
+ * Whether the pool would talk to a remote server without TLS, or with TLS that does not check
+ * the server's certificate: worth a warning at start.
+ */
 export function plaintextToRemoteHost(config: pg.PoolConfig, env: NodeJS.ProcessEnv): boolean {
-  if (config.ssl !== undefined && config.ssl !== false) return false;
+  const ssl = config.ssl;
+  const verified =
+    ssl === true || (typeof ssl === 'object' && ssl !== null && ssl.rejectUnauthorized !== false);
+  if (verified) return false;
   const sslmode = env['PGSSLMODE'];
-  if (sslmode !== undefined && sslmode !== 'disable' && sslmode !== 'allow') return false;
+  if (
+    ssl === undefined &&
+    sslmode !== undefined &&
+    !['disable', 'allow', 'prefer', 'no-verify'].includes(sslmode)
+  ) {
+    return false;
+  }
   const host = config.host ?? env['PGHOST'] ?? 'localhost';
   return !(host.startsWith('/') || host === 'localhost' || host === '127.0.0.1' || host === '::1');
 }

@@ -44,9 +44,26 @@ export function isUnavailableDatabaseError(error: unknown): boolean {
   return /timeout|terminated|not queryable|ended/i.test(message);
 }
 
+/** Node's codes for a server certificate it would not accept. */
+function isCertificateRefusal(code: string): boolean {
+  return (
+    code.startsWith('ERR_TLS_') ||
+    code.includes('CERT') ||
+    code === 'UNABLE_TO_VERIFY_LEAF_SIGNATURE' ||
+    code === 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY'
+  );
+}
+
 export function translateDatabaseError(error: unknown): BrokerError {
   if (isBrokerError(error)) return error;
   const code = codeOf(error) ?? 'no code';
+  if (isCertificateRefusal(code)) {
+    return new BrokerError(
+      'ServiceUnavailableException',
+      `The PostgreSQL server's certificate was refused (${code}): check BROKER_DATABASE_CA_FILE (the CA that signed it) and that the host in BROKER_DATABASE_URL is a name the certificate holds.`,
+      { cause: error },
+    );
+  }
   if (isUnavailableDatabaseError(error)) {
     return new BrokerError(
       'ServiceUnavailableException',

@@ -148,7 +148,7 @@ export class ChangeListener {
       while (this.pending.size > 0 && !this.stopped) {
         const names = [...this.pending].slice(0, CONFIRM_BATCH);
         for (const name of names) this.pending.delete(name);
-        const versions = await this.options.confirm(names);
+        const versions = await this.confirmed(names);
         for (const name of names) {
           const version = versions.get(name);
           this.options.onChange(version === undefined ? { name } : { name, version });
@@ -163,6 +163,16 @@ export class ChangeListener {
       this.options.onResync();
     } finally {
       this.confirming = false;
+    }
+  }
+
+  /** One retry: the first query after the database came back may meet a dead pooled socket. */
+  private async confirmed(names: readonly string[]): Promise<ReadonlyMap<string, string>> {
+    try {
+      return await this.options.confirm(names);
+    } catch {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      return this.options.confirm(names);
     }
   }
 

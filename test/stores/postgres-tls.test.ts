@@ -1,7 +1,8 @@
 /**
  * The PostgreSQL store over TLS, as the broker's settings configure it (poolConfigFrom: a CA file
- * becomes `sslrootcert` and `sslmode=verify-full`): the store opens over TLS when the server's
- * certificate chains to the CA and names the host, and refuses to open when either fails.
+ * asks for the server's certificate and name to be verified, libpq's verify-full): the store opens
+ * over TLS when the server's certificate chains to the CA and names the host, and refuses to open
+ * when either fails.
  *
  * A CA made here with openssl signs the servers' certificates (test/support/test-certificate.ts
  * makes self-signed certificates only, where the tests need a CA apart from what it signs, and a
@@ -34,6 +35,7 @@ import {
 import { sampleSecret } from '../support/secret-store-contract.js';
 
 const OPENSSL_TIMEOUT_MS = 30_000;
+const ADMIN_TIMEOUT_MS = 5_000;
 /** What Node's TLS reports for a chain to a CA it was not given (the leaf is the whole chain). */
 const UNTRUSTED_CHAIN_CODES = ['UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'SELF_SIGNED_CERT_IN_CHAIN'];
 /** What Node's TLS reports for a certificate that does not name the host (tls.checkServerIdentity). */
@@ -318,7 +320,12 @@ describe('the PostgreSQL store over TLS', () => {
       assert.equal(await sessionUsesTls(config), true);
       // And the store's own sessions (pool and change listener), as the server lists them: the
       // superuser connects in plain here, which this cluster allows.
-      const admin = new pg.Client({ connectionString: loopback.adminUrl });
+      const admin = new pg.Client({
+        connectionString: loopback.adminUrl,
+        connectionTimeoutMillis: ADMIN_TIMEOUT_MS,
+        query_timeout: ADMIN_TIMEOUT_MS,
+      });
+      admin.on('error', () => undefined);
       await admin.connect();
       try {
         const { rows } = await admin.query<{ ssl: boolean }>(

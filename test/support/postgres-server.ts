@@ -3,8 +3,10 @@
  * temporary folder, the postmaster on a free port of 127.0.0.1 (TCP there only; its unix socket
  * inside the folder), password (SCRAM) authentication on every connection, a superuser for the
  * test itself and a non-superuser role `broker` that owns a database `broker`, the way the broker
- * connects in production. The server programs come from scripts/ensure-postgres.sh (which prints
- * their bin directory); a test that needs them fails loudly when they cannot be had, never skips.
+ * connects in production. With the `tls` option the server also speaks TLS with a given
+ * certificate, and can be told to refuse TCP without it. The server programs come from
+ * scripts/ensure-postgres.sh (which prints their bin directory); a test that needs them fails
+ * loudly when they cannot be had, never skips.
  *
  * PostgreSQL refuses to run as root (PostgreSQL docs, "The PostgreSQL User Account"), so when the
  * tests run as root, as CI does, initdb and postgres run as an unprivileged account (`nobody`)
@@ -21,13 +23,13 @@
 import { execFile, execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync, existsSync, openSync, readFileSync, rmSync } from 'node:fs';
-import { chown, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { Client } from 'pg';
+import { Client, type ClientConfig } from 'pg';
 import { findFreePort } from './loopback.js';
 
 const PROJECT_ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -51,6 +53,9 @@ const OWNER_FILE = 'owner.pid';
 const SUPERUSER = 'postgres';
 const BROKER_ROLE = 'broker';
 const BROKER_DATABASE = 'broker';
+/** In the cluster's folder, beside the data directory, removed with it. */
+const TLS_CERT_FILE = 'server.crt';
+const TLS_KEY_FILE = 'server.key';
 
 const execFileAsync = promisify(execFile);
 
@@ -61,6 +66,25 @@ export interface PostgresOptions {
   settings?: Readonly<Record<string, string>>;
   /** How long the postmaster may take to accept connections; default 30 s. */
   startTimeoutMs?: number;
+  /** TLS on the server (`ssl=on`); absent, the server speaks plain TCP only, as before. */
+  tls?: PostgresTlsOptions;
+}
+
+/**
+ * The server's certificate and key, copied into the cluster's folder: PostgreSQL refuses a key
+ * that others may read, and when the tests run as root the server's account could not reach a
+ * file in the caller's folder anyway (PostgreSQL docs, "Secure TCP/IP Connections with SSL").
+ */
+export interface PostgresTlsOptions {
+  /** PEM certificate (and any intermediates) the server presents. */
+  certFile: string;
+  /** Its unencrypted PEM private key. */
+  keyFile: string;
+  /**
+   * Only `hostssl` lines in pg_hba.conf: a TCP connection without TLS is refused. Then `url` and
+   * `adminUrl` need TLS settings added to connect (they name none).
+   */
+  hostsslOnly?: boolean;
 }
 
 export interface PostgresServer {
@@ -129,6 +153,12 @@ export function ensurePostgresBinDir(): string {
 export async function startPostgres(options: PostgresOptions = {}): Promise<PostgresServer> {
   const binDir = ensurePostgresBinDir();
   const identity = await unprivilegedIdentity(options.osUser ?? 'nobody');
+  const tls = options.tls;
+  // The harness's own connections (readiness, role setup) must pass a hostssl-only pg_hba.conf.
+  // It does not verify the certificate: it talks to the server it just started on loopback, and
+  // verifying is what the tests that ask for TLS check, with their own settings.
+  const adminSsl: ClientConfig['ssl'] =
+    tls === undefined ? undefined : { rejectUnauthorized: false };
   const startTimeoutMs = options.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS;
   await sweepAbandoned();
   const dir = await mkdtemp(path.join(tmpdir(), FOLDER_PREFIX));
@@ -175,6 +205,11 @@ export async function startPostgres(options: PostgresOptions = {}): Promise<Post
       // Dynamic shared memory in the data folder, removed with it, where /dev/shm would keep what
       // a killed postmaster leaves (PostgreSQL docs, "Resource Consumption").
       dynamic_shared_memory_type: 'mmap',
+      ...(tls !== undefined && {
+        ssl: 'on',
+        ssl_cert_file: path.join(dir, TLS_CERT_FILE),
+        ssl_key_file: path.join(dir, TLS_KEY_FILE),
+      }),
       ...options.settings,
     };
     const args = ['-D', dataDir, '-p', String(port)];
@@ -205,7 +240,7 @@ export async function startPostgres(options: PostgresOptions = {}): Promise<Post
         const why = spawnError?.message ?? `exited with ${spawned.exitCode ?? spawned.signalCode}`;
         throw new PostmasterStartError(`postgres on port ${port} ${why}: ${tail}`, tail);
       }
-      if (await acceptsConnections(adminUrl)) return;
+      if (await acceptsConnections(adminUrl, adminSsl)) return;
       if (Date.now() > deadline) {
         await killAndWait();
         throw new Error(
@@ -285,6 +320,7 @@ export async function startPostgres(options: PostgresOptions = {}): Promise<Post
       throw new Error(`initdb failed: ${describeExecError(error)}`, { cause: error });
     }
     await rm(passwordFile);
+    if (tls !== undefined) await installTls(tls, dir, dataDir, identity);
 
     for (let attempt = 1; ; attempt += 1) {
       port = await findFreePort();
@@ -299,7 +335,11 @@ export async function startPostgres(options: PostgresOptions = {}): Promise<Post
       }
     }
 
-    await createBrokerRole(libpqUrl(SUPERUSER, adminPassword, port, 'postgres'), password);
+    await createBrokerRole(
+      libpqUrl(SUPERUSER, adminPassword, port, 'postgres'),
+      password,
+      adminSsl,
+    );
   } catch (error) {
     await cleanup().catch(() => undefined);
     throw error;
@@ -339,9 +379,14 @@ class PostmasterStartError extends Error {
  * owner from PostgreSQL 15 on (PostgreSQL docs, "Schemas", "The Public Schema"), while older
  * versions let every role create there.
  */
-async function createBrokerRole(adminUrl: string, password: string): Promise<void> {
+async function createBrokerRole(
+  adminUrl: string,
+  password: string,
+  ssl: ClientConfig['ssl'],
+): Promise<void> {
   const client = new Client({
     connectionString: adminUrl,
+    ...(ssl !== undefined && { ssl }),
     connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
     query_timeout: SETUP_QUERY_TIMEOUT_MS,
   });
@@ -358,14 +403,51 @@ async function createBrokerRole(adminUrl: string, password: string): Promise<voi
   }
 }
 
+/**
+ * The certificate and key into the cluster's folder, owned by the server's account; the key mode
+ * 0600, since PostgreSQL refuses a key file its owner lets others read (or one neither its own nor
+ * root's). With `hostsslOnly`, a pg_hba.conf that lets TCP in over TLS only (initdb wrote `host`
+ * lines, which admit both): no line matches a plain TCP connection, so it is refused.
+ */
+async function installTls(
+  tls: PostgresTlsOptions,
+  dir: string,
+  dataDir: string,
+  identity: Identity | undefined,
+): Promise<void> {
+  const certFile = path.join(dir, TLS_CERT_FILE);
+  const keyFile = path.join(dir, TLS_KEY_FILE);
+  await writeFile(certFile, await readFile(tls.certFile), { mode: 0o644 });
+  await writeFile(keyFile, await readFile(tls.keyFile), { mode: 0o600 });
+  // writeFile's mode is filtered by the umask; the key's must be exactly 0600 whatever it is.
+  await chmod(keyFile, 0o600);
+  if (identity !== undefined) {
+    await chown(certFile, identity.uid, identity.gid);
+    await chown(keyFile, identity.uid, identity.gid);
+  }
+  if (tls.hostsslOnly === true) {
+    // Rewriting the file initdb made keeps its owner (the server's account) and mode.
+    await writeFile(
+      path.join(dataDir, 'pg_hba.conf'),
+      [
+        '# Written by test/support/postgres-server.ts: TCP over TLS only.',
+        'local all all scram-sha-256',
+        `hostssl all all ${HOST}/32 scram-sha-256`,
+        '',
+      ].join('\n'),
+    );
+  }
+}
+
 function libpqUrl(user: string, password: string, port: number, database: string): string {
   return `postgresql://${encodeURIComponent(user)}:${encodeURIComponent(password)}@${HOST}:${port}/${encodeURIComponent(database)}`;
 }
 
 /** Whether the server answers a query on `url` (a server still starting up refuses it). */
-async function acceptsConnections(url: string): Promise<boolean> {
+async function acceptsConnections(url: string, ssl: ClientConfig['ssl']): Promise<boolean> {
   const client = new Client({
     connectionString: url,
+    ...(ssl !== undefined && { ssl }),
     connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
     query_timeout: CONNECT_TIMEOUT_MS,
   });
