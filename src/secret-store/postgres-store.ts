@@ -12,10 +12,11 @@ import type { KeyedStore } from './key-rotation.js';
 import type { MasterKey } from './master-key.js';
 import { CHANGE_CHANNEL, ChangeListener } from './postgres-notifications.js';
 import { translatedDatabaseCall } from './postgres-errors.js';
+import { claimLease, releaseLease } from './postgres-leases.js';
+import { openRow, ROW_COLUMNS, sealRow, type Row } from './postgres-rows.js';
 import { migrate } from './postgres-schema.js';
-import { decryptRecord, encryptRecord, isEnvelope } from './record-sealing.js';
+import { isEnvelope } from './record-sealing.js';
 import type {
-  LeaseClaim,
   ListPage,
   ListQuery,
   RecordChange,
@@ -40,25 +41,10 @@ export interface PostgresStoreOptions {
   logger: Logger;
 }
 
-/** As read: the envelope column is checked before use, like any bytes from outside. */
-interface Row {
-  name: string;
-  version: string;
-  uuid: string;
-  envelope: unknown;
-}
-
 /** Rows read per round trip while a page fills (names the caller may not see are skipped). */
 const LIST_BATCH = 200;
 /** Names and versions read per round trip by the sweep. */
 const VERSIONS_BATCH = 1_000;
-/**
- * The largest envelope read (a record holds at most a 64 KiB token and a 256 KiB request body
- * limit's worth of parameters, base64 in an envelope): a larger one is not read at all.
- */
-const ENVELOPE_MAX_BYTES = 1_048_576;
-const ROW_COLUMNS = `name, version::text AS version, uuid,
-  CASE WHEN octet_length(envelope::text) <= ${ENVELOPE_MAX_BYTES} THEN envelope END AS envelope`;
 const VERSION_PATTERN = /^[1-9][0-9]{0,14}$/;
 /** Key ids as sealing writes them; anything else in a row is counted as unreadable. */
 const KEY_ID_PATTERN = /^[0-9A-Za-z_-]{1,64}$/;
@@ -94,14 +80,9 @@ export class PostgresSecretStore implements SecretStore, KeyedStore {
     );
     this.leases = {
       claim: (name, holder, generation, ttlMs) =>
-        translatedDatabaseCall(() => this.claimLease(name, holder, generation, ttlMs)),
+        translatedDatabaseCall(() => claimLease(this.pool, name, holder, generation, ttlMs)),
       release: (name, holder) =>
-        translatedDatabaseCall(async () => {
-          await this.pool.query('DELETE FROM connection_leases WHERE name = $1 AND holder = $2', [
-            name,
-            holder,
-          ]);
-        }),
+        translatedDatabaseCall(() => releaseLease(this.pool, name, holder)),
     };
   }
 
@@ -145,7 +126,7 @@ export class PostgresSecretStore implements SecretStore, KeyedStore {
         [name],
       );
       const row = rows[0];
-      return row === undefined ? undefined : this.openRow(row);
+      return row === undefined ? undefined : openRow(this.keys, row);
     });
   }
 
@@ -201,7 +182,7 @@ export class PostgresSecretStore implements SecretStore, KeyedStore {
     const records: StoredRecord[] = [];
     for (const row of rows) {
       try {
-        const record = this.openRow(row);
+        const record = openRow(this.keys, row);
         if (state === undefined || record.secret.broker.state === state) records.push(record);
       } catch (error) {
         this.options.logger.warn(
@@ -257,7 +238,13 @@ export class PostgresSecretStore implements SecretStore, KeyedStore {
            VALUES ($1, 1, $2, $3, $4) ON CONFLICT (name) DO NOTHING RETURNING name
          )
          SELECT pg_notify($5, name || ' 1') FROM inserted`,
-        [name, secret.broker.uuid, secret.broker.state, this.seal(record), CHANGE_CHANNEL],
+        [
+          name,
+          secret.broker.uuid,
+          secret.broker.state,
+          sealRow(this.encryptionKey, record),
+          CHANGE_CHANNEL,
+        ],
       );
       if (rows.length === 0) throw connectionAlreadyExists(name);
       return structuredClone(record);
@@ -285,7 +272,7 @@ export class PostgresSecretStore implements SecretStore, KeyedStore {
           record.version,
           secret.broker.uuid,
           secret.broker.state,
-          this.seal(record),
+          sealRow(this.encryptionKey, record),
           expectedVersion,
           CHANGE_CHANNEL,
         ],
@@ -353,7 +340,7 @@ export class PostgresSecretStore implements SecretStore, KeyedStore {
         if (isEnvelope(envelope) && envelope.kid === this.encryptionKey.id) continue;
         let record: StoredRecord;
         try {
-          record = this.openRow(row);
+          record = openRow(this.keys, row);
         } catch (error) {
           // One unreadable row must not stop a rotation: it stays counted as unreadable.
           this.options.logger.warn(
@@ -369,7 +356,7 @@ export class PostgresSecretStore implements SecretStore, KeyedStore {
           this.pool.query(
             `UPDATE connection_records SET envelope = $3
               WHERE name = $1 AND version = $2 AND uuid = $4 AND envelope->>'tag' = $5`,
-            [row.name, row.version, this.seal(record), row.uuid, envelope.tag],
+            [row.name, row.version, sealRow(this.encryptionKey, record), row.uuid, envelope.tag],
           ),
         );
         if (rowCount === 1) reencrypted += 1;
@@ -400,66 +387,10 @@ export class PostgresSecretStore implements SecretStore, KeyedStore {
 
   // ---- internals ---------------------------------------------------------------------------
 
-  private async claimLease(
-    name: string,
-    holder: string,
-    generation: number,
-    ttlMs: number,
-  ): Promise<LeaseClaim> {
-    const claimed = await this.pool.query(
-      `INSERT INTO connection_leases (name, holder, generation, expires_at)
-       SELECT $1, $2, $3, now() + $4 * interval '1 millisecond'
-        WHERE EXISTS (SELECT 1 FROM connection_records WHERE name = $1)
-       ON CONFLICT (name) DO UPDATE
-          SET holder = EXCLUDED.holder, generation = EXCLUDED.generation,
-              expires_at = EXCLUDED.expires_at
-        WHERE connection_leases.holder = EXCLUDED.holder
-           OR connection_leases.generation < EXCLUDED.generation
-           OR connection_leases.expires_at <= now()
-       RETURNING 1`,
-      [name, holder, generation, ttlMs],
-    );
-    if (claimed.rowCount === 1) return { granted: true };
-    const { rows } = await this.pool.query<{ ms: number }>(
-      `SELECT greatest(0, ceil(extract(epoch FROM expires_at - now()) * 1000))::float8 AS ms
-         FROM connection_leases WHERE name = $1`,
-      [name],
-    );
-    // Released between the two statements (or the connection is gone): look again at once; the
-    // caller's next read tells a deletion apart.
-    const held = rows[0];
-    if (held === undefined) return { granted: false, expiresInMs: 0 };
-    return { granted: false, expiresInMs: Number.isFinite(held.ms) ? held.ms : 0 };
-  }
-
   private async exists(name: string): Promise<boolean> {
     const { rowCount } = await this.pool.query('SELECT 1 FROM connection_records WHERE name = $1', [
       name,
     ]);
     return rowCount === 1;
-  }
-
-  private seal(record: StoredRecord): string {
-    return JSON.stringify(
-      encryptRecord(record, this.encryptionKey, { uuid: record.secret.broker.uuid }),
-    );
-  }
-
-  /** A row to its record; a row that does not open (wrong key, altered) is an internal error. */
-  private openRow(row: Row): StoredRecord {
-    try {
-      const envelope = row.envelope;
-      if (!isEnvelope(envelope)) throw new Error('the envelope column is not an envelope');
-      if (envelope.version !== row.version) throw new Error('the envelope names another version');
-      const record = decryptRecord(envelope, row.name, this.keys, { uuid: row.uuid });
-      if (record.secret.broker.uuid !== row.uuid) throw new Error('the uuid column does not match');
-      return { ...record, version: row.version };
-    } catch (error) {
-      const shown = CONNECTION_NAME_PATTERN.test(row.name) ? `'${row.name}'` : '(an invalid name)';
-      throw new BrokerError(
-        'InternalException',
-        `The row of connection ${shown} cannot be opened: ${errorMessage(error)}.`,
-      );
-    }
   }
 }
