@@ -27,10 +27,10 @@ export function keysRoutes({ keys, validator }: KeysRoutesDeps): Router {
     return keys;
   };
 
-  router.get('/v1/keys', (req, res) => {
+  router.get('/v1/keys', async (req, res) => {
     validator.validate('DescribeKeys', req);
     const ring = rotation(res, 'DescribeKeys');
-    res.json(keyRingView(ring.storeKind, ring.status()));
+    res.json(keyRingView(ring.storeKind, await ring.status()));
   });
 
   router.post('/v1/keys/rotate', async (req, res) => {

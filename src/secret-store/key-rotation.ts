@@ -28,6 +28,11 @@ export interface KeyedStore {
   replaceKeys(keys: readonly MasterKey[]): void;
   /** Re-seals every record under the newest key; stops between records when aborted. */
   reencryptAll(signal?: AbortSignal): Promise<number>;
+  /**
+   * Counts again which keys seal what, when other writers (a fleet's replicas) may have
+   * written since: what keyRing() reports and replaceKeys() checks must be current.
+   */
+  refreshKeyRing?(): Promise<void>;
 }
 
 export interface KeyRotationOptions {
@@ -57,7 +62,8 @@ export class KeyRotation {
     return this.options.store.kind;
   }
 
-  status(): KeyRingStatus {
+  async status(): Promise<KeyRingStatus> {
+    await this.options.store.refreshKeyRing?.();
     return this.options.store.keyRing();
   }
 
@@ -99,7 +105,7 @@ export class KeyRotation {
           reencrypted: result.reencrypted,
           recordsByKeyId: result.recordsByKeyId,
         },
-        'master key ring applied: every record is under the newest key; keys with no records can leave the ring',
+        'master key ring applied: records re-encrypted under the newest key; keys with no records (recordsByKeyId) can leave the ring',
       );
     } catch (error) {
       logger.error(
@@ -121,7 +127,11 @@ export class KeyRotation {
     const { store, loadKeys } = this.options;
     const { signal } = this.stopping;
     if (signal.aborted) throw keyRotationStopped();
-    if (loadKeys !== undefined) store.replaceKeys(await loadRing(loadKeys));
+    if (loadKeys !== undefined) {
+      const ring = await loadRing(loadKeys);
+      await store.refreshKeyRing?.();
+      store.replaceKeys(ring);
+    }
     const reencrypted = await store.reencryptAll(signal);
     const ring = store.keyRing();
     const isComplete = Object.keys(ring.recordsByKeyId).every((id) => id === ring.activeKeyId);

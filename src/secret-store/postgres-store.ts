@@ -369,6 +369,11 @@ export class PostgresSecretStore implements SecretStore, KeyedStore {
     return reencrypted;
   }
 
+  /** Refreshes the per-key counts keyRing() reports and replaceKeys() checks (KeyedStore). */
+  refreshKeyRing(): Promise<void> {
+    return this.countKeyIds();
+  }
+
   /** Refreshes the per-key counts keyRing() reports. */
   async countKeyIds(): Promise<void> {
     const { rows } = await translatedDatabaseCall(() =>

@@ -10,6 +10,7 @@ import { pino } from 'pino';
 
 import { isBrokerError } from '../../src/errors.js';
 import type { MasterKey } from '../../src/secret-store/master-key.js';
+import { KeyRotation } from '../../src/secret-store/key-rotation.js';
 import { poolConfigFrom } from '../../src/secret-store/postgres-config.js';
 import { PostgresSecretStore } from '../../src/secret-store/postgres-store.js';
 import type { RecordChange } from '../../src/secret-store/secret-store.js';
@@ -276,6 +277,25 @@ describe('PostgresSecretStore against a real PostgreSQL', () => {
     assert.deepEqual(store.keyRing().recordsByKeyId, { [fresh.id]: 3 });
     store.replaceKeys([fresh]);
     assert.equal((await store.get('r2'))?.version, '1', 'the version is unchanged');
+  });
+
+  it('when connections were written after the store opened, then a rotation that drops their key is refused with fresh counts', async () => {
+    const old = newMasterKey();
+    const store = await openStore([old]);
+    // Written after open(): counts taken at open say nothing is under the old key.
+    await store.create('written-later', sampleSecret('written-later'));
+    const other = await openStore([old]);
+    await other.create('by-another-replica', sampleSecret('by-another-replica'));
+    const fresh = newMasterKey();
+    const rotation = new KeyRotation({
+      store,
+      loadKeys: () => Promise.resolve([fresh]),
+      keyFile: undefined,
+      logger: pino({ level: 'silent' }),
+    });
+    await assertRejectsWithCode(rotation.rotate(), 'InvalidStateException');
+    assert.deepEqual((await rotation.status()).recordsByKeyId, { [old.id]: 2 });
+    await rotation.close();
   });
 
   it('when more rows than one batch are listed with a name filter, then pages fill with visible names and the NextToken resumes after them', async () => {

@@ -42,8 +42,12 @@ current ring stays. The Secrets Manager store encrypts with KMS: rotate the KMS 
       return;
     }
     const records = result.Reencrypted === 1 ? 'record' : 'records';
+    // The broker may have applied the ring already (it watches the key file): say so, rather
+    // than a bare "0" that reads as if nothing happened.
+    const under = result.RecordsByKeyId[result.ActiveKeyId] ?? 0;
+    const already = result.Reencrypted === 0 && under > 0 ? ` (${under} already under it)` : '';
     context.io.writeOut(
-      `Re-encrypted ${result.Reencrypted} ${records} under ${result.ActiveKeyId}.\n\n${formatKeyRing(result)}`,
+      `Re-encrypted ${result.Reencrypted} ${records} under ${result.ActiveKeyId}${already}.\n\n${formatKeyRing(result)}`,
     );
   },
 });
