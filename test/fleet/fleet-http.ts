@@ -1,9 +1,11 @@
 /**
- * What the fleet tests share: bounded HTTP calls to a broker process, assertions against
- * openapi.yaml, the response shapes, and Prometheus exposition parsing.
+ * What the fleet tests share: bounded HTTP calls to a broker process (one at a time, as one
+ * caller, or many over a keep-alive agent), assertions against openapi.yaml, the response
+ * shapes, Prometheus exposition parsing, and starting the replicas.
  */
 
 import assert from 'node:assert/strict';
+import { request as httpRequest, type Agent } from 'node:http';
 
 import { assertMatchesSpec } from '../support/openapi-contract.js';
 import { startBrokerProcess, type BrokerProcess } from '../support/broker-process.js';
@@ -205,6 +207,136 @@ export function basicHeaderValue(username: string, password: string): string {
   return Buffer.from(`${username}:${password}`).toString('base64');
 }
 
+/**
+ * A GET over a keep-alive agent answering status and body text; a network failure or timeout
+ * becomes status 0. Far cheaper per request than fetch, so that load loops measure the brokers
+ * more than the test's own client.
+ */
+export function getOver(
+  agent: Agent,
+  url: string,
+  headers: Readonly<Record<string, string>> = {},
+  timeoutMs = REQUEST_TIMEOUT_MS,
+): Promise<{ status: number; text: string; elapsedMs: number }> {
+  const started = performance.now();
+  return new Promise((resolve) => {
+    const failed = (error: Error): void =>
+      resolve({
+        status: 0,
+        text: `${error.name}: ${error.message}`,
+        elapsedMs: performance.now() - started,
+      });
+    const req = httpRequest(url, { agent, timeout: timeoutMs, headers }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => (text += chunk));
+      res.on('error', failed);
+      res.on('end', () =>
+        resolve({ status: res.statusCode ?? 0, text, elapsedMs: performance.now() - started }),
+      );
+    });
+    req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
+    req.on('error', failed);
+    req.end();
+  });
+}
+
+/** The Headers of an authorization answer as JSON text, or undefined when it is not one. */
+export function servedHeaders(text: string): string | undefined {
+  try {
+    const parsed = JSON.parse(text) as Partial<AuthorizationParameters>; // Headers checked next
+    const headers = parsed.Headers;
+    return headers === undefined ? undefined : JSON.stringify(headers);
+  } catch {
+    return undefined;
+  }
+}
+
+type ReplicaRequest = (
+  on: Replica,
+  method: string,
+  route: string,
+  body?: unknown,
+  timeoutMs?: number,
+) => Promise<Answer>;
+
+/**
+ * What the tests ask of a replica, every request carrying the same headers: a policy file's
+ * caller key, or none. Properties, not methods, so that a test can destructure them.
+ */
+export interface FleetCalls {
+  /** call() to `on` with the caller's headers. */
+  api: ReplicaRequest;
+  /** callSafely() to `on` with the caller's headers. */
+  apiSafely: ReplicaRequest;
+  /**
+   * A request that must be answered within `limitMs` (during an outage, say). It may itself
+   * take 10 s longer, so that a slow answer fails on its measured time rather than as an abort;
+   * a network failure is status 0, for the caller's check of the answer to report.
+   */
+  apiWithin: (
+    limitMs: number,
+    on: Replica,
+    method: string,
+    route: string,
+    body?: unknown,
+  ) => Promise<Answer>;
+  /** CreateConnection through `via`, asserted to answer 201. */
+  createConnection: (via: Replica, input: unknown) => Promise<StateResponse>;
+  getAuthorization: (on: Replica, name: string) => Promise<AuthorizationParameters>;
+  describeOn: (on: Replica, name: string) => Promise<ConnectionDescription>;
+  /** The Prometheus exposition of `on`, asserted to answer 200. */
+  metricsOf: (on: Replica) => Promise<string>;
+}
+
+/**
+ * The requests of one caller. `metricsMatchSpec` also checks every /metrics answer against
+ * openapi.yaml (GetMetrics), as the Secrets Manager fleet always has.
+ */
+export function callsAs(
+  headers: Readonly<Record<string, string>> = {},
+  { metricsMatchSpec = false }: { metricsMatchSpec?: boolean } = {},
+): FleetCalls {
+  const api: ReplicaRequest = (on, method, route, body, timeoutMs) =>
+    call(on.url, method, route, body, timeoutMs, headers);
+  const apiSafely: ReplicaRequest = (on, method, route, body, timeoutMs) =>
+    callSafely(on.url, method, route, body, timeoutMs, headers);
+  return {
+    api,
+    apiSafely,
+    apiWithin: async (limitMs, on, method, route, body) => {
+      const answer = await apiSafely(on, method, route, body, limitMs + 10_000);
+      assert.ok(
+        answer.elapsedMs < limitMs,
+        `${on.name} ${method} ${route} took ${Math.round(answer.elapsedMs)} ms (limit ${limitMs} ms)`,
+      );
+      return answer;
+    },
+    createConnection: async (via, input) =>
+      expectOk<StateResponse>(
+        'CreateConnection',
+        await api(via, 'POST', '/v1/connections', input),
+        201,
+      ),
+    getAuthorization: async (on, name) =>
+      expectOk<AuthorizationParameters>(
+        'GetAuthorization',
+        await api(on, 'GET', authorizationPath(name)),
+      ),
+    describeOn: async (on, name) =>
+      expectOk<ConnectionDescription>(
+        'DescribeConnection',
+        await api(on, 'GET', connectionPath(name)),
+      ),
+    metricsOf: async (on) => {
+      const answer = await api(on, 'GET', '/metrics');
+      assert.equal(answer.status, 200, `GET /metrics on ${on.name}: ${brief(answer)}`);
+      if (metricsMatchSpec) conformsToSpec('GetMetrics', answer);
+      return answer.text;
+    },
+  };
+}
+
 // ---------------------------------------------------------------------------------------------
 // Prometheus exposition
 
@@ -215,16 +347,22 @@ export function metricValue(exposition: string, sample: string): number | undefi
   return match?.[1] === undefined ? undefined : Number(match[1]);
 }
 
-/** A counter's samples with exactly one label, summed by that label's value. */
+/**
+ * A counter's samples summed by the value of one of its labels, whatever its other labels
+ * (broker_secret_store_operations_total by op sums over outcome); samples without it are left out.
+ */
 export function samplesByLabel(
   exposition: string,
   metric: string,
   label: string,
 ): Record<string, number> {
   const sums: Record<string, number> = {};
-  const pattern = new RegExp(`^${metric}\\{${label}="([^"]*)"\\} (\\S+)$`, 'gm');
-  for (const [, value, count] of exposition.matchAll(pattern)) {
-    sums[value!] = (sums[value!] ?? 0) + Number(count);
+  const sample = new RegExp(`^${metric}\\{([^}]*)\\} (\\S+)$`, 'gm');
+  const labelValue = new RegExp(`(?:^|,)${label}="([^"]*)"`);
+  for (const [, labels, count] of exposition.matchAll(sample)) {
+    const value = labelValue.exec(labels ?? '')?.[1];
+    if (value === undefined) continue;
+    sums[value] = (sums[value] ?? 0) + Number(count);
   }
   return sums;
 }

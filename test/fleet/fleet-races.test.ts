@@ -14,7 +14,6 @@
  */
 
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 
@@ -28,7 +27,7 @@ import {
 
 import { awsStoreEnv } from '../support/broker-process.js';
 import { observeWithin, startReplicas, type Replica } from './fleet-http.js';
-import { oauthInput } from '../support/connection-inputs.js';
+import { apiKeyInput, basicInput, oauthInput } from '../support/connection-inputs.js';
 import { motoSecretsManager, startMotoServer } from '../support/moto-server.js';
 import type { MotoServer } from '../support/moto-server.js';
 import { startScriptedTokenEndpoint } from '../support/scripted-token-endpoint.js';
@@ -43,6 +42,7 @@ import {
   brief,
   call,
   callSafely,
+  callsAs,
   connectionPath,
   expectOk,
   expectProblem,
@@ -56,6 +56,7 @@ import type {
   Readiness,
   StateResponse,
 } from './fleet-http.js';
+import { randomSecret, replicaNamed, required, stopFleet } from './fleet-support.js';
 
 const SECRET_NAME_PREFIX = 'events!connection/';
 /** BROKER_CACHE_MAX_AGE_SECONDS of A, B and C (awsStoreEnv's). */
@@ -103,8 +104,6 @@ const S_ANSWER_MS = 3_000;
 
 type Broker = Replica;
 
-const uniqueToken = (label: string): string => `${label}-${randomBytes(12).toString('hex')}`;
-
 describe('fleet races fixed in review, over the wire (broker processes on one moto, a scripted token endpoint)', () => {
   let moto: MotoServer | undefined;
   let tokens: ScriptedTokenEndpoint | undefined;
@@ -112,19 +111,12 @@ describe('fleet races fixed in review, over the wire (broker processes on one mo
   let secretsManager: SecretsManagerClient | undefined;
   const brokers: Broker[] = [];
 
-  const broker = (name: string): Broker => {
-    const found = brokers.find((b) => b.name === name);
-    assert.ok(found, `broker ${name} did not start`);
-    return found;
-  };
-  const tokenEndpoint = (): ScriptedTokenEndpoint => {
-    assert.ok(tokens, 'the token endpoint did not start');
-    return tokens;
-  };
-  const sm = (): SecretsManagerClient => {
-    assert.ok(secretsManager, 'no Secrets Manager client');
-    return secretsManager;
-  };
+  const { createConnection, getAuthorization, describeOn, metricsOf } = callsAs();
+
+  const broker = (name: string): Broker => replicaNamed(brokers, name);
+  const tokenEndpoint = (): ScriptedTokenEndpoint =>
+    required(tokens, 'the token endpoint did not start');
+  const sm = (): SecretsManagerClient => required(secretsManager, 'no Secrets Manager client');
 
   before(
     async () => {
@@ -158,15 +150,13 @@ describe('fleet races fixed in review, over the wire (broker processes on one mo
   );
 
   after(
-    async () => {
-      const stopped = await Promise.allSettled(brokers.map((b) => b.process.stop()));
-      await tokens?.close();
-      await proxy?.close();
-      secretsManager?.destroy();
-      await moto?.stop();
-      const failure = stopped.find((result) => result.status === 'rejected');
-      if (failure !== undefined) throw failure.reason;
-    },
+    () =>
+      stopFleet(brokers, async () => {
+        await tokens?.close();
+        await proxy?.close();
+        secretsManager?.destroy();
+        await moto?.stop();
+      }),
     { timeout: 60_000 },
   );
 
@@ -178,7 +168,7 @@ describe('fleet races fixed in review, over the wire (broker processes on one mo
       {
         endpoint: tokenEndpoint().url,
         clientId: `${name}-client`,
-        clientSecret: uniqueToken('secret'),
+        clientSecret: randomSecret('secret'),
       },
       description === undefined ? {} : { description },
     );
@@ -193,36 +183,12 @@ describe('fleet races fixed in review, over the wire (broker processes on one mo
   ): Promise<AuthorizationParameters> {
     const before = tokenEndpoint().requestCount();
     tokenEndpoint().script({ kind: 'token', ...token });
-    const created = expectOk<StateResponse>(
-      'CreateConnection',
-      await call(via.url, 'POST', '/v1/connections', oauthConnection(name, description)),
-      201,
-    );
+    const created = await createConnection(via, oauthConnection(name, description));
     assert.equal(created.ConnectionState, 'AUTHORIZED');
     assert.equal(tokenEndpoint().requestCount() - before, 1, 'create made one token request');
     const auth = await getAuthorization(via, name);
     assert.equal(auth.Headers['Authorization'], `Bearer ${token.accessToken}`);
     return auth;
-  }
-
-  async function getAuthorization(on: Broker, name: string): Promise<AuthorizationParameters> {
-    return expectOk<AuthorizationParameters>(
-      'GetAuthorization',
-      await call(on.url, 'GET', authorizationPath(name)),
-    );
-  }
-
-  async function describeOn(on: Broker, name: string): Promise<ConnectionDescription> {
-    return expectOk<ConnectionDescription>(
-      'DescribeConnection',
-      await call(on.url, 'GET', connectionPath(name)),
-    );
-  }
-
-  async function metricsOf(on: Broker): Promise<string> {
-    const answer = await call(on.url, 'GET', '/metrics');
-    assert.equal(answer.status, 200, `GET /metrics on ${on.name}: ${brief(answer)}`);
-    return answer.text;
   }
 
   /** Waits (bounded, polling every 5 ms) until the token endpoint has received `count` requests. */
@@ -294,7 +260,7 @@ describe('fleet races fixed in review, over the wire (broker processes on one mo
     async (t) => {
       const [a, b, c] = [broker('A'), broker('B'), broker('C')];
       const name = 'race-update-during-refresh';
-      const firstToken = uniqueToken('update-first');
+      const firstToken = randomSecret('update-first');
       const first = await createOAuth(a, name, { accessToken: firstToken }, 'before the refresh');
       const generation = first.TokenGeneration;
       for (const r of [b, c]) {
@@ -303,7 +269,7 @@ describe('fleet races fixed in review, over the wire (broker processes on one mo
         assert.equal(auth.TokenGeneration, generation, r.name);
       }
 
-      const newToken = uniqueToken('update-new');
+      const newToken = randomSecret('update-new');
       tokenEndpoint().script({
         kind: 'token',
         accessToken: newToken,
@@ -376,7 +342,7 @@ describe('fleet races fixed in review, over the wire (broker processes on one mo
       }
 
       // A report for the new generation finds no lease to wait for.
-      const nextToken = uniqueToken('update-next');
+      const nextToken = randomSecret('update-next');
       tokenEndpoint().script({ kind: 'token', accessToken: nextToken });
       const next = await call(b.url, 'POST', refreshPath(name), {
         StatusCode: 401,
@@ -408,7 +374,7 @@ describe('fleet races fixed in review, over the wire (broker processes on one mo
     async (t) => {
       const [a, b, c] = [broker('A'), broker('B'), broker('C')];
       const name = 'race-refresh-ahead';
-      const oldToken = uniqueToken('ahead-old');
+      const oldToken = randomSecret('ahead-old');
       const first = await createOAuth(a, name, {
         accessToken: oldToken,
         expiresIn: SHORT_TOKEN_LIFETIME_S,
@@ -423,7 +389,7 @@ describe('fleet races fixed in review, over the wire (broker processes on one mo
         assert.equal(auth.TokenExpiresAt, first.TokenExpiresAt, r.name);
       }
 
-      const newToken = uniqueToken('ahead-new');
+      const newToken = randomSecret('ahead-new');
       tokenEndpoint().script({
         kind: 'token',
         accessToken: newToken,
@@ -495,16 +461,9 @@ describe('fleet races fixed in review, over the wire (broker processes on one mo
     async () => {
       const l2 = broker('L2');
       const name = 'race-domain-error';
-      expectOk<StateResponse>(
-        'CreateConnection',
-        await call(l2.url, 'POST', '/v1/connections', {
-          Name: name,
-          AuthorizationType: 'BASIC',
-          AuthParameters: {
-            BasicAuthParameters: { Username: 'race-user', Password: uniqueToken('password') },
-          },
-        }),
-        201,
+      await createConnection(
+        l2,
+        basicInput(name, { username: 'race-user', password: randomSecret('password') }),
       );
       const ready = expectOk<Readiness>('GetReadiness', await call(l2.url, 'GET', '/readyz'));
       assert.equal(ready.store.healthy, true, 'L2 before the PATCH');
@@ -556,9 +515,9 @@ describe('fleet races fixed in review, over the wire (broker processes on one mo
       const [l1, l2, l3] = [broker('L1'), broker('L2'), broker('L3')];
       // Created and updated through L3 only: L1 and L2 have nothing cached.
       const name = 'race-resumed-authorization';
-      const first = await createOAuth(l3, name, { accessToken: uniqueToken('resume-first') });
+      const first = await createOAuth(l3, name, { accessToken: randomSecret('resume-first') });
 
-      const resumedToken = uniqueToken('resume-token');
+      const resumedToken = randomSecret('resume-token');
       tokenEndpoint().script({ kind: 'hang' }, { kind: 'token', accessToken: resumedToken });
       const requestsBefore = tokenEndpoint().requestCount();
       const lost = callSafely(
@@ -570,7 +529,7 @@ describe('fleet races fixed in review, over the wire (broker processes on one mo
             OAuthParameters: {
               ClientParameters: {
                 ClientID: `${name}-client-2`,
-                ClientSecret: uniqueToken('secret'),
+                ClientSecret: randomSecret('secret'),
               },
             },
           },
@@ -631,10 +590,10 @@ describe('fleet races fixed in review, over the wire (broker processes on one mo
     async (t) => {
       const [l1, l2] = [broker('L1'), broker('L2')];
       const name = 'race-lease-holder-dies';
-      const first = await createOAuth(l2, name, { accessToken: uniqueToken('lease-first') });
+      const first = await createOAuth(l2, name, { accessToken: randomSecret('lease-first') });
       const generation = first.TokenGeneration;
 
-      const takeoverToken = uniqueToken('lease-takeover');
+      const takeoverToken = randomSecret('lease-takeover');
       tokenEndpoint().script({ kind: 'hang' }, { kind: 'token', accessToken: takeoverToken });
       const requestsBefore = tokenEndpoint().requestCount();
       const lost = callSafely(
@@ -723,18 +682,8 @@ describe('fleet races fixed in review, over the wire (broker processes on one mo
       const s = broker('S');
       assert.ok(proxy, 'no proxy');
       const name = 'race-stale-bound';
-      const keyValue = uniqueToken('api-key');
-      expectOk<StateResponse>(
-        'CreateConnection',
-        await call(s.url, 'POST', '/v1/connections', {
-          Name: name,
-          AuthorizationType: 'API_KEY',
-          AuthParameters: {
-            ApiKeyAuthParameters: { ApiKeyName: 'x-race-key', ApiKeyValue: keyValue },
-          },
-        }),
-        201,
-      );
+      const keyValue = randomSecret('api-key');
+      await createConnection(s, apiKeyInput(name, { keyName: 'x-race-key', value: keyValue }));
       const cached = await getAuthorization(s, name);
       assert.equal(cached.Headers['x-race-key'], keyValue);
       // A few sweeps while the store is up: the entry is validated every 500 ms from now on.

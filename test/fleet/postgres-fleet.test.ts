@@ -22,9 +22,8 @@
  */
 
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { Agent, request as httpRequest } from 'node:http';
+import { Agent } from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -43,37 +42,49 @@ import {
 } from '../support/scripted-token-endpoint.js';
 import { waitFor } from '../support/wait.js';
 import {
-  REQUEST_TIMEOUT_MS,
-  authorizationHeader,
   authorizationPath,
   basicHeaderValue,
   brief,
-  call,
-  callSafely,
+  callsAs,
   connectionPath,
   expectOk,
   expectProblem,
+  getOver,
   metricValue,
   refreshPath,
   samplesByLabel,
+  servedHeaders,
   startReplicas,
-  type Answer,
   type AuthorizationParameters,
-  type ConnectionDescription,
   type ConnectionSummary,
   type Readiness,
   type Replica as FleetReplica,
   type StateResponse,
 } from './fleet-http.js';
+import {
+  RETRIEVALS,
+  RETRIEVAL_CONCURRENCY,
+  STORM_REPORTS_PER_REPLICA,
+  STORM_TOKEN_DELAY_MS,
+  assertEveryReportOk,
+  assertEveryRetrievalOk,
+  assertNoSecretIn,
+  difference,
+  distribution,
+  refreshStorm,
+  replicaNamed,
+  required,
+  retrieveConcurrently,
+  stopFleet,
+  total,
+  trackSecrets,
+} from './fleet-support.js';
 
 const CACHE_MAX_AGE_SECONDS = 2;
 /** Low, so that a killed lease holder's lease (this plus 5 s) expires soon. */
 const TOKEN_TIMEOUT_MS = 1_000;
 /** What the brokers make of it: one token request plus the writes around it. */
 const LEASE_MS = TOKEN_TIMEOUT_MS + 5_000;
-const STORM_REPORTS_PER_REPLICA = 100;
-/** Holds the storm's token answer back, so the 300 reports overlap the token request. */
-const STORM_TOKEN_DELAY_MS = 250;
 /** Rotations measured; with 100, the 99th percentile is not simply the slowest one. */
 const ROTATIONS = 100;
 const PROPAGATION_P99_BOUND_MS = 200;
@@ -81,8 +92,6 @@ const PROPAGATION_P99_BOUND_MS = 200;
 const PROPAGATION_GIVE_UP_MS = 5_000;
 /** Pause between two polls of one replica while a rotation is awaited. */
 const PROPAGATION_POLL_MS = 2;
-const RETRIEVALS = 10_000;
-const RETRIEVAL_CONCURRENCY = 32;
 /** Store operations 10,000 retrievals of a cached connection may cost: the sweeps, mostly. */
 const RETRIEVAL_STORE_OPERATIONS_BOUND = 100;
 /** How long the database stays down. */
@@ -103,120 +112,8 @@ const PROPAGATION_AFTER_RESTART_BOUND_MS = 500;
 /** The lease holder's replacement must answer this soon after the lease expired. */
 const TAKEOVER_SLACK_MS = 3_000;
 
-// ---------------------------------------------------------------------------------------------
-// Secrets used, for the final check of the brokers' output
-
-const secretsUsed = new Map<string, string>();
-
-function newSecret(label: string): string {
-  const value = `${label}-${randomBytes(12).toString('hex')}`;
-  secretsUsed.set(label, value);
-  return value;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Measurements
-
-interface Distribution {
-  samples: number;
-  min: number;
-  p50: number;
-  p90: number;
-  p99: number;
-  max: number;
-}
-
-/** Nearest-rank percentiles, rounded to 0.1 ms. */
-function distribution(values: readonly number[]): Distribution {
-  const sorted = [...values].sort((x, y) => x - y);
-  const at = (p: number): number => {
-    const value = sorted[Math.max(0, Math.ceil(p * sorted.length) - 1)] ?? Number.NaN;
-    return Math.round(value * 10) / 10;
-  };
-  return {
-    samples: sorted.length,
-    min: at(0),
-    p50: at(0.5),
-    p90: at(0.9),
-    p99: at(0.99),
-    max: at(1),
-  };
-}
-
-/** Sum of a counter's samples by the value of one of its labels, whatever its other labels. */
-function sumByLabel(exposition: string, metric: string, label: string): Record<string, number> {
-  const sums: Record<string, number> = {};
-  const sample = new RegExp(`^${metric}\\{([^}]*)\\} (\\S+)$`, 'gm');
-  const labelValue = new RegExp(`(?:^|,)${label}="([^"]*)"`);
-  for (const [, labels, count] of exposition.matchAll(sample)) {
-    const value = labelValue.exec(labels ?? '')?.[1];
-    if (value === undefined) continue;
-    sums[value] = (sums[value] ?? 0) + Number(count);
-  }
-  return sums;
-}
-
-function difference(
-  after: Readonly<Record<string, number>>,
-  before: Readonly<Record<string, number>>,
-): Record<string, number> {
-  const delta: Record<string, number> = {};
-  for (const key of new Set([...Object.keys(before), ...Object.keys(after)])) {
-    const change = (after[key] ?? 0) - (before[key] ?? 0);
-    if (change !== 0) delta[key] = change;
-  }
-  return delta;
-}
-
-const total = (counts: Readonly<Record<string, number>>): number =>
-  Object.values(counts).reduce((sum, n) => sum + n, 0);
-
-/**
- * A GET over a keep-alive agent answering status and body text; a network failure or timeout
- * becomes status 0. Far cheaper per request than fetch, so that load loops measure the brokers
- * more than the test's own client.
- */
-function getOver(
-  agent: Agent,
-  url: string,
-  headers: Readonly<Record<string, string>>,
-  timeoutMs = REQUEST_TIMEOUT_MS,
-): Promise<{ status: number; text: string; elapsedMs: number }> {
-  const started = performance.now();
-  return new Promise((resolve) => {
-    const failed = (error: Error): void =>
-      resolve({
-        status: 0,
-        text: `${error.name}: ${error.message}`,
-        elapsedMs: performance.now() - started,
-      });
-    const req = httpRequest(url, { agent, timeout: timeoutMs, headers }, (res) => {
-      let text = '';
-      res.setEncoding('utf8');
-      res.on('data', (chunk: string) => (text += chunk));
-      res.on('error', failed);
-      res.on('end', () =>
-        resolve({ status: res.statusCode ?? 0, text, elapsedMs: performance.now() - started }),
-      );
-    });
-    req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
-    req.on('error', failed);
-    req.end();
-  });
-}
-
-/** The Headers of an authorization answer as JSON text, or undefined when it is not one. */
-function servedHeaders(text: string): string | undefined {
-  try {
-    const parsed = JSON.parse(text) as Partial<AuthorizationParameters>; // Headers checked next
-    const headers = parsed.Headers;
-    return headers === undefined ? undefined : JSON.stringify(headers);
-  } catch {
-    return undefined;
-  }
-}
-
-// ---------------------------------------------------------------------------------------------
+// Every secret the brokers are given or issued, for the final check that none was logged.
+const { secretsUsed, newSecret } = trackSecrets();
 
 type ReplicaName = 'A' | 'B' | 'C' | 'E' | 'F';
 type Replica = FleetReplica<ReplicaName>;
@@ -233,19 +130,13 @@ describe('a fleet of three broker processes sharing one PostgreSQL database, one
   secretsUsed.set('caller API key', callerKey);
   const caller = { authorization: `Bearer ${callerKey}` };
 
-  const db = (): PostgresServer => {
-    assert.ok(database, 'PostgreSQL did not start');
-    return database;
-  };
-  const tokenEndpoint = (): ScriptedTokenEndpoint => {
-    assert.ok(tokens, 'the token endpoint did not start');
-    return tokens;
-  };
-  const replica = (name: ReplicaName): Replica => {
-    const found = replicas.find((r) => r.name === name);
-    assert.ok(found, `replica ${name} did not start`);
-    return found;
-  };
+  const { api, apiSafely, apiWithin, createConnection, getAuthorization, describeOn, metricsOf } =
+    callsAs(caller);
+
+  const db = (): PostgresServer => required(database, 'PostgreSQL did not start');
+  const tokenEndpoint = (): ScriptedTokenEndpoint =>
+    required(tokens, 'the token endpoint did not start');
+  const replica = (name: ReplicaName): Replica => replicaNamed(replicas, name);
 
   /** A broker on the PostgreSQL store at `databaseUrl`, with the shared key ring and policy. */
   const brokerEnv = (databaseUrl: string): Record<string, string> => {
@@ -299,37 +190,17 @@ describe('a fleet of three broker processes sharing one PostgreSQL database, one
   );
 
   after(
-    async () => {
-      const stopped = await Promise.allSettled(
-        [...replicas, ...extraReplicas].map((r) => r.process.stop()),
-      );
-      await tokens?.close();
-      await database?.cleanup();
-      await policy?.remove();
-      if (keyRingDir !== undefined) await rm(keyRingDir, { recursive: true, force: true });
-      const failure = stopped.find((result) => result.status === 'rejected');
-      if (failure !== undefined) throw failure.reason;
-    },
+    () =>
+      stopFleet([...replicas, ...extraReplicas], async () => {
+        await tokens?.close();
+        await database?.cleanup();
+        await policy?.remove();
+        if (keyRingDir !== undefined) await rm(keyRingDir, { recursive: true, force: true });
+      }),
     { timeout: 60_000 },
   );
 
   // ---- helpers that need the fleet ----
-
-  /** One bounded call as the policy's caller. */
-  const api = (
-    on: Replica,
-    method: string,
-    route: string,
-    body?: unknown,
-    timeoutMs?: number,
-  ): Promise<Answer> => call(on.url, method, route, body, timeoutMs, caller);
-  const apiSafely = (
-    on: Replica,
-    method: string,
-    route: string,
-    body?: unknown,
-    timeoutMs?: number,
-  ): Promise<Answer> => callSafely(on.url, method, route, body, timeoutMs, caller);
 
   /** Queues one token answer with a fresh random token; answers the token. */
   function scriptToken(label: string, delayMs = 0): string {
@@ -347,15 +218,9 @@ describe('a fleet of three broker processes sharing one PostgreSQL database, one
   ): Promise<{ created: StateResponse; token: string }> {
     const token = scriptToken(`${name}-first-token`);
     const before = tokenEndpoint().requestCount();
-    const created = expectOk<StateResponse>(
-      'CreateConnection',
-      await api(
-        via,
-        'POST',
-        '/v1/connections',
-        oauthInput(name, { endpoint: tokenEndpoint().url, clientId, clientSecret }),
-      ),
-      201,
+    const created = await createConnection(
+      via,
+      oauthInput(name, { endpoint: tokenEndpoint().url, clientId, clientSecret }),
     );
     assert.equal(created.ConnectionState, 'AUTHORIZED');
     const issued = tokenEndpoint().requests().slice(before);
@@ -367,44 +232,14 @@ describe('a fleet of three broker processes sharing one PostgreSQL database, one
     return { created, token };
   }
 
-  async function createApiKey(via: Replica, name: string, key: string): Promise<StateResponse> {
-    return expectOk<StateResponse>(
-      'CreateConnection',
-      await api(
-        via,
-        'POST',
-        '/v1/connections',
-        apiKeyInput(name, { keyName: 'x-api-key', value: key }),
-      ),
-      201,
-    );
-  }
-
-  async function getAuthorization(on: Replica, name: string): Promise<AuthorizationParameters> {
-    return expectOk<AuthorizationParameters>(
-      'GetAuthorization',
-      await api(on, 'GET', authorizationPath(name)),
-    );
-  }
-
-  async function describeOn(on: Replica, name: string): Promise<ConnectionDescription> {
-    return expectOk<ConnectionDescription>(
-      'DescribeConnection',
-      await api(on, 'GET', connectionPath(name)),
-    );
-  }
-
-  async function metricsOf(on: Replica): Promise<string> {
-    const answer = await api(on, 'GET', '/metrics');
-    assert.equal(answer.status, 200, `GET /metrics on ${on.name}: ${brief(answer)}`);
-    return answer.text;
-  }
+  const createApiKey = (via: Replica, name: string, key: string): Promise<StateResponse> =>
+    createConnection(via, apiKeyInput(name, { keyName: 'x-api-key', value: key }));
 
   /** broker_secret_store_operations_total by operation, summed over `on`. */
   async function storeOperations(on: readonly Replica[]): Promise<Record<string, number>> {
     const sums: Record<string, number> = {};
     for (const r of on) {
-      const byOp = sumByLabel(await metricsOf(r), 'broker_secret_store_operations_total', 'op');
+      const byOp = samplesByLabel(await metricsOf(r), 'broker_secret_store_operations_total', 'op');
       for (const [op, count] of Object.entries(byOp)) sums[op] = (sums[op] ?? 0) + count;
     }
     return sums;
@@ -551,15 +386,9 @@ describe('a fleet of three broker processes sharing one PostgreSQL database, one
       const password = newSecret('shared-basic-password');
       const basic = basicHeaderValue('pg-user', password);
       secretsUsed.set('shared-basic-header', basic);
-      const createdOnB = expectOk<StateResponse>(
-        'CreateConnection',
-        await api(
-          b,
-          'POST',
-          '/v1/connections',
-          basicInput(basicName, { username: 'pg-user', password }),
-        ),
-        201,
+      const createdOnB = await createConnection(
+        b,
+        basicInput(basicName, { username: 'pg-user', password }),
       );
       // A listing reads the database: no cache or sweep stands between B's write and C's list.
       const page = expectOk<{ Connections: ConnectionSummary[] }>(
@@ -607,70 +436,37 @@ describe('a fleet of three broker processes sharing one PostgreSQL database, one
       const newToken = scriptToken('storm-token-2', STORM_TOKEN_DELAY_MS);
       const requestsBefore = tokenEndpoint().requestCount();
       const issuedBefore = await issuedTokens(replicas);
-      const started = performance.now();
-      const reports = await Promise.all(
-        replicas.flatMap((r) =>
-          Array.from({ length: STORM_REPORTS_PER_REPLICA }, (_, i) =>
-            apiSafely(
-              r,
-              'POST',
-              refreshPath(name),
-              { StatusCode: i % 2 === 0 ? 401 : 407, TokenGeneration: generation },
-              60_000,
-            ).then((answer) => ({ replica: r.name, answer })),
-          ),
-        ),
+      const storm = await refreshStorm(
+        replicas,
+        name,
+        generation,
+        STORM_REPORTS_PER_REPLICA,
+        caller,
       );
-      const stormMs = performance.now() - started;
+      const { reports, generationsServed } = storm;
       const tokenRequests = tokenEndpoint().requestCount() - requestsBefore;
       const issuedDelta = (await issuedTokens(replicas)) - issuedBefore;
-
-      const statuses: Record<string, Record<number, number>> = {};
-      const headersServed = new Set<string>();
-      const generationsServed = new Map<number, number>();
-      for (const { replica: from, answer } of reports) {
-        const byStatus = (statuses[from] ??= {});
-        byStatus[answer.status] = (byStatus[answer.status] ?? 0) + 1;
-        const header = authorizationHeader(answer);
-        if (header !== undefined) headersServed.add(header);
-        const body = answer.json as Partial<AuthorizationParameters> | undefined; // checked below
-        const servedGeneration = body?.TokenGeneration;
-        if (answer.status === 200 && servedGeneration !== undefined) {
-          generationsServed.set(
-            servedGeneration,
-            (generationsServed.get(servedGeneration) ?? 0) + 1,
-          );
-        }
-      }
       const measured = {
         reports: reports.length,
-        durationMs: Math.round(stormMs),
+        durationMs: Math.round(storm.durationMs),
         latencyMs: distribution(reports.map((r) => r.answer.elapsedMs)),
-        statusesByReplica: statuses,
+        statusesByReplica: storm.statusesByReplica,
         reportedGeneration: generation,
         generationsServed: Object.fromEntries(generationsServed),
-        distinctAuthorizationHeaders: headersServed.size,
+        distinctAuthorizationHeaders: storm.authorizationHeaders.size,
         tokenEndpointRequests: tokenRequests,
         issuedMetricDelta: issuedDelta,
       };
       t.diagnostic(`refresh storm: ${JSON.stringify(measured)}`);
 
-      const failures = reports.filter((report) => report.answer.status !== 200);
-      assert.equal(
-        failures.length,
-        0,
-        `${failures.length} of ${reports.length} reports did not answer 200: ${JSON.stringify(statuses)}; e.g. ${failures
-          .slice(0, 3)
-          .map((f) => `${f.replica}: ${brief(f.answer)}`)
-          .join(' | ')}`,
-      );
+      assertEveryReportOk(storm);
       for (const { replica: from, answer } of reports) {
         const auth = expectOk<AuthorizationParameters>('RefreshAuthorization', answer);
         assert.ok(auth.TokenGeneration > generation, `${from} answered ${auth.TokenGeneration}`);
       }
       assert.equal(tokenRequests, 1, `the token endpoint saw ${tokenRequests} requests`);
       assert.equal(generationsServed.size, 1, 'every answer carries the same new generation');
-      assert.deepEqual([...headersServed], [`Bearer ${newToken}`]);
+      assert.deepEqual([...storm.authorizationHeaders], [`Bearer ${newToken}`]);
       assert.equal(
         tokenEndpoint().requests()[requestsBefore]!.headers['authorization'],
         `Basic ${basicHeaderValue(clientId, clientSecret)}`,
@@ -754,30 +550,16 @@ describe('a fleet of three broker processes sharing one PostgreSQL database, one
 
       const operationsBefore = await storeOperations(replicas);
       const cacheBefore = await cacheResults(replicas);
-      const latencies: number[] = [];
-      const statuses: Record<number, number> = {};
-      const failures: string[] = [];
-      const agent = new Agent({ keepAlive: true, maxSockets: RETRIEVAL_CONCURRENCY });
-      let next = 0;
-      const worker = async (): Promise<void> => {
-        while (next < RETRIEVALS) {
-          const r = replicas[next % replicas.length]!;
-          next += 1;
-          const answer = await getOver(agent, `${r.url}${authorizationPath(name)}`, caller);
-          latencies.push(answer.elapsedMs);
-          statuses[answer.status] = (statuses[answer.status] ?? 0) + 1;
-          if (answer.status !== 200 || servedHeaders(answer.text) !== expected.get(r.name)) {
-            failures.push(`${r.name}: ${answer.status} ${answer.text.slice(0, 300)}`);
-          }
-        }
-      };
-      const started = performance.now();
-      try {
-        await Promise.all(Array.from({ length: RETRIEVAL_CONCURRENCY }, worker));
-      } finally {
-        agent.destroy();
-      }
-      const elapsedMs = performance.now() - started;
+      const retrievals = await retrieveConcurrently(
+        RETRIEVALS,
+        RETRIEVAL_CONCURRENCY,
+        (index) => {
+          const on = replicas[index % replicas.length]!;
+          return { on, name, expectedHeaders: expected.get(on.name) };
+        },
+        caller,
+      );
+      const { latencies, statuses, elapsedMs } = retrievals;
       const operations = difference(await storeOperations(replicas), operationsBefore);
       const cache = difference(await cacheResults(replicas), cacheBefore);
       const operationsTotal = total(operations);
@@ -795,11 +577,7 @@ describe('a fleet of three broker processes sharing one PostgreSQL database, one
       };
       t.diagnostic(`${RETRIEVALS} retrievals: ${JSON.stringify(measured)}`);
 
-      assert.equal(
-        failures.length,
-        0,
-        `${failures.length} of ${RETRIEVALS} retrievals failed: ${JSON.stringify(statuses)}; e.g. ${failures.slice(0, 3).join(' | ')}`,
-      );
+      assertEveryRetrievalOk(retrievals);
       assert.ok(
         operationsTotal < RETRIEVAL_STORE_OPERATIONS_BOUND,
         `the retrievals cost ${operationsTotal} store operations: ${JSON.stringify(operations)}`,
@@ -853,20 +631,7 @@ describe('a fleet of three broker processes sharing one PostgreSQL database, one
       };
       const load = Promise.all(replicas.map(loadOn));
 
-      const timed = async (
-        on: Replica,
-        method: string,
-        route: string,
-        body?: unknown,
-      ): Promise<Answer> => {
-        const answer = await apiSafely(on, method, route, body, OUTAGE_ANSWER_MS + 5_000);
-        assert.ok(
-          answer.elapsedMs < OUTAGE_ANSWER_MS,
-          `${on.name} ${method} ${route} took ${Math.round(answer.elapsedMs)} ms`,
-        );
-        return answer;
-      };
-
+      // Every request to a replica during the outage must answer within OUTAGE_ANSWER_MS.
       let outage: Record<string, unknown>;
       try {
         await delay(300);
@@ -876,7 +641,8 @@ describe('a fleet of three broker processes sharing one PostgreSQL database, one
         const createdDuringOutage = replicas.map((r) => `pg-outage-new-${r.name.toLowerCase()}`);
         const createMs: number[] = [];
         for (const [index, r] of replicas.entries()) {
-          const answer = await timed(
+          const answer = await apiWithin(
+            OUTAGE_ANSWER_MS,
             r,
             'POST',
             '/v1/connections',
@@ -889,7 +655,10 @@ describe('a fleet of three broker processes sharing one PostgreSQL database, one
           expectProblem('CreateConnection', answer, 503, 'ServiceUnavailableException');
         }
         for (const r of replicas) {
-          const readiness = expectOk<Readiness>('GetReadiness', await timed(r, 'GET', '/readyz'));
+          const readiness = expectOk<Readiness>(
+            'GetReadiness',
+            await apiWithin(OUTAGE_ANSWER_MS, r, 'GET', '/readyz'),
+          );
           assert.equal(readiness.status, 'ready', r.name);
           assert.equal(readiness.store.healthy, false, `${r.name}'s store during the outage`);
         }
@@ -902,7 +671,8 @@ describe('a fleet of three broker processes sharing one PostgreSQL database, one
         // The first create on each replica once the database accepts connections again.
         const firstCreates: Record<string, number> = {};
         for (const r of replicas) {
-          const answer = await timed(
+          const answer = await apiWithin(
+            OUTAGE_ANSWER_MS,
             r,
             'POST',
             '/v1/connections',
@@ -1152,12 +922,8 @@ describe('a fleet of three broker processes sharing one PostgreSQL database, one
   it('when the fleet has run, then no broker wrote a client secret, password, API key, token or key to its output', () => {
     const everyone = [...replicas, ...extraReplicas];
     assert.equal(everyone.length, 5);
-    const output = everyone.map((r) => r.process.output()).join('\n');
-    assert.match(output, /listening on http:\/\/127\.0\.0\.1:/);
     assert.ok(secretsUsed.size > 0);
-    const leaked = [...secretsUsed]
-      .filter(([, value]) => output.includes(value))
-      .map(([label]) => label);
-    assert.deepEqual(leaked, [], `the brokers' output contains: ${leaked.join(', ')}`);
+    const output = everyone.map((r) => r.process.output()).join('\n');
+    assertNoSecretIn(output, secretsUsed, "the brokers'");
   });
 });
