@@ -10,6 +10,10 @@
  * http-task: how long `POST /v1/http-task/prepare` and `/invoke` take on top of the upstream's
  * own time (bench/http-task-part.ts). Figures only, no target.
  *
+ * scale (not in the default parts: it takes minutes; BENCH_PARTS=scale): BENCH_SCALE_N (default
+ * 100,000) connections on the file store: creates/s, start → ready, RSS before and after
+ * touching all, miss and list latency (bench/scale-part.ts). Figures only, no target.
+ *
  * BENCH_SECONDS (default 10) is the length of each measurement; BENCH_ROUNDS (default 2) how many
  * times the targets are measured, alternating, to even out drift; BENCH_PIN=0 leaves CPU
  * placement to the scheduler. Each measurement first waits (up to 60 s) for other processes to
@@ -30,6 +34,7 @@ import {
 } from './common.js';
 import { cpuShares, sampleCpu } from './cpu-usage.js';
 import { runHttpTaskPart } from './http-task-part.js';
+import { runScalePart } from './scale-part.js';
 import {
   pinCpus,
   startServer,
@@ -43,7 +48,9 @@ const CONNECTIONS = 32;
 const PIPELINING = 1;
 const TARGET_RATIO = 0.7;
 const TARGET_P99_MS = 5;
-const PARTS = ['credentials', 'http-task'] as const;
+const PARTS = ['credentials', 'http-task', 'scale'] as const;
+/** The scale part takes minutes: it runs only when BENCH_PARTS names it. */
+const DEFAULT_PARTS: readonly Part[] = ['credentials', 'http-task'];
 type Part = (typeof PARTS)[number];
 
 interface Measurement {
@@ -319,12 +326,12 @@ async function runCredentialsPart(
 
 function selectedParts(): Part[] {
   const text = process.env['BENCH_PARTS'];
-  if (text === undefined || text.trim() === '') return [...PARTS];
+  if (text === undefined || text.trim() === '') return [...DEFAULT_PARTS];
   const names = text.split(',').map((name) => name.trim());
   const unknown = names.filter((name) => !(PARTS as readonly string[]).includes(name));
   if (unknown.length > 0 || names.length === 0) {
     throw new Error(
-      `BENCH_PARTS must name ${PARTS.join(' and/or ')}, comma-separated (got ${JSON.stringify(text)})`,
+      `BENCH_PARTS must name one or more of ${PARTS.join(', ')}, comma-separated (got ${JSON.stringify(text)})`,
     );
   }
   return PARTS.filter((part) => names.includes(part));
@@ -353,6 +360,9 @@ async function main(): Promise<number> {
     }
     if (parts.includes('http-task')) {
       result = { ...result, httpTask: await runHttpTaskPart(options) };
+    }
+    if (parts.includes('scale')) {
+      result = { ...result, scale: await runScalePart(options) };
     }
     if (check && met === undefined) {
       console.log('--check: only the credentials part has a target, and it did not run');

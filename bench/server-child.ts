@@ -51,6 +51,7 @@ export async function startServer(
   script: string,
   pinning: Pinning | undefined,
   env: Record<string, string> = {},
+  readyTimeoutMs = READY_TIMEOUT_MS,
 ): Promise<ServerChild> {
   const nodeArgs = ['--import', 'tsx', path.join(benchDir, script)];
   // taskset execs node, so the child's pid stays the server's.
@@ -76,8 +77,8 @@ export async function startServer(
       once(child, 'exit', { signal: abort.signal }).then(([code, signal]) => {
         throw new Error(`exited before it was ready (code ${String(code)}, ${String(signal)})`);
       }),
-      delay(READY_TIMEOUT_MS, undefined, { signal: abort.signal }).then(() => {
-        throw new Error(`printed no ready line within ${READY_TIMEOUT_MS / 1000} s`);
+      delay(readyTimeoutMs, undefined, { signal: abort.signal }).then(() => {
+        throw new Error(`printed no ready line within ${readyTimeoutMs / 1000} s`);
       }),
     ]);
     return { name, process: child, ready };
