@@ -139,6 +139,7 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
   const maxAgeMs = store.shared ? config.cacheMaxAgeSeconds * 1000 : Infinity;
   const cache = new ConnectionCache({
     maxEntries: config.cacheMaxEntries,
+    maxBytes: config.cacheMaxBytes,
     maxAgeMs,
     staleIfErrorMs: config.staleIfErrorSeconds * 1000,
     metrics,

@@ -26,6 +26,7 @@ describe('loadConfig: parsing and defaults', () => {
     assert.equal(config.logLevel, 'info');
     assert.equal(config.tokenTimeoutMs, 10_000);
     assert.equal(config.cacheMaxEntries, 10_000);
+    assert.equal(config.cacheMaxBytes, 64 * 1024 * 1024);
     assert.equal(config.cacheMaxAgeSeconds, 30);
     assert.equal(config.staleIfErrorSeconds, 900);
     assert.equal(config.bodyLimitBytes, 262_144);
@@ -186,7 +187,7 @@ describe('loadConfig: parsing and defaults', () => {
     for (const name of ['PORT', 'HOST', 'LOG_LEVEL', 'BROKER_MASTER_KEYS', 'BROKER_JWT_JWKS_URL']) {
       assert.ok(read.has(name), name);
     }
-    assert.equal(read.size, 42);
+    assert.equal(read.size, 43);
   });
 });
 

@@ -54,6 +54,12 @@ function declareVariables(read: EnvironmentReader) {
       max: 1000000,
       default: 10000,
     }),
+    /** What those may take, estimated; the least recently used go first. */
+    cacheMaxBytes: read.integer('BROKER_CACHE_MAX_BYTES', {
+      min: 1048576,
+      max: 17179869184,
+      default: 67108864,
+    }),
     /** How stale a cached connection may be when other brokers share the store. */
     cacheMaxAgeSeconds: read.integer('BROKER_CACHE_MAX_AGE_SECONDS', {
       min: 1,

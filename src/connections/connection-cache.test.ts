@@ -6,7 +6,7 @@ import { createMetrics } from '../metrics.js';
 import type { BrokerMetrics } from '../metrics.js';
 import { prepareAuthorization } from './authorization-parameters.js';
 import type { Connection, ConnectionState, OAuthConnection } from './connection.js';
-import { ConnectionCache } from './connection-cache.js';
+import { ConnectionCache, estimatedBytes } from './connection-cache.js';
 import type { CachedConnection } from './connection-cache.js';
 
 const ARN = { region: 'us-east-1', accountId: '123456789012' };
@@ -79,6 +79,7 @@ describe('ConnectionCache', () => {
     metrics = createMetrics();
     cache = new ConnectionCache({
       maxEntries: 100,
+      maxBytes: 64 * 1024 * 1024,
       maxAgeMs: MAX_AGE_MS,
       staleIfErrorMs: STALE_MS,
       metrics,
@@ -109,6 +110,7 @@ describe('ConnectionCache', () => {
     it('when maxEntries is reached, then the least recently used entry is evicted', () => {
       const small = new ConnectionCache({
         maxEntries: 2,
+        maxBytes: 64 * 1024 * 1024,
         maxAgeMs: MAX_AGE_MS,
         staleIfErrorMs: STALE_MS,
         metrics,
@@ -121,6 +123,53 @@ describe('ConnectionCache', () => {
       assert.equal(small.get('a', T0), a);
       assert.equal(small.get('b', T0), undefined);
       assert.equal(small.get('c', T0), c);
+    });
+  });
+
+  describe('the byte bound', () => {
+    /** An API-key connection whose invocation header carries `bytes` characters. */
+    function sized(name: string, bytes: number): CachedConnection {
+      const connection: Connection = {
+        ...basicConnection(name),
+        invocationHttpParameters: {
+          headerParameters: [{ key: 'x-pad', value: 'p'.repeat(bytes), isValueSecret: false }],
+        },
+      };
+      return entryFor(connection);
+    }
+
+    it('when entries outgrow maxBytes, then the least recently used go first whatever maxEntries allows', () => {
+      const one = estimatedBytes(sized('probe', 10_000));
+      const bounded = new ConnectionCache({
+        maxEntries: 1_000,
+        maxBytes: one * 3 + 100,
+        maxAgeMs: MAX_AGE_MS,
+        staleIfErrorMs: STALE_MS,
+        metrics,
+      });
+      const names = ['e0', 'e1', 'e2', 'e3', 'e4', 'e5'];
+      for (const name of names) bounded.set(sized(name, 10_000));
+      const kept = names.filter((name) => bounded.peek(name) !== undefined);
+      assert.deepEqual(kept, ['e3', 'e4', 'e5']);
+    });
+
+    it('when one entry is larger than maxBytes, then it is not cached and the others stay', () => {
+      const bounded = new ConnectionCache({
+        maxEntries: 1_000,
+        maxBytes: 64 * 1024,
+        maxAgeMs: MAX_AGE_MS,
+        staleIfErrorMs: STALE_MS,
+        metrics,
+      });
+      bounded.set(sized('small', 100));
+      bounded.set(sized('huge', 100_000));
+      assert.equal(bounded.peek('huge'), undefined);
+      assert.ok(bounded.peek('small'));
+    });
+
+    it('when an entry is estimated, then the figure grows with what the connection holds', () => {
+      assert.ok(estimatedBytes(sized('a', 50_000)) > 200_000);
+      assert.ok(estimatedBytes(sized('b', 10)) < 4_096);
     });
   });
 
@@ -300,6 +349,7 @@ describe('ConnectionCache', () => {
     it('when any time passes, then entries never expire', async () => {
       const forever = new ConnectionCache({
         maxEntries: 10,
+        maxBytes: 64 * 1024 * 1024,
         maxAgeMs: Infinity,
         staleIfErrorMs: 0,
         metrics,

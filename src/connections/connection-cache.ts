@@ -16,6 +16,12 @@ export interface CachedConnection {
 export interface ConnectionCacheOptions {
   maxEntries: number;
   /**
+   * What the cached entries may take, estimated (README, Configuration:
+   * BROKER_CACHE_MAX_BYTES): a few connections with large parameters cannot fill memory that
+   * the entry count alone would allow. An entry larger than this is not cached at all.
+   */
+  maxBytes: number;
+  /**
    * How long an entry may be used without the store confirming it: other brokers sharing the
    * store may have changed it. Infinity when nobody else writes the store.
    */
@@ -36,7 +42,11 @@ export class ConnectionCache {
   private readonly metrics: Pick<BrokerMetrics, 'connectionCache'>;
 
   constructor(options: ConnectionCacheOptions) {
-    this.entries = new LRUCache({ max: options.maxEntries });
+    this.entries = new LRUCache({
+      max: options.maxEntries,
+      maxSize: options.maxBytes,
+      sizeCalculation: estimatedBytes,
+    });
     this.maxAgeMs = options.maxAgeMs;
     this.staleIfErrorMs = options.staleIfErrorMs;
     this.metrics = options.metrics;
@@ -126,4 +136,13 @@ export class ConnectionCache {
   private isCurrent(entry: CachedConnection, nowMs: number): boolean {
     return nowMs - entry.validatedAtMs < this.maxAgeMs;
   }
+}
+
+/**
+ * An entry's memory, roughly: the decrypted connection as JSON (UTF-16 in memory, so twice its
+ * length), the same again for the authorization built from it on first use, and the objects
+ * around them. Computed once per new entry, on a miss or a write, never on a hit.
+ */
+export function estimatedBytes(entry: CachedConnection): number {
+  return 512 + 4 * JSON.stringify(entry.connection).length;
 }

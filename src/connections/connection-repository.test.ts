@@ -35,6 +35,7 @@ function repositoryUnderTest(
   const store = new MemorySecretStore({ shared: options.shared ?? false });
   const cache = new ConnectionCache({
     maxEntries: 100,
+    maxBytes: 64 * 1024 * 1024,
     maxAgeMs: store.shared ? MAX_AGE_MS : Infinity,
     staleIfErrorMs: STALE_IF_ERROR_MS,
     metrics: createMetrics(),

@@ -55,6 +55,7 @@ export function serviceUnderTest(options: ServiceOptions = {}): ServiceUnderTest
   const metrics = createMetrics();
   const cache = new ConnectionCache({
     maxEntries: 1_000,
+    maxBytes: 64 * 1024 * 1024,
     maxAgeMs: store.shared ? (options.maxAgeMs ?? 1_000) : Infinity,
     staleIfErrorMs: 60_000,
     metrics,
