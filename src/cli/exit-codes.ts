@@ -20,3 +20,14 @@ export class UsageError extends Error {
     this.name = 'UsageError';
   }
 }
+
+/**
+ * A command that went through all its items and some failed (each reported in its output);
+ * exits with 1, like a broker error, after the message on stderr.
+ */
+export class ItemsFailedError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ItemsFailedError';
+  }
+}

@@ -28,6 +28,29 @@ export class InputFiles {
     return value as Record<string, unknown>; // a JSON object (checked above): its keys are strings
   }
 
+  /**
+   * A file or stdin as it arrives, for an input too large to hold whole; a file that cannot be
+   * opened is a usage error before anything is read, and so is one that fails while it is read.
+   */
+  async stream(source: string, flag: string): Promise<AsyncIterable<Uint8Array>> {
+    let chunks: AsyncIterable<Uint8Array>;
+    if (source === '-') chunks = this.io.streamStdin(flag);
+    else {
+      try {
+        chunks = await this.io.streamFile(source);
+      } catch (error) {
+        throw cannotRead(source, flag, error);
+      }
+    }
+    return (async function* () {
+      try {
+        yield* chunks;
+      } catch (error) {
+        throw cannotRead(source, flag, error);
+      }
+    })();
+  }
+
   private async read(source: string, flag: string): Promise<string> {
     return decodeUtf8(await this.readBytes(source, flag), source, flag);
   }
@@ -38,13 +61,17 @@ export class InputFiles {
     try {
       return await this.io.readFile(source);
     } catch (error) {
-      const code = error instanceof Error && 'code' in error ? error.code : undefined;
-      throw new UsageError(
-        `${flag}: cannot read ${source}${typeof code === 'string' ? ` (${code})` : ''}`,
-        { cause: error },
-      );
+      throw cannotRead(source, flag, error);
     }
   }
+}
+
+function cannotRead(source: string, flag: string, error: unknown): UsageError {
+  const code = error instanceof Error && 'code' in error ? error.code : undefined;
+  return new UsageError(
+    `${flag}: cannot read ${describe(source)}${typeof code === 'string' ? ` (${code})` : ''}`,
+    { cause: error },
+  );
 }
 
 /**

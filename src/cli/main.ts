@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /** The `broker` ops CLI's entry point: wires the process's streams and environment, then exits. */
-import { readFile } from 'node:fs/promises';
+import { open, readFile } from 'node:fs/promises';
 import { buffer } from 'node:stream/consumers';
 import { EXIT_CODES } from './exit-codes.js';
 import { runCli } from './run.js';
@@ -22,4 +22,11 @@ process.exitCode = await runCli(process.argv.slice(2), {
     return buffer(process.stdin);
   },
   readFile: (path) => readFile(path),
+  streamStdin: (what) => {
+    if (process.stdin.isTTY)
+      process.stderr.write(`Reading ${what} from stdin (end with Ctrl-D)…\n`);
+    return process.stdin;
+  },
+  // The stream closes the handle when it ends or fails.
+  streamFile: async (path) => (await open(path)).createReadStream(),
 });

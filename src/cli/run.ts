@@ -6,7 +6,7 @@ import type { Command } from './command.js';
 import { CONNECTIONS_COMMANDS } from './commands/connections.js';
 import { KEYS_COMMANDS } from './commands/keys.js';
 import type { ExitCode } from './exit-codes.js';
-import { EXIT_CODES, UsageError } from './exit-codes.js';
+import { EXIT_CODES, ItemsFailedError, UsageError } from './exit-codes.js';
 import { InputFiles } from './input-files.js';
 import type { CliIo } from './io.js';
 
@@ -95,6 +95,10 @@ function reportError(error: unknown, io: CliIo, helpFor: string): ExitCode {
     if (error.status === 401) {
       io.writeErr("Set BROKER_API_KEY to a key the broker's policy file knows.\n");
     }
+    return EXIT_CODES.apiError;
+  }
+  if (error instanceof ItemsFailedError) {
+    io.writeErr(`broker: ${error.message}\n`);
     return EXIT_CODES.apiError;
   }
   if (error instanceof BrokerUnreachableError) {

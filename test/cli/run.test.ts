@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { Readable } from 'node:stream';
 import { once } from 'node:events';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -30,6 +31,8 @@ async function run(args: string[], stdin: string | Uint8Array = ''): Promise<Rec
     writeErr: (text) => (stderr += text),
     readStdin: () => Promise.resolve(typeof stdin === 'string' ? Buffer.from(stdin) : stdin),
     readFile: (file) => readFile(file),
+    streamStdin: () => Readable.from([typeof stdin === 'string' ? Buffer.from(stdin) : stdin]),
+    streamFile: async (file) => Readable.from([await readFile(file)]),
   });
   return { code, stdout, stderr };
 }
@@ -255,6 +258,8 @@ describe('broker CLI arguments', () => {
         writeErr: (text) => (stderr += text),
         readStdin: () => Promise.resolve(new Uint8Array()),
         readFile: () => Promise.reject(new Error('unused')),
+        streamStdin: () => Readable.from([]),
+        streamFile: () => Promise.reject(new Error('unused')),
       });
       return { code, stdout: '', stderr };
     };

@@ -11,13 +11,14 @@ import {
   CONNECTION_BODY_HELP,
   CONNECTION_BODY_OPTIONS,
 } from '../connection-request.js';
+import { formatImportSummary, importConnections, MAX_ATTEMPTS } from '../connection-import.js';
 import {
   formatConnectionDescription,
   formatConnectionList,
   formatConnectionState,
 } from '../connection-views.js';
 import { CONNECTION_STATES } from '../../connections/connection.js';
-import { UsageError } from '../exit-codes.js';
+import { ItemsFailedError, UsageError } from '../exit-codes.js';
 import { formatJson, printable } from '../format.js';
 
 type Schemas = components['schemas'];
@@ -143,6 +144,57 @@ Examples:
     const body = await buildCreateRequest(values, context.files);
     const state = unwrap(await context.client().POST('/v1/connections', { body }));
     await writeChangedState(context, output, state);
+  },
+});
+
+const MAX_IMPORT_CONCURRENCY = 64;
+const DEFAULT_IMPORT_CONCURRENCY = 4;
+
+const importCommand = defineCommand({
+  path: 'connections import',
+  summary: "Create many connections from a JSON Lines file, within the broker's rate limits.",
+  positionals: ['file'],
+  options: { concurrency: { type: 'string' } },
+  optionsHelp: [
+    [
+      '--concurrency N',
+      `creates in flight at once, 1-${MAX_IMPORT_CONCURRENCY} (default ${DEFAULT_IMPORT_CONCURRENCY})`,
+    ],
+  ],
+  details: `FILE (or - for stdin) holds one REST API CreateConnection body per line, secrets included,
+e.g. {"Name":"stripe","AuthorizationType":"API_KEY","AuthParameters":{"ApiKeyAuthParameters":
+{"ApiKeyName":"Authorization","ApiKeyValue":"…"}}}. It is read as a stream; blank lines are skipped.
+
+Each line is one create: an existing connection (ResourceAlreadyExistsException) is skipped, a 429
+is retried after its Retry-After (up to ${MAX_ATTEMPTS} attempts), any other error fails that line
+and the import goes on. A line that is not a JSON object fails as InvalidLine. No line's content is
+ever printed: a failure names its line number, Name, code and the broker's detail.
+
+Progress goes to stderr about once a second; the summary to stdout at the end (-o json:
+{"created","skipped","failed","retried","failures":[{"line","name","code","detail"}]},
+retried counting the creates sent again after a 429).
+Exit 0 when no line failed, 1 when some did, 2 when FILE cannot be read (nothing sent),
+3 when the broker cannot be reached (the import stops).
+
+Examples:
+  broker connections import connections.jsonl
+  generate-connections | broker connections import - --concurrency 8 -o json`,
+  async run({ values, positionals, output }, context) {
+    const concurrency =
+      parseCount(values.concurrency, '--concurrency', MAX_IMPORT_CONCURRENCY) ??
+      DEFAULT_IMPORT_CONCURRENCY;
+    const source = positionals[0] ?? '';
+    const chunks = await context.files.stream(source, 'FILE');
+    const client = context.client();
+    const summary = await importConnections(chunks, {
+      client,
+      concurrency,
+      writeProgress: (text) => context.io.writeErr(text),
+    });
+    context.io.writeOut(output === 'json' ? formatJson(summary) : formatImportSummary(summary));
+    if (summary.failed > 0) {
+      throw new ItemsFailedError(`${summary.failed} line(s) failed to import (see the summary)`);
+    }
   },
 });
 
@@ -291,6 +343,7 @@ export const CONNECTIONS_COMMANDS: Record<string, Command> = {
   list,
   describe: describeCommand,
   create,
+  import: importCommand,
   update,
   delete: deleteCommand,
   deauthorize,
