@@ -7,6 +7,7 @@
  */
 
 import { BrokerError, connectionNotFound, isBrokerError } from '../errors.js';
+import { isUnreachableCode } from './network-errors.js';
 import { isObject } from './secret-store.js';
 
 const ACCESS_DENIED = new Set(['AccessDeniedException', 'AccessDenied']);
@@ -26,16 +27,6 @@ const THROTTLING = new Set([
   'Throttling',
   'TooManyRequestsException',
   'RequestLimitExceeded',
-]);
-const NETWORK_ERROR_CODES = new Set([
-  'ECONNREFUSED',
-  'ECONNRESET',
-  'EPIPE',
-  'ETIMEDOUT',
-  'ENOTFOUND',
-  'EAI_AGAIN',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
 ]);
 
 /**
@@ -106,7 +97,7 @@ function isUnavailable(error: unknown, code: string): boolean {
     // Through the SDK without an HTTP response: the request never got an answer.
     return typeof status === 'number' ? status >= 500 || status === 429 : true;
   }
-  return 'code' in error && typeof error.code === 'string' && NETWORK_ERROR_CODES.has(error.code);
+  return 'code' in error && typeof error.code === 'string' && isUnreachableCode(error.code);
 }
 
 export function isNotFound(error: unknown): boolean {

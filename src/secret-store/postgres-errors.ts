@@ -1,4 +1,5 @@
 import { BrokerError, isBrokerError } from '../errors.js';
+import { isUnreachableCode } from './network-errors.js';
 
 /**
  * Driver and server errors to BrokerErrors at the adapter's edge, keeping the cause. A database
@@ -6,16 +7,6 @@ import { BrokerError, isBrokerError } from '../errors.js';
  * cached connections keep being served); anything else is an internal error. SQLSTATE classes:
  * PostgreSQL docs, Appendix A.
  */
-const NETWORK_CODES = new Set([
-  'ECONNREFUSED',
-  'ECONNRESET',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'ENOTFOUND',
-  'EAI_AGAIN',
-  'ETIMEDOUT',
-  'EPIPE',
-]);
 
 const UNAVAILABLE_SQLSTATES = new Set([
   '53300', // too_many_connections
@@ -36,7 +27,7 @@ export function isUnavailableDatabaseError(error: unknown): boolean {
   const code = codeOf(error);
   if (code !== undefined) {
     // Class 08: connection exception.
-    return NETWORK_CODES.has(code) || UNAVAILABLE_SQLSTATES.has(code) || code.startsWith('08');
+    return isUnreachableCode(code) || UNAVAILABLE_SQLSTATES.has(code) || code.startsWith('08');
   }
   // The driver's own timeouts and closed connections carry no code, only these messages; a
   // server's error always has one, so its text (a trigger's RAISE) is never read here.

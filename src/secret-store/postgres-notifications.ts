@@ -2,7 +2,7 @@ import pg from 'pg';
 import type { Logger } from 'pino';
 import { errorMessage } from '../errors.js';
 import type { RecordChange } from './secret-store.js';
-import { CONNECTION_NAME_PATTERN } from './store-rules.js';
+import { CONNECTION_NAME_PATTERN, RECORD_VERSION_PATTERN } from './store-rules.js';
 
 /** The channel every write notifies in the same transaction (PostgreSQL docs, NOTIFY). */
 export const CHANGE_CHANNEL = 'connection_broker_changes';
@@ -28,7 +28,7 @@ export function parseChange(payload: string | undefined): RecordChange | undefin
     return undefined;
   }
   if (version === undefined) return { name };
-  return /^[1-9][0-9]{0,14}$/.test(version) ? { name, version } : undefined;
+  return RECORD_VERSION_PATTERN.test(version) ? { name, version } : undefined;
 }
 
 export interface ChangeListenerOptions {

@@ -29,6 +29,8 @@ import {
   assertValidName,
   CONNECTION_NAME_PATTERN,
   decodeNextToken,
+  KEY_ID_PATTERN,
+  RECORD_VERSION_PATTERN,
   encodeNextToken,
   validateLimit,
 } from './store-rules.js';
@@ -45,9 +47,7 @@ export interface PostgresStoreOptions {
 const LIST_BATCH = 200;
 /** Names and versions read per round trip by the sweep. */
 const VERSIONS_BATCH = 1_000;
-const VERSION_PATTERN = /^[1-9][0-9]{0,14}$/;
-/** Key ids as sealing writes them; anything else in a row is counted as unreadable. */
-const KEY_ID_PATTERN = /^[0-9A-Za-z_-]{1,64}$/;
+/** What key ring status counts a row under when its key id is no key id at all. */
 const UNREADABLE_KEY_ID = 'unreadable';
 /** Above every character a connection name may hold, so `prefix + '~'` bounds a prefix range. */
 const PREFIX_UPPER_BOUND = '~';
@@ -201,7 +201,9 @@ export class PostgresSecretStore implements SecretStore, KeyedStore {
       [names],
     );
     return new Map(
-      rows.filter((row) => VERSION_PATTERN.test(row.version)).map((row) => [row.name, row.version]),
+      rows
+        .filter((row) => RECORD_VERSION_PATTERN.test(row.version))
+        .map((row) => [row.name, row.version]),
     );
   }
 
@@ -217,7 +219,7 @@ export class PostgresSecretStore implements SecretStore, KeyedStore {
           [after, VERSIONS_BATCH],
         );
         for (const row of rows) {
-          if (CONNECTION_NAME_PATTERN.test(row.name) && VERSION_PATTERN.test(row.version)) {
+          if (CONNECTION_NAME_PATTERN.test(row.name) && RECORD_VERSION_PATTERN.test(row.version)) {
             versions.set(row.name, row.version);
           }
         }
@@ -259,7 +261,7 @@ export class PostgresSecretStore implements SecretStore, KeyedStore {
     };
     return translatedDatabaseCall(async () => {
       // Versions are this store's own counters; anything else was never read from it.
-      if (!/^[1-9][0-9]{0,14}$/.test(expectedVersion)) throw concurrentModification(name);
+      if (!RECORD_VERSION_PATTERN.test(expectedVersion)) throw concurrentModification(name);
       const { rows } = await this.pool.query(
         `WITH updated AS (
            UPDATE connection_records

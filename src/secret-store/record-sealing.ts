@@ -12,14 +12,15 @@ import { errorMessage } from '../errors.js';
 import type { MasterKey } from './master-key.js';
 import { isObject } from './secret-store.js';
 import type { StoredRecord, StoredSecret } from './secret-store.js';
-import { parseStoredSecretText, StoredSecretError } from './store-rules.js';
+import {
+  KEY_ID_PATTERN,
+  parseStoredSecretText,
+  RECORD_VERSION_PATTERN,
+  StoredSecretError,
+} from './store-rules.js';
 
 export const ENVELOPE_FORMAT = 'connection-broker/v1';
 
-// Bounded so the increment stays within Number's exact integers.
-const VERSION_PATTERN = /^[1-9][0-9]{0,14}$/;
-// Key ids are 16 hex chars; bounded because a quarantine reason quotes them to API callers.
-const KEY_ID_PATTERN = /^[0-9A-Za-z_-]{1,64}$/;
 const CIPHER = 'aes-256-gcm';
 // 96 bits: the IV length GCM is defined for without hashing (SP 800-38D §8.2).
 const IV_BYTES = 12;
@@ -154,7 +155,7 @@ export function isEnvelope(value: unknown): value is Envelope {
     isBase64OfLength(tag, TAG_BYTES) &&
     typeof ciphertext === 'string' &&
     typeof version === 'string' &&
-    VERSION_PATTERN.test(version)
+    RECORD_VERSION_PATTERN.test(version)
   );
 }
 

@@ -15,6 +15,18 @@ import {
 /** What every store accepts as a connection name (EventBridge's ConnectionName). */
 export const CONNECTION_NAME_PATTERN = /^[.\-_A-Za-z0-9]{1,64}$/;
 
+/**
+ * A record version as the sealing stores (file, PostgreSQL) count them: bounded so the increment
+ * stays within Number's exact integers.
+ */
+export const RECORD_VERSION_PATTERN = /^[1-9][0-9]{0,14}$/;
+
+/**
+ * A master key's id as sealing writes it (16 hex characters today); bounded because quarantine
+ * reasons and key ring status quote ids read from disk or a database.
+ */
+export const KEY_ID_PATTERN = /^[0-9A-Za-z_-]{1,64}$/;
+
 export function assertValidName(name: string): void {
   if (!CONNECTION_NAME_PATTERN.test(name)) throw invalidConnectionName(CONNECTION_NAME_PATTERN);
 }

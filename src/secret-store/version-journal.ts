@@ -29,7 +29,7 @@ import { basename, dirname, join } from 'node:path';
 
 import { errorCode, replaceFileAtomically, syncDirectory, TEMP_FILE_SUFFIX } from './durable-fs.js';
 import type { MasterKey } from './master-key.js';
-import { compareNames } from './store-rules.js';
+import { compareNames, KEY_ID_PATTERN, RECORD_VERSION_PATTERN } from './store-rules.js';
 
 export const JOURNAL_FILE_NAME = 'versions.journal';
 
@@ -41,8 +41,6 @@ const TAG_SEPARATOR = ',';
 // tag in base64 (at most two), a 256-bit mac. The tags field is absent from previous-format lines.
 const LINE_PATTERN =
   /^([1-9][0-9]{0,14}) ([0-9A-Za-z_-]{1,64}) ([.\-_A-Za-z0-9]{1,64}) ([1-9][0-9]{0,14}|-)(?: ([A-Za-z0-9+/]{22}==(?:,[A-Za-z0-9+/]{22}==)?|-))? ([A-Za-z0-9_-]{43})$/;
-const KEY_ID_PATTERN = /^[0-9A-Za-z_-]{1,64}$/;
-const VERSION_PATTERN = /^[1-9][0-9]{0,14}$/;
 const TAG_PATTERN = /^[A-Za-z0-9+/]{22}==$/;
 const MAX_TAGS = 2;
 // A journal stays within this many lines per name it holds (and this floor), so the rewrites
@@ -329,7 +327,7 @@ export class VersionJournal {
  * a write nobody checked.
  */
 function entryFields(entry: JournalEntry): string {
-  if (!VERSION_PATTERN.test(entry.version)) {
+  if (!RECORD_VERSION_PATTERN.test(entry.version)) {
     throw new Error(`version ${entry.version} cannot be journaled`);
   }
   if (entry.state === 'deleted') return `${entry.version} ${DELETED}`;
